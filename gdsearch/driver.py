@@ -1,0 +1,254 @@
+"""The search driver: expand a job, fan its work units out over Ray, store every finished one.
+
+The driver is the single writer of a results directory. It keeps a bounded number of units in
+flight, commits each finished unit as one Parquet part as soon as it arrives (so it never holds
+all histories), and skips trials that are already stored, so running a job again resumes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+
+from gdsearch import __version__
+from gdsearch.errors import ResultsError, RunError
+from gdsearch.progress import Progress
+from gdsearch.spec import JobSpec, load_job
+from gdsearch.store import ResultsStore
+from gdsearch.trial import Trial
+from gdsearch.unit import plan_units, train_unit
+
+log = logging.getLogger("gdsearch")
+
+ONE_BLAS_THREAD = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+IN_FLIGHT_PER_CPU = 2
+TASK_RETRIES = 3
+
+
+@ray.remote(num_cpus=1, max_retries=TASK_RETRIES)
+def _train_unit_task(data: tuple[np.ndarray, np.ndarray], trials: list[Trial]) -> tuple[pa.Table, pa.Table]:
+    X, Y = data
+    return train_unit(X, Y, trials, node=ray.get_runtime_context().get_node_id())
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run did.
+
+    Attributes:
+        path: the results directory.
+        total: trials in the job.
+        skipped: trials already stored before this run (resumed).
+        ran: trials trained by this run.
+        counts: stored trials by status after the run.
+        wall_s: the run's wall time in seconds, Ray start-up included.
+    """
+
+    path: str
+    total: int
+    skipped: int
+    ran: int
+    counts: dict[str, int]
+    wall_s: float
+
+
+def run_search(
+    job: JobSpec | str | Path,
+    results_root: str | Path = "results",
+    *,
+    address: str | None = None,
+    fresh: bool = False,
+    show_progress: bool = True,
+) -> RunSummary:
+    """Run a search job on Ray and store its results under ``results_root/NAME``.
+
+    Args:
+        job: a checked :class:`JobSpec` or the path of a job file.
+        results_root: the folder that holds one directory per job name.
+        address: a Ray cluster to join; by default ``RAY_ADDRESS``, else an embedded local
+            Ray on all cores. If Ray is already initialised in this process, it is used.
+        fresh: delete what is stored for this job first, instead of resuming.
+        show_progress: draw a progress bar on stderr.
+
+    Returns:
+        A :class:`RunSummary`.
+    """
+    started = time.perf_counter()
+    started_at = _now()
+    spec = job if isinstance(job, JobSpec) else load_job(job)
+    store = ResultsStore(Path(results_root) / spec.name)
+    X, Y = spec.load_data()  # a bad data file stops us before anything is touched
+    trials = spec.trials()
+    _check_compatible(store, spec, fresh)
+    if fresh:
+        store.remove()
+    store.prepare(spec.source)
+    stored = store.stored_trial_ids()
+    todo = [t for t in trials if t.trial_id not in stored]
+    previous = store.read_manifest()
+
+    started_ray = _connect(address)
+    try:
+        cluster = _cluster_info()
+        manifest = _manifest(spec, previous, started_at, cluster, X, Y, len(trials))
+        store.write_manifest({**manifest, "status": "running"})
+        units = plan_units(todo, cluster["cpus"])
+        if units:
+            sizes = [len(u) for u in units]
+            log.info(
+                "%d trials to run (%d already stored) in %d work units of %d-%d trials on %d CPUs",
+                len(todo), len(trials) - len(todo), len(units), min(sizes), max(sizes),
+                cluster["cpus"],
+            )  # fmt: skip
+        _run_units(units, X, Y, store, cluster["cpus"], len(todo), show_progress)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    counts = store.status_counts()
+    wall = time.perf_counter() - started
+    run = {"started_at": started_at, "finished_at": _now(), "wall_s": round(wall, 3),
+           "trials_run": len(todo), "units": len(units)}  # fmt: skip
+    manifest["runs"] = [*previous.get("runs", []), run]
+    manifest.update(status="complete", finished_at=run["finished_at"], counts=counts)
+    store.write_manifest(manifest)
+    return RunSummary(str(store.path), len(trials), len(trials) - len(todo), len(todo), counts, wall)
+
+
+def _run_units(
+    units: list[list[Trial]],
+    X: np.ndarray,
+    Y: np.ndarray,
+    store: ResultsStore,
+    cpus: int,
+    total: int,
+    show_progress: bool,
+) -> None:
+    """Submit units with at most ``IN_FLIGHT_PER_CPU`` per CPU pending; commit each as it ends."""
+    progress = Progress(total) if show_progress and total else None
+    data = ray.put((X, Y))
+    pending: list[ray.ObjectRef] = []
+
+    def commit_one() -> None:
+        nonlocal pending
+        ready, pending = ray.wait(pending, num_returns=1)
+        try:
+            trials_table, history_table = ray.get(ready[0])
+        except ray.exceptions.RayError as exc:
+            raise RunError(f"a work unit failed: {str(exc).strip().splitlines()[-1]}") from exc
+        store.write_part(trials_table, history_table)
+        if progress:
+            diverged = pc.sum(pc.equal(trials_table.column("status"), "diverged")).as_py() or 0
+            progress.update(trials_table.num_rows, diverged)
+
+    try:
+        for unit in units:
+            if len(pending) >= IN_FLIGHT_PER_CPU * cpus:
+                commit_one()
+            pending.append(_train_unit_task.remote(data, unit))
+        while pending:
+            commit_one()
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        if progress:
+            progress.close()
+
+
+def _connect(address: str | None) -> bool:
+    """Join or start Ray unless this process already has it; True if we started it."""
+    if ray.is_initialized():
+        return False
+    runtime_env = {"env_vars": ONE_BLAS_THREAD}
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target:
+        ray.init(address=target, runtime_env=runtime_env, logging_level=logging.WARNING)
+    else:
+        ray.init(address="local", runtime_env=runtime_env, include_dashboard=False,
+                 logging_level=logging.WARNING)  # fmt: skip
+    return True
+
+
+def _cluster_info() -> dict[str, Any]:
+    nodes = [
+        {
+            "node_id": node["NodeID"],
+            "address": node["NodeManagerAddress"],
+            "cpus": node.get("Resources", {}).get("CPU", 0),
+        }
+        for node in ray.nodes()
+        if node.get("Alive")
+    ]
+    return {
+        "ray_version": ray.__version__,
+        "cpus": max(1, int(ray.cluster_resources().get("CPU", 1))),
+        "nodes": nodes,
+    }
+
+
+def _compat_key(spec: JobSpec) -> dict[str, Any]:
+    """The settings every stored trial of a result set must share."""
+    return {
+        "job_seed": spec.seed,
+        "data": {"dataset": spec.dataset, **spec.data_options},
+        "epochs": spec.epochs,
+        "grad_scale": spec.grad_scale,
+        "divergence_factor": spec.divergence_factor,
+    }
+
+
+def _check_compatible(store: ResultsStore, spec: JobSpec, fresh: bool) -> None:
+    if fresh or not store.exists():
+        return
+    stored = store.read_manifest().get("compat")
+    wanted = _compat_key(spec)
+    if stored is not None and stored != wanted:
+        changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
+        raise ResultsError(
+            f"{store.path}: holds results of the same job name with other {', '.join(changed)} "
+            f"(stored {', '.join(f'{k}={stored.get(k)!r}' for k in changed)}); "
+            "run with --fresh to start over, or give the job another [job] name"
+        )
+
+
+def _manifest(
+    spec: JobSpec,
+    previous: dict[str, Any],
+    started_at: str,
+    cluster: dict[str, Any],
+    X: np.ndarray,
+    Y: np.ndarray,
+    total: int,
+) -> dict[str, Any]:
+    return {
+        "format": 1,
+        "gdsearch_version": __version__,
+        "name": spec.name,
+        "job_file": spec.path,
+        "spec": spec.document,
+        "compat": _compat_key(spec),
+        "data_shape": {"n_samples": int(X.shape[0]), "n_inputs": int(X.shape[1]),
+                       "n_outputs": int(Y.shape[1])},  # fmt: skip
+        "trials_total": total,
+        "created_at": previous.get("created_at", started_at),
+        "started_at": started_at,
+        "cluster": cluster,
+        "runs": previous.get("runs", []),
+    }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

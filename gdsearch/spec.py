@@ -1,0 +1,271 @@
+"""Job files: read a TOML search job once, check every key, and expand it into trials.
+
+A job has five tables: ``[job]`` (name, seed), ``[data]`` (the data set and its options),
+``[model]`` and ``[train]`` (fixed settings) and ``[search]`` (the axes). ``activation`` and
+``init_scale`` (model) and ``batch_size`` (train) may be fixed in their own table or searched
+as an axis, not both. Every mistake raises :class:`JobError` naming the file, key and value.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gdsearch.data import DATASETS, check_options, dataset_options, load_dataset
+from gdsearch.errors import DataError, JobError
+from gdsearch.inits import DEFAULT_SCALE
+from gdsearch.mlp import DEFAULT_DIVERGENCE_FACTOR, GRAD_SCALES
+from gdsearch.space import AXIS_CHECKS, Axis, grid, grid_size, parse_axis, sample
+from gdsearch.trial import SAMPLER_STREAM, SCALED_INITS, Trial
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MAX_JOB_BYTES = 1 << 20
+MAX_TRIALS = 1_000_000
+MAX_EPOCHS = 1_000_000
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+# Where an axis lives when it is fixed rather than searched.
+HOME = {"activation": "model", "init_scale": "model", "batch_size": "train"}
+DEFAULTS: dict[str, Any] = {
+    "init": "xavier",
+    "hidden": [],
+    "seed": 0,
+    "activation": "tanh",
+    "init_scale": None,
+    "batch_size": 0,
+}
+SECTION_KEYS = {
+    "job": {"name", "seed", "description"},
+    "data": None,  # the data set's own options, checked by gdsearch.data
+    "model": {"activation", "init_scale"},
+    "train": {"epochs", "grad_scale", "batch_size", "divergence_factor"},
+    "search": {"mode", "samples", *AXIS_CHECKS},
+}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A checked job: fixed settings, the search axes, and where it came from."""
+
+    name: str
+    seed: int
+    dataset: str
+    data_options: dict[str, Any]
+    epochs: int
+    grad_scale: str
+    divergence_factor: float
+    mode: str
+    samples: int
+    axes: dict[str, Axis]
+    fixed_axes: dict[str, Any]
+    description: str = ""
+    source: str = ""
+    path: str = ""
+    document: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_trials(self) -> int:
+        """How many points the search expands to (random duplicates counted once)."""
+        return grid_size(self.axes) if self.mode == "grid" else len(self.trials())
+
+    def trials(self) -> list[Trial]:
+        """Every trial of the job, in a stable order, each trial_id once."""
+        if self.mode == "grid":
+            points = grid(self.axes)
+        else:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, SAMPLER_STREAM]))
+            points = sample(self.axes, self.samples, rng)
+        fixed = (
+            ("data", {"dataset": self.dataset, **self.data_options}),
+            ("epochs", self.epochs),
+            ("grad_scale", self.grad_scale),
+            ("divergence_factor", self.divergence_factor),
+        )
+        unique: dict[str, Trial] = {}
+        for point in points:
+            trial = self._trial({**self.fixed_axes, **point}, fixed)
+            unique.setdefault(trial.trial_id, trial)
+        return list(unique.values())
+
+    def _trial(self, values: dict[str, Any], fixed: tuple[tuple[str, Any], ...]) -> Trial:
+        init = values["init"]
+        scale = values["init_scale"]
+        if init in SCALED_INITS:
+            scale = DEFAULT_SCALE[init] if scale is None else scale
+        else:
+            scale = None
+        return Trial(
+            job_seed=self.seed,
+            lr=values["lr"],
+            init=init,
+            hidden=tuple(values["hidden"]),
+            seed=values["seed"],
+            activation=values["activation"],
+            init_scale=scale,
+            batch_size=values["batch_size"],
+            fixed=fixed,
+        )
+
+    def data_kwargs(self) -> dict[str, Any]:
+        """The data set's options as the loader takes them: file paths made absolute."""
+        options = dict(self.data_options)
+        if self.dataset == "file" and options.get("path"):
+            base = Path(self.path).parent if self.path else Path.cwd()
+            options["path"] = str((base / options["path"]).resolve())
+        if "seed" in dataset_options(self.dataset) and "seed" not in options:
+            options["seed"] = self.seed
+        return options
+
+    def load_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """Load the job's data set: X (n, d) and Y (n, k)."""
+        try:
+            return load_dataset(self.dataset, **self.data_kwargs())
+        except DataError as exc:
+            raise DataError(f"{self.path or self.name}: [data] {exc}") from None
+
+
+def load_job(path: str | Path) -> JobSpec:
+    """Read and check a job file.
+
+    Args:
+        path: a TOML job file.
+
+    Returns:
+        The checked :class:`JobSpec`.
+
+    Raises:
+        JobError: the file is missing, not TOML, or breaks a rule; the message names the key
+            and the value.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise JobError(f"{path}: cannot be read: {exc.strerror}") from None
+    if len(raw) > MAX_JOB_BYTES:
+        raise JobError(f"{path}: {len(raw)} bytes, more than the {MAX_JOB_BYTES} a job file may have")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise JobError(f"{path}: not UTF-8 text") from None
+    return parse_job(text, str(path))
+
+
+def parse_job(text: str, path: str = "<job>") -> JobSpec:
+    """Check a job given as TOML text; ``path`` is used in messages and to resolve data files."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise JobError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise JobError(f"{path}: not valid TOML: nested too deeply") from None
+    try:
+        return _build(document, text, path)
+    except JobError as exc:
+        raise JobError(f"{path}: {exc}") from None
+    except DataError as exc:
+        raise JobError(f"{path}: [data] {exc}") from None
+
+
+def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
+    for section in doc:
+        if section not in SECTION_KEYS:
+            raise JobError(f"unknown table [{section}]; valid: {', '.join(SECTION_KEYS)}")
+    tables = {s: _table(doc, s) for s in SECTION_KEYS}
+    for section, keys in SECTION_KEYS.items():
+        for key in tables[section]:
+            if keys is not None and key not in keys:
+                raise JobError(f"[{section}] unknown key {key!r}; valid: {', '.join(sorted(keys))}")
+    job, data, model, train, search = (tables[s] for s in SECTION_KEYS)
+
+    name = _get(job, "job", "name", str, None)
+    if not name or name[0] in "._-" or not set(name) <= NAME_CHARS or len(name) > 100:
+        raise JobError(
+            f"[job] name: must be 1-100 letters, digits, '.', '_' or '-', not starting with "
+            f"'.', '_' or '-', but got {name!r}"
+        )
+    seed = _get(job, "job", "seed", int, 0)
+    if not 0 <= seed < 2**63:
+        raise JobError(f"[job] seed: must be an integer >= 0, but got {seed!r}")
+
+    dataset = _get(data, "data", "dataset", str, None)
+    if dataset not in DATASETS:
+        raise JobError(f"[data] dataset: unknown name {dataset!r}; valid: {', '.join(sorted(DATASETS))}")
+    options = {k: v for k, v in data.items() if k != "dataset"}
+    check_options(dataset, options)
+
+    epochs = _get(train, "train", "epochs", int, 100)
+    if not 1 <= epochs <= MAX_EPOCHS:
+        raise JobError(f"[train] epochs: must be an integer in [1, {MAX_EPOCHS}], but got {epochs!r}")
+    grad_scale = _get(train, "train", "grad_scale", str, "mean")
+    if grad_scale not in GRAD_SCALES:
+        raise JobError(f"[train] grad_scale: must be one of {', '.join(GRAD_SCALES)}, but got {grad_scale!r}")
+    factor = float(_get(train, "train", "divergence_factor", float, DEFAULT_DIVERGENCE_FACTOR))
+    if not (math.isfinite(factor) and factor > 1):
+        raise JobError(f"[train] divergence_factor: must be a finite number > 1, but got {factor!r}")
+
+    mode = _get(search, "search", "mode", str, "grid")
+    if mode not in ("grid", "random"):
+        raise JobError(f"[search] mode: must be \"grid\" or \"random\", but got {mode!r}")
+    samples = _get(search, "search", "samples", int, 0)
+    if mode == "random" and not 1 <= samples <= MAX_TRIALS:
+        raise JobError(f"[search] samples: mode = \"random\" needs an integer in [1, {MAX_TRIALS}], but got {samples!r}")
+    if mode == "grid" and "samples" in search:
+        raise JobError(f"[search] samples: only for mode = \"random\", but got {samples!r}")
+    if "lr" not in search:
+        raise JobError("[search] lr: missing; every job searches learning rates")
+
+    axes: dict[str, Axis] = {}
+    fixed_axes: dict[str, Any] = {}
+    for key in AXIS_CHECKS:
+        home = HOME.get(key)
+        fixed_here = home is not None and key in tables[home]
+        if key in search and fixed_here:
+            raise JobError(f"[search] {key}: also fixed in [{home}]; give it in one place only")
+        if key in search:
+            axes[key] = parse_axis(key, search[key], mode)
+        elif fixed_here:
+            assert home is not None
+            value = tables[home][key]
+            fixed_axes[key] = parse_axis(key, [value], mode).values[0]
+        else:
+            fixed_axes[key] = DEFAULTS[key]
+    if mode == "grid" and grid_size(axes) > MAX_TRIALS:
+        raise JobError(f"[search] the grid has {grid_size(axes):,} trials, more than the {MAX_TRIALS:,} allowed")
+
+    description = _get(job, "job", "description", str, "")
+    return JobSpec(
+        name=name, seed=seed, dataset=dataset, data_options=options, epochs=epochs,
+        grad_scale=grad_scale, divergence_factor=factor, mode=mode, samples=samples,
+        axes=axes, fixed_axes=fixed_axes, description=description, source=text, path=path,
+        document=doc,
+    )  # fmt: skip
+
+
+def _table(doc: dict[str, Any], section: str) -> dict[str, Any]:
+    table = doc.get(section, {})
+    if not isinstance(table, dict):
+        raise JobError(f"[{section}] must be a table, but got {table!r}")
+    return table
+
+
+def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any) -> Any:
+    """A value of the given type, or the default; None as default means required."""
+    if key not in table:
+        if default is None:
+            raise JobError(f"[{section}] {key}: missing")
+        return default
+    value = table[key]
+    ok = isinstance(value, int | float) if kind is float else isinstance(value, kind)
+    if isinstance(value, bool) or not ok:
+        raise JobError(f"[{section}] {key}: must be {kind.__name__}, but got {value!r}")
+    return value

@@ -1,0 +1,123 @@
+"""Work units: trials that share data and layer shapes, trained as one population.
+
+This module knows nothing of Ray: the driver ships a unit to a Ray task, and tests or a plain
+loop can call :func:`train_unit` directly and get the same tables.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from gdsearch.mlp import init_params, layer_sizes, stack_params, train_population
+from gdsearch.store import HISTORY_SCHEMA, TRIALS_SCHEMA
+from gdsearch.trial import Trial
+
+WAVES_PER_CPU = 4
+"""Units per CPU that a plan aims for, so a slow unit at the end leaves few CPUs idle."""
+MAX_UNIT_TRIALS = 1024
+
+
+def plan_units(trials: Sequence[Trial], n_cpus: int) -> list[list[Trial]]:
+    """Group compatible trials and cut each group into units of about equal work.
+
+    Units aim at ``WAVES_PER_CPU`` per CPU; a group is dealt round-robin, so every unit gets
+    a mix of learning rates (large ones diverge and finish early) rather than a run of them.
+    """
+    groups: dict[tuple[object, ...], list[Trial]] = defaultdict(list)
+    for trial in trials:
+        groups[trial.group_key()].append(trial)
+    target = max(1, math.ceil(len(trials) / (max(1, n_cpus) * WAVES_PER_CPU)))
+    target = min(target, MAX_UNIT_TRIALS)
+    units: list[list[Trial]] = []
+    for members in groups.values():
+        n_units = math.ceil(len(members) / target)
+        units.extend(members[i::n_units] for i in range(n_units))
+    return units
+
+
+def train_unit(
+    X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial], node: str = ""
+) -> tuple[pa.Table, pa.Table]:
+    """Train a unit's trials as one population.
+
+    Args:
+        X, Y: the job's data, (n, d) and (n, k).
+        trials: compatible trials (equal ``group_key`` and fixed settings).
+        node: the node the unit runs on, recorded in every trials row.
+
+    Returns:
+        The unit's trials table and history table (``TRIALS_SCHEMA``, ``HISTORY_SCHEMA``).
+    """
+    first = trials[0]
+    fixed = dict(first.fixed)
+    sizes = layer_sizes(X.shape[1], first.hidden, Y.shape[1])
+    batch_size = first.batch_size or None
+    start = time.perf_counter()
+    params = stack_params([init_params(sizes, t.init, t.init_seed(), t.init_scale) for t in trials])
+    rngs = [np.random.default_rng(t.shuffle_seed()) for t in trials] if batch_size else None
+    result = train_population(
+        params,
+        X,
+        Y,
+        np.array([t.lr for t in trials]),
+        fixed["epochs"],
+        activation=first.activation,
+        grad_scale=fixed["grad_scale"],
+        batch_size=batch_size,
+        shuffle_rngs=rngs,
+        divergence_factor=fixed["divergence_factor"],
+    )
+    wall = time.perf_counter() - start
+    return _trials_table(trials, result.histories, result.lengths, result.diverged_epoch, node, wall), (
+        _history_table(trials, result.histories, result.lengths)
+    )
+
+
+def _history_table(trials: Sequence[Trial], histories: np.ndarray, lengths: np.ndarray) -> pa.Table:
+    kept = np.arange(histories.shape[1]) < lengths[:, None]  # (K, epochs + 1)
+    rows, epochs = np.nonzero(kept)
+    ids = pa.array([t.trial_id for t in trials], pa.string())
+    return pa.Table.from_arrays(
+        [ids.take(pa.array(rows)), pa.array(epochs.astype(np.int32)), pa.array(histories[kept])],
+        schema=HISTORY_SCHEMA,
+    )
+
+
+def _trials_table(
+    trials: Sequence[Trial],
+    histories: np.ndarray,
+    lengths: np.ndarray,
+    diverged_epoch: np.ndarray,
+    node: str,
+    wall: float,
+) -> pa.Table:
+    K = len(trials)
+    last = np.where(lengths > 0, histories[np.arange(K), np.maximum(lengths - 1, 0)], np.nan)
+    with np.errstate(all="ignore"):
+        lowest = np.where(lengths > 0, np.nanmin(np.where(np.isnan(histories), np.inf, histories), axis=1), np.nan)
+    diverged = diverged_epoch >= 0
+    share = wall * lengths / max(int(lengths.sum()), 1)  # the unit's time, by epochs trained
+    columns = {
+        "trial_id": [t.trial_id for t in trials],
+        "lr": [t.lr for t in trials],
+        "init": [t.init for t in trials],
+        "init_scale": [t.init_scale for t in trials],
+        "hidden": [t.hidden_label for t in trials],
+        "activation": [t.activation for t in trials],
+        "batch_size": [t.batch_size for t in trials],
+        "seed": [t.seed for t in trials],
+        "epochs": [dict(t.fixed)["epochs"] for t in trials],
+        "status": np.where(diverged, "diverged", "ok").tolist(),
+        "final_sse": pa.array(last, from_pandas=True),
+        "min_sse": pa.array(lowest, from_pandas=True),
+        "diverged_epoch": pa.array(diverged_epoch.astype(np.int32), mask=~diverged),
+        "node": [node] * K,
+        "wall_s": share,
+    }
+    return pa.Table.from_pydict(columns, schema=TRIALS_SCHEMA)
