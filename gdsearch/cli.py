@@ -57,7 +57,8 @@ def _show(args: argparse.Namespace) -> int:
     manifest = results.manifest
     counts = trials["status"].value_counts().to_dict()
     print(
-        f"{manifest.get('name', args.results)}: {len(trials)} of {manifest.get('trials_total', '?')} "
+        f"{manifest.get('name', args.results)}: {len(trials)} of "
+        f"{manifest.get('trials_total', '?')} "
         f"trials stored ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}), "
         f"{manifest.get('status', 'unknown')}"
     )
@@ -83,9 +84,15 @@ def _parser() -> argparse.ArgumentParser:
         "Trials already stored there are skipped, so running again resumes.",
     )
     run.add_argument("job", help="the job file (TOML)")
-    run.add_argument("--results-dir", default="results", help="root of result sets (default: results)")
-    run.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
-    run.add_argument("--fresh", action="store_true", help="delete stored results of this job first")
+    run.add_argument(
+        "--results-dir", default="results", help="root of result sets (default: results)"
+    )
+    run.add_argument(
+        "--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)"
+    )
+    run.add_argument(
+        "--fresh", action="store_true", help="delete stored results of this job first"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
 
@@ -122,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gdsearch: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("gdsearch: interrupted; finished work units are stored, run again to resume",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "gdsearch: interrupted; finished work units are stored, run again to resume",
+            file=sys.stderr,
+        )
         return 130
 
 

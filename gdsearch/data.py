@@ -35,7 +35,7 @@ def sine(n_samples: int = 10) -> Dataset:
 
 
 def xor(n_samples: int = 4, noise: float = 0.0, seed: int = 0) -> Dataset:
-    """The four corners of the unit square, cycled to n_samples, with Gaussian noise; y = x1 ⊕ x2."""
+    """The unit square's corners, cycled to n_samples, plus Gaussian noise; y = x1 ⊕ x2."""
     corners = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     X = corners[np.arange(n_samples) % 4]
     Y = _column(np.logical_xor(X[:, 0], X[:, 1]))
@@ -58,7 +58,9 @@ def moons(n_samples: int = 200, noise: float = 0.1, seed: int = 0) -> Dataset:
     return X + np.random.default_rng(seed).normal(0.0, noise, X.shape), Y
 
 
-def circles(n_samples: int = 200, noise: float = 0.05, factor: float = 0.5, seed: int = 0) -> Dataset:
+def circles(
+    n_samples: int = 200, noise: float = 0.05, factor: float = 0.5, seed: int = 0
+) -> Dataset:
     """A circle inside another (inner radius ``factor``), class 1 the inner one."""
     n_outer = n_samples // 2
     n_inner = n_samples - n_outer
@@ -113,7 +115,8 @@ def file(
     for name in (*targets, *feature_names):
         if name not in frame.columns:
             raise DataError(
-                f"data file {path!r}: no column {name!r}; columns: {', '.join(map(str, frame.columns))}"
+                f"data file {path!r}: no column {name!r}; "
+                f"columns: {', '.join(map(str, frame.columns))}"
             )
     if not feature_names:
         raise DataError(f"data file {path!r}: no feature columns")
@@ -144,6 +147,8 @@ def _read_table(path: Path) -> pd.DataFrame:
     except Exception as exc:  # pandas' parsers raise many types; the reason is what matters
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"data file {str(path)!r}: cannot be read: {reason}") from exc
+    if not frame.index.equals(pd.RangeIndex(len(frame))):
+        raise DataError(f"data file {str(path)!r}: a row has more fields than the header")
     if frame.empty:
         raise DataError(f"data file {str(path)!r}: has no rows")
     if frame.shape[1] > MAX_FILE_COLUMNS:
@@ -158,8 +163,10 @@ def _numeric(column: pd.Series, path: str, name: str) -> np.ndarray:
     bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
+        value = column.iloc[row]
+        value = value.item() if isinstance(value, np.generic) else value
         raise DataError(
-            f"data file {path!r}: column {name!r} row {row}: {column.iloc[row]!r} is not a finite number"
+            f"data file {path!r}: column {name!r} row {row}: {value!r} is not a finite number"
         )
     return values.to_numpy(dtype=np.float64)
 
@@ -191,8 +198,12 @@ def dataset_options(name: str) -> dict[str, Any]:
     return {p.name: p.default for p in inspect.signature(DATASETS[name]).parameters.values()}
 
 
-def check_options(name: str, options: dict[str, Any]) -> None:
-    """Check a data set's options: known names, sensible values. Raises DataError."""
+def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Check a data set's options (names, types, values); return them with floats as floats.
+
+    Raises:
+        DataError: naming the option and the value.
+    """
     known = dataset_options(name)
     for key, value in options.items():
         if key not in known:
@@ -203,17 +214,29 @@ def check_options(name: str, options: dict[str, Any]) -> None:
         if default is inspect.Parameter.empty and key not in options:
             raise DataError(f"dataset {name!r} needs option {key!r}")
     n_samples = options.get("n_samples", 1)
-    if not isinstance(n_samples, int) or isinstance(n_samples, bool) or not 1 <= n_samples <= MAX_SAMPLES:
-        raise DataError(f"`n_samples` must be an integer in [1, {MAX_SAMPLES}], but got {n_samples!r}")
+    if (
+        not isinstance(n_samples, int)
+        or isinstance(n_samples, bool)
+        or not 1 <= n_samples <= MAX_SAMPLES
+    ):
+        raise DataError(
+            f"`n_samples` must be an integer in [1, {MAX_SAMPLES}], but got {n_samples!r}"
+        )
     for key in ("noise", "turns", "factor"):
         value = options.get(key, 0.0)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+        ):
             raise DataError(f"`{key}` must be a finite number >= 0, but got {value!r}")
     if not 0.0 < options.get("factor", 0.5) < 1.0:
         raise DataError(f"`factor` must lie in (0, 1), but got {options['factor']!r}")
     arms = options.get("arms", 2)
     if not isinstance(arms, int) or isinstance(arms, bool) or not 2 <= arms <= 100:
         raise DataError(f"`arms` must be an integer in [2, 100], but got {arms!r}")
+    return {k: float(v) if isinstance(known[k], float) else v for k, v in options.items()}
 
 
 def _fits(default: Any, value: Any) -> bool:
@@ -224,8 +247,8 @@ def _fits(default: Any, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if isinstance(default, float):
         return isinstance(value, int | float) and not isinstance(value, bool)
-    if isinstance(value, list):  # features, or several numeric targets
-        return all(isinstance(v, str) for v in value)
+    if isinstance(value, list) or default is None:  # features, or several numeric targets
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
     return isinstance(value, str)
 
 
@@ -240,5 +263,5 @@ def load_dataset(name: str, **options: Any) -> Dataset:
     Returns:
         X of shape (n, d) and Y of shape (n, k), float64.
     """
-    check_options(name, options)
-    return DATASETS[name](**options)
+    checked = check_options(name, options)
+    return DATASETS[name](**checked)

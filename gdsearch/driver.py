@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,7 +22,7 @@ import pyarrow.compute as pc
 import ray
 
 from gdsearch import __version__
-from gdsearch.errors import ResultsError, RunError
+from gdsearch.errors import InputError, ResultsError, RunError
 from gdsearch.progress import Progress
 from gdsearch.spec import JobSpec, load_job
 from gdsearch.store import ResultsStore
@@ -37,10 +38,13 @@ ONE_BLAS_THREAD = {
 }
 IN_FLIGHT_PER_CPU = 2
 TASK_RETRIES = 3
+CONNECT_TIMEOUT_S = 5.0
 
 
 @ray.remote(num_cpus=1, max_retries=TASK_RETRIES)
-def _train_unit_task(data: tuple[np.ndarray, np.ndarray], trials: list[Trial]) -> tuple[pa.Table, pa.Table]:
+def _train_unit_task(
+    data: tuple[np.ndarray, np.ndarray], trials: list[Trial]
+) -> tuple[pa.Table, pa.Table]:
     X, Y = data
     return train_unit(X, Y, trials, node=ray.get_runtime_context().get_node_id())
 
@@ -111,21 +115,32 @@ def run_search(
             sizes = [len(u) for u in units]
             log.info(
                 "%d trials to run (%d already stored) in %d work units of %d-%d trials on %d CPUs",
-                len(todo), len(trials) - len(todo), len(units), min(sizes), max(sizes),
+                len(todo),
+                len(trials) - len(todo),
+                len(units),
+                min(sizes),
+                max(sizes),
                 cluster["cpus"],
-            )  # fmt: skip
+            )
         _run_units(units, X, Y, store, cluster["cpus"], len(todo), show_progress)
     finally:
         if started_ray:
             ray.shutdown()
     counts = store.status_counts()
     wall = time.perf_counter() - started
-    run = {"started_at": started_at, "finished_at": _now(), "wall_s": round(wall, 3),
-           "trials_run": len(todo), "units": len(units)}  # fmt: skip
+    run = {
+        "started_at": started_at,
+        "finished_at": _now(),
+        "wall_s": round(wall, 3),
+        "trials_run": len(todo),
+        "units": len(units),
+    }
     manifest["runs"] = [*previous.get("runs", []), run]
     manifest.update(status="complete", finished_at=run["finished_at"], counts=counts)
     store.write_manifest(manifest)
-    return RunSummary(str(store.path), len(trials), len(trials) - len(todo), len(todo), counts, wall)
+    return RunSummary(
+        str(store.path), len(trials), len(trials) - len(todo), len(todo), counts, wall
+    )
 
 
 def _run_units(
@@ -175,11 +190,39 @@ def _connect(address: str | None) -> bool:
     runtime_env = {"env_vars": ONE_BLAS_THREAD}
     target = address or os.environ.get("RAY_ADDRESS")
     if target:
-        ray.init(address=target, runtime_env=runtime_env, logging_level=logging.WARNING)
-    else:
-        ray.init(address="local", runtime_env=runtime_env, include_dashboard=False,
-                 logging_level=logging.WARNING)  # fmt: skip
+        _check_reachable(target)
+    try:
+        if target:
+            ray.init(address=target, runtime_env=runtime_env, logging_level=logging.WARNING)
+        else:
+            ray.init(
+                address="local",
+                runtime_env=runtime_env,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+            )
+    except (ConnectionError, OSError, RuntimeError, ValueError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        if target:
+            raise InputError(
+                f"--address {target!r}: cannot join the Ray cluster: {reason}"
+            ) from exc
+        raise RunError(f"cannot start a local Ray instance: {reason}") from exc
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast with one line where nothing listens (Ray itself would retry for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(
+            f"--address {address!r}: nothing answers at {host}:{port} ({reason})"
+        ) from None
 
 
 def _cluster_info() -> dict[str, Any]:
@@ -240,8 +283,11 @@ def _manifest(
         "job_file": spec.path,
         "spec": spec.document,
         "compat": _compat_key(spec),
-        "data_shape": {"n_samples": int(X.shape[0]), "n_inputs": int(X.shape[1]),
-                       "n_outputs": int(Y.shape[1])},  # fmt: skip
+        "data_shape": {
+            "n_samples": int(X.shape[0]),
+            "n_inputs": int(X.shape[1]),
+            "n_outputs": int(Y.shape[1]),
+        },
         "trials_total": total,
         "created_at": previous.get("created_at", started_at),
         "started_at": started_at,

@@ -14,6 +14,7 @@ Loss and update (DESIGN.md): SSE = Σ (y − ŷ)² over samples and outputs, and
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -60,8 +61,7 @@ def init_params(
     spread = DEFAULT_SCALE.get(init, 1.0) if scale is None else scale
     rng = np.random.default_rng(seed)
     return [
-        scheme(rng, fan_in, fan_out, spread)
-        for fan_in, fan_out in zip(layer_sizes[:-1], layer_sizes[1:], strict=True)
+        scheme(rng, fan_in, fan_out, spread) for fan_in, fan_out in itertools.pairwise(layer_sizes)
     ]
 
 
@@ -151,7 +151,9 @@ def _step(
     activation: str,
 ) -> None:
     """One gradient-descent update of every layer, in place. ``lr`` has shape (K, 1, 1)."""
-    for (W, b), (dW, db) in zip(params, _backward(params, zs, acts, err, scale, activation), strict=True):
+    for (W, b), (dW, db) in zip(
+        params, _backward(params, zs, acts, err, scale, activation), strict=True
+    ):
         W -= lr * dW
         b -= lr * db
 
@@ -168,9 +170,13 @@ def sse(params: Params, X: np.ndarray, Y: np.ndarray, activation: str = "tanh") 
 
 
 def gradient(
-    params: Params, X: np.ndarray, Y: np.ndarray, activation: str = "tanh", grad_scale: str = "mean"
+    params: Params,
+    X: np.ndarray,
+    Y: np.ndarray,
+    activation: str = "tanh",
+    grad_scale: str = "mean",
 ) -> Params:
-    """The gradient the update uses: ∇SSE / n (``"mean"``) or ∇SSE (``"sum"``), as (dW, db) pairs."""
+    """The gradient the update uses, ∇SSE / n (``"mean"``) or ∇SSE (``"sum"``), as (dW, db)."""
     check_activation(activation)
     scale = 1.0 / X.shape[0] if check_grad_scale(grad_scale) == "mean" else 1.0
     stacked = stack_params([params])
@@ -260,7 +266,7 @@ def train_population(
             err, sse = _sse(y_hat, Y)
             if epoch == 0:
                 active.limit = np.where(sse > 0, divergence_factor * sse, np.inf)
-            bad = ~(sse <= active.limit)  # also catches NaN
+            bad = ~(np.isfinite(sse) & (sse <= active.limit))
             histories[active.index, epoch] = np.where(bad, np.nan, sse)
             if bad.any():
                 diverged_epoch[active.index[bad]] = epoch
@@ -305,7 +311,9 @@ class _Active:
             self.rngs = [rng for rng, k in zip(self.rngs, keep, strict=True) if k]
 
 
-def _keep(arrays: list[np.ndarray], keep: np.ndarray, skip_first: bool = False) -> list[np.ndarray]:
+def _keep(
+    arrays: list[np.ndarray], keep: np.ndarray, skip_first: bool = False
+) -> list[np.ndarray]:
     """Rows of each stacked array that survive; the shared input X (first) is left as it is."""
     if skip_first:
         return [arrays[0], *(a[keep] for a in arrays[1:])]

@@ -43,7 +43,7 @@ class Progress:
         """The text of the bar as it stands."""
         elapsed = (time.monotonic() if now is None else now) - self.start
         fraction = self.done / self.total if self.total else 1.0
-        filled = int(round(30 * fraction))
+        filled = round(30 * fraction)
         if self.done and self.done < self.total:
             eta = _clock(elapsed * (self.total - self.done) / self.done)
         else:
@@ -63,6 +63,6 @@ class Progress:
 
 
 def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

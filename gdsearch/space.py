@@ -24,14 +24,18 @@ def _is_number(value: Any) -> bool:
 
 def _positive_number(key: str, value: Any) -> float:
     if not _is_number(value) or not math.isfinite(value) or value <= 0:
-        raise JobError(f"[search] {key}: every value must be a finite number > 0, but got {value!r}")
+        raise JobError(
+            f"[search] {key}: every value must be a finite number > 0, but got {value!r}"
+        )
     return float(value)
 
 
 def _name_in(table: dict[str, Any]) -> Callable[[str, Any], str]:
     def check(key: str, value: Any) -> str:
         if value not in table:
-            raise JobError(f"[search] {key}: unknown name {value!r}; valid: {', '.join(sorted(table))}")
+            raise JobError(
+                f"[search] {key}: unknown name {value!r}; valid: {', '.join(sorted(table))}"
+            )
         return str(value)
 
     return check
@@ -75,7 +79,7 @@ AXIS_CHECKS: dict[str, Callable[[str, Any], Any]] = {
 """Every axis a job may search, with the check of one value."""
 
 CONTINUOUS_AXES = ("lr", "init_scale")
-"""Axes that take the range forms: {log|linear = [lo, hi], num = N}, {loguniform|uniform = [lo, hi]}."""
+"""Axes with range forms: {log|linear = [lo, hi], num = N}, {loguniform|uniform = [lo, hi]}."""
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,17 @@ def _clean(value: float) -> float:
     return float(f"{value:.12g}")
 
 
-def parse_axis(key: str, raw: Any, mode: str) -> Axis:
-    """Read one ``[search]`` axis from its TOML value; raises JobError naming key and value."""
+def parse_axis(key: str, raw: Any, mode: str, section: str = "search") -> Axis:
+    """Read one axis from its TOML value; raises JobError naming table, key and value."""
+    try:
+        return _parse_axis(key, raw, mode)
+    except JobError as exc:
+        if section == "search":
+            raise
+        raise JobError(str(exc).replace("[search]", f"[{section}]", 1)) from None
+
+
+def _parse_axis(key: str, raw: Any, mode: str) -> Axis:
     check = AXIS_CHECKS[key]
     if isinstance(raw, list):
         values = raw
@@ -132,7 +145,8 @@ def _range_form(key: str, raw: dict[str, Any], mode: str) -> Axis | list[float]:
     extra = set(raw) - {form, "num"} if form in ("log", "linear") else set(raw) - {form}
     if not form or extra:
         raise JobError(
-            f"[search] {key}: a range is {{log = [lo, hi], num = N}}, {{linear = [lo, hi], num = N}}"
+            f"[search] {key}: a range is {{log = [lo, hi], num = N}}, "
+            f"{{linear = [lo, hi], num = N}}"
             f", {{loguniform = [lo, hi]}} or {{uniform = [lo, hi]}}, but got {raw!r}"
         )
     if form == "choice":
@@ -145,11 +159,15 @@ def _range_form(key: str, raw: dict[str, Any], mode: str) -> Axis | list[float]:
         raise JobError(f"[search] {key}.{form}: `lo <= hi` must hold, but got {bounds!r}")
     if form in ("loguniform", "uniform"):
         if mode != "random":
-            raise JobError(f"[search] {key}: {{{form} = ...}} needs mode = \"random\", but mode is {mode!r}")
+            raise JobError(
+                f'[search] {key}: {{{form} = ...}} needs mode = "random", but mode is {mode!r}'
+            )
         return Axis(key, distribution=form, low=low, high=high)
     num = raw.get("num")
     if not isinstance(num, int) or isinstance(num, bool) or not 1 <= num <= MAX_RANGE_POINTS:
-        raise JobError(f"[search] {key}.num: must be an integer in [1, {MAX_RANGE_POINTS}], but got {num!r}")
+        raise JobError(
+            f"[search] {key}.num: must be an integer in [1, {MAX_RANGE_POINTS}], but got {num!r}"
+        )
     points = np.geomspace(low, high, num) if form == "log" else np.linspace(low, high, num)
     return [_clean(p) for p in points]
 
@@ -166,7 +184,9 @@ def grid(axes: dict[str, Axis]) -> Iterator[dict[str, Any]]:
         yield {k: axes[k].values[i] for k, i in zip(keys, index, strict=True)}
 
 
-def sample(axes: dict[str, Axis], samples: int, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
+def sample(
+    axes: dict[str, Axis], samples: int, rng: np.random.Generator
+) -> Iterator[dict[str, Any]]:
     """``samples`` random points, every axis drawn independently (axes in sorted order)."""
     keys = sorted(axes)
     for _ in range(samples):

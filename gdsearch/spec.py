@@ -74,8 +74,8 @@ class JobSpec:
 
     @property
     def n_trials(self) -> int:
-        """How many points the search expands to (random duplicates counted once)."""
-        return grid_size(self.axes) if self.mode == "grid" else len(self.trials())
+        """How many distinct trials the search expands to (repeated configurations count once)."""
+        return len(self.trials())
 
     def trials(self) -> list[Trial]:
         """Every trial of the job, in a stable order, each trial_id once."""
@@ -99,10 +99,10 @@ class JobSpec:
     def _trial(self, values: dict[str, Any], fixed: tuple[tuple[str, Any], ...]) -> Trial:
         init = values["init"]
         scale = values["init_scale"]
-        if init in SCALED_INITS:
-            scale = DEFAULT_SCALE[init] if scale is None else scale
-        else:
-            scale = None
+        if init not in SCALED_INITS:
+            scale = None  # the scheme ignores it, so it must not split trial ids
+        elif scale is None:
+            scale = DEFAULT_SCALE[init]
         return Trial(
             job_seed=self.seed,
             lr=values["lr"],
@@ -152,7 +152,9 @@ def load_job(path: str | Path) -> JobSpec:
     except OSError as exc:
         raise JobError(f"{path}: cannot be read: {exc.strerror}") from None
     if len(raw) > MAX_JOB_BYTES:
-        raise JobError(f"{path}: {len(raw)} bytes, more than the {MAX_JOB_BYTES} a job file may have")
+        raise JobError(
+            f"{path}: {len(raw)} bytes, more than the {MAX_JOB_BYTES} a job file may have"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -184,8 +186,10 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
     for section, keys in SECTION_KEYS.items():
         for key in tables[section]:
             if keys is not None and key not in keys:
-                raise JobError(f"[{section}] unknown key {key!r}; valid: {', '.join(sorted(keys))}")
-    job, data, model, train, search = (tables[s] for s in SECTION_KEYS)
+                raise JobError(
+                    f"[{section}] unknown key {key!r}; valid: {', '.join(sorted(keys))}"
+                )
+    job, data, train, search = (tables[s] for s in ("job", "data", "train", "search"))
 
     name = _get(job, "job", "name", str, None)
     if not name or name[0] in "._-" or not set(name) <= NAME_CHARS or len(name) > 100:
@@ -199,28 +203,38 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
 
     dataset = _get(data, "data", "dataset", str, None)
     if dataset not in DATASETS:
-        raise JobError(f"[data] dataset: unknown name {dataset!r}; valid: {', '.join(sorted(DATASETS))}")
-    options = {k: v for k, v in data.items() if k != "dataset"}
-    check_options(dataset, options)
+        raise JobError(
+            f"[data] dataset: unknown name {dataset!r}; valid: {', '.join(sorted(DATASETS))}"
+        )
+    options = check_options(dataset, {k: v for k, v in data.items() if k != "dataset"})
 
     epochs = _get(train, "train", "epochs", int, 100)
     if not 1 <= epochs <= MAX_EPOCHS:
-        raise JobError(f"[train] epochs: must be an integer in [1, {MAX_EPOCHS}], but got {epochs!r}")
+        raise JobError(
+            f"[train] epochs: must be an integer in [1, {MAX_EPOCHS}], but got {epochs!r}"
+        )
     grad_scale = _get(train, "train", "grad_scale", str, "mean")
     if grad_scale not in GRAD_SCALES:
-        raise JobError(f"[train] grad_scale: must be one of {', '.join(GRAD_SCALES)}, but got {grad_scale!r}")
+        raise JobError(
+            f"[train] grad_scale: must be one of {', '.join(GRAD_SCALES)}, but got {grad_scale!r}"
+        )
     factor = float(_get(train, "train", "divergence_factor", float, DEFAULT_DIVERGENCE_FACTOR))
     if not (math.isfinite(factor) and factor > 1):
-        raise JobError(f"[train] divergence_factor: must be a finite number > 1, but got {factor!r}")
+        raise JobError(
+            f"[train] divergence_factor: must be a finite number > 1, but got {factor!r}"
+        )
 
     mode = _get(search, "search", "mode", str, "grid")
     if mode not in ("grid", "random"):
-        raise JobError(f"[search] mode: must be \"grid\" or \"random\", but got {mode!r}")
+        raise JobError(f'[search] mode: must be "grid" or "random", but got {mode!r}')
     samples = _get(search, "search", "samples", int, 0)
     if mode == "random" and not 1 <= samples <= MAX_TRIALS:
-        raise JobError(f"[search] samples: mode = \"random\" needs an integer in [1, {MAX_TRIALS}], but got {samples!r}")
+        raise JobError(
+            f'[search] samples: mode = "random" needs an integer in [1, {MAX_TRIALS}], '
+            f"but got {samples!r}"
+        )
     if mode == "grid" and "samples" in search:
-        raise JobError(f"[search] samples: only for mode = \"random\", but got {samples!r}")
+        raise JobError(f'[search] samples: only for mode = "random", but got {samples!r}')
     if "lr" not in search:
         raise JobError("[search] lr: missing; every job searches learning rates")
 
@@ -236,19 +250,33 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
         elif fixed_here:
             assert home is not None
             value = tables[home][key]
-            fixed_axes[key] = parse_axis(key, [value], mode).values[0]
+            fixed_axes[key] = parse_axis(key, [value], mode, section=home).values[0]
         else:
             fixed_axes[key] = DEFAULTS[key]
     if mode == "grid" and grid_size(axes) > MAX_TRIALS:
-        raise JobError(f"[search] the grid has {grid_size(axes):,} trials, more than the {MAX_TRIALS:,} allowed")
+        raise JobError(
+            f"[search] the grid has {grid_size(axes):,} trials, "
+            f"more than the {MAX_TRIALS:,} allowed"
+        )
 
     description = _get(job, "job", "description", str, "")
     return JobSpec(
-        name=name, seed=seed, dataset=dataset, data_options=options, epochs=epochs,
-        grad_scale=grad_scale, divergence_factor=factor, mode=mode, samples=samples,
-        axes=axes, fixed_axes=fixed_axes, description=description, source=text, path=path,
+        name=name,
+        seed=seed,
+        dataset=dataset,
+        data_options=options,
+        epochs=epochs,
+        grad_scale=grad_scale,
+        divergence_factor=factor,
+        mode=mode,
+        samples=samples,
+        axes=axes,
+        fixed_axes=fixed_axes,
+        description=description,
+        source=text,
+        path=path,
         document=doc,
-    )  # fmt: skip
+    )
 
 
 def _table(doc: dict[str, Any], section: str) -> dict[str, Any]:

@@ -50,7 +50,9 @@ TRIALS_SCHEMA = pa.schema(
         ("wall_s", pa.float64()),
     ]
 )
-HISTORY_SCHEMA = pa.schema([("trial_id", pa.string()), ("epoch", pa.int32()), ("sse", pa.float64())])
+HISTORY_SCHEMA = pa.schema(
+    [("trial_id", pa.string()), ("epoch", pa.int32()), ("sse", pa.float64())]
+)
 STATUSES = ("ok", "diverged", "pruned", "failed")
 MANIFEST = "manifest.json"
 JOB_COPY = "job.toml"

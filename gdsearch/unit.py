@@ -59,7 +59,9 @@ def train_unit(
     sizes = layer_sizes(X.shape[1], first.hidden, Y.shape[1])
     batch_size = first.batch_size or None
     start = time.perf_counter()
-    params = stack_params([init_params(sizes, t.init, t.init_seed(), t.init_scale) for t in trials])
+    params = stack_params(
+        [init_params(sizes, t.init, t.init_seed(), t.init_scale) for t in trials]
+    )
     rngs = [np.random.default_rng(t.shuffle_seed()) for t in trials] if batch_size else None
     result = train_population(
         params,
@@ -74,12 +76,14 @@ def train_unit(
         divergence_factor=fixed["divergence_factor"],
     )
     wall = time.perf_counter() - start
-    return _trials_table(trials, result.histories, result.lengths, result.diverged_epoch, node, wall), (
-        _history_table(trials, result.histories, result.lengths)
-    )
+    return _trials_table(
+        trials, result.histories, result.lengths, result.diverged_epoch, node, wall
+    ), (_history_table(trials, result.histories, result.lengths))
 
 
-def _history_table(trials: Sequence[Trial], histories: np.ndarray, lengths: np.ndarray) -> pa.Table:
+def _history_table(
+    trials: Sequence[Trial], histories: np.ndarray, lengths: np.ndarray
+) -> pa.Table:
     kept = np.arange(histories.shape[1]) < lengths[:, None]  # (K, epochs + 1)
     rows, epochs = np.nonzero(kept)
     ids = pa.array([t.trial_id for t in trials], pa.string())
@@ -100,7 +104,11 @@ def _trials_table(
     K = len(trials)
     last = np.where(lengths > 0, histories[np.arange(K), np.maximum(lengths - 1, 0)], np.nan)
     with np.errstate(all="ignore"):
-        lowest = np.where(lengths > 0, np.nanmin(np.where(np.isnan(histories), np.inf, histories), axis=1), np.nan)
+        lowest = np.where(
+            lengths > 0,
+            np.nanmin(np.where(np.isnan(histories), np.inf, histories), axis=1),
+            np.nan,
+        )
     diverged = diverged_epoch >= 0
     share = wall * lengths / max(int(lengths.sum()), 1)  # the unit's time, by epochs trained
     columns = {

@@ -1,0 +1,177 @@
+"""End to end on a real local Ray: run a search, load it three ways, check it against the maths."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import gdsearch
+from gdsearch import mlp
+from gdsearch.spec import load_job
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture
+def small_run(local_ray: None, small_job: Path, tmp_path: Path) -> gdsearch.Results:
+    summary = gdsearch.run_search(small_job, tmp_path / "results", show_progress=False)
+    assert summary.ran == summary.total == 32
+    return gdsearch.load_results(summary.path)
+
+
+def test_history_rows_are_trials_times_epochs_minus_what_divergence_cut(
+    small_run: gdsearch.Results,
+) -> None:
+    trials = small_run.trials
+    assert len(trials) == 32 and trials["trial_id"].is_unique
+    assert set(trials["status"]) == {"ok", "diverged"}
+    expected = np.where(trials["status"] == "diverged", trials["diverged_epoch"], 61).sum()
+    assert len(small_run.history) == expected < 32 * 61
+    assert small_run.history["sse"].notna().all()
+    per_trial = small_run.history.groupby("trial_id")["epoch"].agg(["min", "max", "count"])
+    assert (per_trial["min"] == 0).all() and (per_trial["max"] + 1 == per_trial["count"]).all()
+
+
+def test_plain_pandas_reads_the_same_tables(small_run: gdsearch.Results) -> None:
+    history = pd.read_parquet(Path(small_run.path) / "history")
+    trials = pd.read_parquet(Path(small_run.path) / "trials")
+    history = history.sort_values(["trial_id", "epoch"], ignore_index=True)
+    pd.testing.assert_frame_equal(history, small_run.history, check_dtype=False)
+    assert sorted(trials["trial_id"]) == sorted(small_run.trials["trial_id"])
+    assert history["epoch"].dtype == np.int32 and history["sse"].dtype == np.float64
+
+
+def test_ray_history_equals_direct_training_value_for_value(
+    small_run: gdsearch.Results, small_job: Path
+) -> None:
+    spec = load_job(small_job)
+    X, Y = spec.load_data()
+    stored = dict(iter(small_run.history.groupby("trial_id")["sse"]))
+    for trial in spec.trials():
+        params = mlp.init_params(
+            mlp.layer_sizes(X.shape[1], trial.hidden, Y.shape[1]),
+            trial.init,
+            trial.init_seed(),
+            trial.init_scale,
+        )
+        history, _ = mlp.train(params, X, Y, lr=trial.lr, epochs=spec.epochs)
+        np.testing.assert_array_equal(stored[trial.trial_id].to_numpy(), history)
+
+
+def test_every_lr_of_one_init_hidden_seed_group_starts_from_the_same_sse(
+    small_run: gdsearch.Results,
+) -> None:
+    start = small_run.history[small_run.history["epoch"] == 0].merge(small_run.trials)
+    spread = start.groupby(["init", "hidden", "seed"])["sse"].agg(["nunique", "size"])
+    assert (spread["nunique"] == 1).all() and (spread["size"] == 4).all()
+    assert start.groupby(["hidden", "seed"])["sse"].nunique().max() == 2  # inits differ
+
+
+def test_manifest_records_spec_version_times_counts_and_nodes(
+    small_run: gdsearch.Results,
+) -> None:
+    import ray
+
+    manifest = small_run.manifest
+    assert manifest["status"] == "complete"
+    assert manifest["gdsearch_version"] == gdsearch.__version__
+    assert manifest["spec"]["job"]["name"] == "small"
+    assert sum(manifest["counts"].values()) == 32
+    assert manifest["counts"] == small_run.trials["status"].value_counts().to_dict()
+    assert manifest["runs"][0]["started_at"] <= manifest["runs"][0]["finished_at"]
+    node_ids = {node["node_id"] for node in manifest["cluster"]["nodes"]}
+    assert node_ids == {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    assert set(small_run.trials["node"]) <= node_ids
+    assert (Path(small_run.path) / "job.toml").read_text().startswith("\n[job]")
+
+
+def test_running_again_resumes_and_stores_nothing_twice(
+    small_run: gdsearch.Results, small_job: Path
+) -> None:
+    root = Path(small_run.path).parent
+    again = gdsearch.run_search(small_job, root, show_progress=False)
+    assert (again.ran, again.skipped) == (0, 32)
+    grown = small_job.read_text().replace("seed = [0, 1]", "seed = [0, 1, 2]")
+    small_job.write_text(grown)
+    more = gdsearch.run_search(small_job, root, show_progress=False)
+    assert (more.ran, more.skipped, more.total) == (16, 32, 48)
+    reloaded = gdsearch.load_results(small_run.path)
+    assert len(reloaded.trials) == 48 and reloaded.trials["trial_id"].is_unique
+    assert not reloaded.history.duplicated(["trial_id", "epoch"]).any()
+
+
+def test_changed_epochs_are_refused_without_touching_stored_results(
+    small_run: gdsearch.Results, small_job: Path
+) -> None:
+    root = Path(small_run.path).parent
+    before = {p: p.read_bytes() for p in Path(small_run.path).rglob("*") if p.is_file()}
+    small_job.write_text(small_job.read_text().replace("epochs = 60", "epochs = 61"))
+    with pytest.raises(gdsearch.GdsearchError, match="epochs"):
+        gdsearch.run_search(small_job, root, show_progress=False)
+    after = {p: p.read_bytes() for p in Path(small_run.path).rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_seed_sine_outcomes_follow_the_linear_stability_limit(
+    local_ray: None, tmp_path: Path
+) -> None:
+    from tests.conftest import JOBS
+
+    summary = gdsearch.run_search(JOBS / "seed_sine.toml", tmp_path, show_progress=False)
+    trials = gdsearch.load_results(summary.path).trials
+    x = np.arange(10.0)
+    A = np.column_stack([x, np.ones_like(x)])  # y ≈ w·x + b
+    hessian = 2.0 * A.T @ A / len(x)  # of SSE/n, the loss the default update descends
+    lr_star = 2.0 / np.linalg.eigvalsh(hessian).max()
+    least_squares = np.linalg.lstsq(A, np.sin(x), rcond=None)[1][0]
+    below = trials[trials["lr"] < 0.9 * lr_star]
+    above = trials[trials["lr"] > 1.1 * lr_star]
+    assert len(below) >= 8 and len(above) >= 2
+    assert (below["status"] == "ok").all()
+    np.testing.assert_allclose(below["final_sse"], least_squares, rtol=1e-6)
+    assert (above["status"] == "diverged").all()
+
+
+def test_cli_run_on_embedded_ray_then_show(tmp_path: Path, small_job: Path) -> None:
+    """README's first command, as a user runs it: a fresh process starting its own Ray."""
+    ray_tmp = tempfile.mkdtemp(prefix="gdsr-", dir="/tmp")  # socket paths stay short
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+    env.pop("RAY_ADDRESS", None)
+    results = tmp_path / "results"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gdsearch.cli",
+            "run",
+            str(small_job),
+            "--results-dir",
+            str(results),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert run.returncode == 0, run.stderr
+    assert "32 trials" in run.stdout
+    assert "work units" in run.stderr and "32/32 trials" in run.stderr
+    show = subprocess.run(
+        [sys.executable, "-m", "gdsearch.cli", "show", str(results / "small")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert show.returncode == 0, show.stderr
+    assert "median_final_sse" in show.stdout and "diverged" in show.stdout
+    assert len(show.stdout.splitlines()) == 2 + 16  # heading, column names, one row per group

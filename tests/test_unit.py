@@ -1,0 +1,211 @@
+"""Work units without Ray: the tables a unit returns, and how a job is cut into units."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from gdsearch import mlp
+from gdsearch.spec import JobSpec, parse_job
+from gdsearch.store import HISTORY_SCHEMA, TRIALS_SCHEMA
+from gdsearch.trial import Trial
+from gdsearch.unit import plan_units, train_unit
+
+EPOCHS = 30
+
+UNIT_JOB = f"""
+[job]
+name = "unit-test"
+seed = 3
+
+[data]
+dataset = "moons"
+n_samples = 40
+
+[train]
+epochs = {EPOCHS}
+
+[search]
+lr = [0.01, 0.3, 3.0, 60.0]
+init = ["normal", "xavier"]
+hidden = [[4]]
+seed = [0, 1]
+"""
+
+MINIBATCH_JOB = UNIT_JOB.replace("epochs = 30", "epochs = 30\nbatch_size = 16")
+
+
+def _train_directly(X: np.ndarray, Y: np.ndarray, trial: Trial) -> np.ndarray:
+    fixed = dict(trial.fixed)
+    sizes = mlp.layer_sizes(X.shape[1], trial.hidden, Y.shape[1])
+    params = mlp.init_params(sizes, trial.init, trial.init_seed(), trial.init_scale)
+    history, _ = mlp.train(
+        params,
+        X,
+        Y,
+        lr=trial.lr,
+        epochs=fixed["epochs"],
+        activation=trial.activation,
+        grad_scale=fixed["grad_scale"],
+        batch_size=trial.batch_size or None,
+        shuffle_seed=trial.shuffle_seed() if trial.batch_size else None,
+        divergence_factor=fixed["divergence_factor"],
+    )
+    return history
+
+
+def _histories_by_trial(history: pa.Table) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    ids = np.array(history.column("trial_id").to_pylist())
+    epochs = history.column("epoch").to_numpy()
+    sse = history.column("sse").to_numpy()
+    return {tid: (epochs[ids == tid], sse[ids == tid]) for tid in dict.fromkeys(ids.tolist())}
+
+
+def _check_unit_tables(spec: JobSpec, trials: list[Trial]) -> pa.Table:
+    X, Y = spec.load_data()
+    trials_table, history = train_unit(X, Y, trials, node="node-a")
+
+    assert trials_table.schema.equals(TRIALS_SCHEMA)
+    assert history.schema.equals(HISTORY_SCHEMA)
+    assert trials_table.num_rows == len(trials)
+    assert trials_table.column("trial_id").to_pylist() == [t.trial_id for t in trials]
+
+    rows = trials_table.to_pylist()
+    by_trial = _histories_by_trial(history)
+    assert set(by_trial) <= {t.trial_id for t in trials}
+    for trial, row in zip(trials, rows, strict=True):
+        epochs, sse = by_trial.get(trial.trial_id, (np.array([], int), np.array([])))
+        length = len(sse)
+        assert np.array_equal(epochs, np.arange(length))  # 0..L-1, in order
+        assert np.all(np.isfinite(sse))
+        assert np.array_equal(sse, _train_directly(X, Y, trial))  # value for value
+
+        assert row["lr"] == trial.lr and row["init"] == trial.init
+        assert row["init_scale"] == trial.init_scale
+        assert row["hidden"] == trial.hidden_label and row["activation"] == trial.activation
+        assert row["batch_size"] == trial.batch_size and row["seed"] == trial.seed
+        assert row["epochs"] == EPOCHS and row["node"] == "node-a"
+        assert row["wall_s"] >= 0.0
+        if row["status"] == "ok":
+            assert length == EPOCHS + 1
+            assert row["diverged_epoch"] is None
+        else:
+            assert row["status"] == "diverged"
+            assert row["diverged_epoch"] == length
+            assert 0 <= length <= EPOCHS
+        if length:
+            assert row["final_sse"] == sse[-1]
+            assert row["min_sse"] == sse.min()
+        else:
+            assert row["final_sse"] is None and row["min_sse"] is None
+    assert history.num_rows == sum(len(s) for _, s in by_trial.values())
+    return trials_table
+
+
+@pytest.mark.parametrize(
+    ("job", "batch_size"), [(UNIT_JOB, 0), (MINIBATCH_JOB, 16)], ids=["full-batch", "mini-batch"]
+)
+def test_train_unit_tables_are_consistent_and_equal_direct_training(
+    job: str, batch_size: int
+) -> None:
+    spec = parse_job(job)
+    trials = spec.trials()
+    assert len(trials) == 16 and {t.batch_size for t in trials} == {batch_size}
+    table = _check_unit_tables(spec, trials)
+    statuses = Counter(table.column("status").to_pylist())
+    assert statuses["ok"] > 0 and statuses["diverged"] > 0  # both branches were checked
+
+
+def test_train_unit_gives_each_trial_the_same_history_in_any_order_or_grouping() -> None:
+    spec = parse_job(UNIT_JOB)
+    X, Y = spec.load_data()
+    trials = spec.trials()
+    _, whole = train_unit(X, Y, trials)
+    order = np.random.default_rng(8).permutation(len(trials))
+    shuffled = [trials[i] for i in order]
+    _, first_half = train_unit(X, Y, shuffled[:5])
+    _, second_half = train_unit(X, Y, shuffled[5:])
+    expected = _histories_by_trial(whole)
+    parts = {**_histories_by_trial(first_half), **_histories_by_trial(second_half)}
+    assert parts.keys() == expected.keys()
+    for tid, (epochs, sse) in expected.items():
+        assert np.array_equal(parts[tid][0], epochs) and np.array_equal(parts[tid][1], sse)
+
+
+PLAN_JOB = """
+[job]
+name = "plan-test"
+seed = 0
+
+[data]
+dataset = "moons"
+
+[search]
+lr = { log = [1e-3, 1.0], num = 16 }
+init = ["zeros", "normal", "xavier", "he"]
+hidden = [[4], [8]]
+seed = [0, 1]
+"""
+
+MIXED_JOB = """
+[job]
+name = "mixed-plan"
+seed = 0
+
+[data]
+dataset = "moons"
+
+[search]
+lr = [0.01, 0.03, 0.1, 0.3, 1.0]
+init = ["xavier", "he"]
+hidden = [[], [4], [4, 4]]
+activation = ["tanh", "relu"]
+batch_size = [8, 32]
+seed = [0, 1, 2]
+"""
+
+
+def _check_plan(trials: list[Trial], units: list[list[Trial]], max_size: int) -> None:
+    seen = Counter(t.trial_id for unit in units for t in unit)
+    assert set(seen) == {t.trial_id for t in trials}
+    assert set(seen.values()) == {1}  # every trial in exactly one unit
+    for unit in units:
+        assert unit, "no empty units"
+        assert len({t.group_key() for t in unit}) == 1  # never mixes populations
+        assert len(unit) <= max_size
+
+
+def test_plan_units_cuts_256_trials_on_2_cpus_into_units_of_at_most_32() -> None:
+    trials = parse_job(PLAN_JOB).trials()
+    assert len(trials) == 256
+    units = plan_units(trials, n_cpus=2)
+    _check_plan(trials, units, math.ceil(256 / 8))
+    assert len(units) >= 8  # enough units to keep 2 CPUs busy for 4 waves
+    # round-robin dealing: every unit sees a spread of learning rates, not a run of them
+    assert all(len({t.lr for t in unit}) >= 8 for unit in units)
+
+
+@pytest.mark.parametrize("n_cpus", [1, 3, 7, 64])
+def test_plan_units_never_mixes_group_keys(n_cpus: int) -> None:
+    trials = parse_job(MIXED_JOB).trials()
+    assert len({t.group_key() for t in trials}) == 12
+    units = plan_units(trials, n_cpus=n_cpus)
+    _check_plan(trials, units, math.ceil(len(trials) / (n_cpus * 4)))
+    if n_cpus == 1:
+        assert len(units) == 12  # one unit per group when every group fits
+
+
+def test_plan_units_unit_can_be_trained_as_one_population() -> None:
+    spec = parse_job(UNIT_JOB)
+    X, Y = spec.load_data()
+    units = plan_units(spec.trials(), n_cpus=2)
+    assert len(units) > 1
+    tables = [train_unit(X, Y, unit)[0] for unit in units]
+    combined = pa.concat_tables(tables)
+    assert sorted(combined.column("trial_id").to_pylist()) == sorted(
+        t.trial_id for t in spec.trials()
+    )
