@@ -1,7 +1,9 @@
 """Hidden-layer activations and their derivatives, looked up by name.
 
-Each derivative takes the pre-activation ``z`` and the activation ``a = f(z)`` already computed
-in the forward pass, so that tanh and sigmoid reuse ``a`` instead of evaluating ``f`` again.
+An activation ``f(z, out=None)`` writes f(z) into ``out`` when given (training reuses its
+buffers every epoch). Its derivative is written in terms of the activation's output
+``a = f(z)``, which the forward pass keeps anyway: ``backprop(a, grad, scratch)`` multiplies the
+gradient arriving at ``a`` by f'(z), in place, and so turns it into the gradient at ``z``.
 """
 
 from __future__ import annotations
@@ -13,55 +15,73 @@ import numpy as np
 from gdsearch.errors import InputError
 
 Array = np.ndarray
-Activation = Callable[[Array], Array]
-Derivative = Callable[[Array, Array], Array]
+Activation = Callable[..., Array]
+Derivative = Callable[[Array, Array, Array], None]
 
 
-def _tanh(z: Array) -> Array:
-    return np.tanh(z)
+def tanh(z: Array, out: Array | None = None) -> Array:
+    """tanh z."""
+    return np.tanh(z, out=out)
 
 
-def _tanh_derivative(z: Array, a: Array) -> Array:
-    return 1.0 - a * a
+def tanh_backprop(a: Array, grad: Array, scratch: Array) -> None:
+    """grad ← grad · (1 − a²), since tanh' = 1 − tanh²."""
+    np.multiply(a, a, out=scratch)
+    np.subtract(1.0, scratch, out=scratch)
+    grad *= scratch
 
 
-def _sigmoid(z: Array) -> Array:
-    # Written through tanh so that large |z| neither overflows nor warns.
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
+def sigmoid(z: Array, out: Array | None = None) -> Array:
+    """1 / (1 + e^−z), as (1 + tanh(z/2)) / 2 so that large |z| neither overflows nor warns."""
+    out = np.multiply(z, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1.0
+    out *= 0.5
+    return out
 
 
-def _sigmoid_derivative(z: Array, a: Array) -> Array:
-    return a * (1.0 - a)
+def sigmoid_backprop(a: Array, grad: Array, scratch: Array) -> None:
+    """grad ← grad · a (1 − a), since σ' = σ (1 − σ)."""
+    np.subtract(1.0, a, out=scratch)
+    scratch *= a
+    grad *= scratch
 
 
-def _relu(z: Array) -> Array:
-    return np.maximum(z, 0.0)
+def relu(z: Array, out: Array | None = None) -> Array:
+    """max(z, 0)."""
+    return np.maximum(z, 0.0, out=out)
 
 
-def _relu_derivative(z: Array, a: Array) -> Array:
-    return (z > 0.0).astype(z.dtype)
+def relu_backprop(a: Array, grad: Array, scratch: Array) -> None:
+    """grad ← grad · [z > 0]; relu(z) > 0 exactly where z > 0."""
+    np.greater(a, 0.0, out=scratch)
+    grad *= scratch
 
 
-def _identity(z: Array) -> Array:
-    return z
+def identity(z: Array, out: Array | None = None) -> Array:
+    """z."""
+    if out is None:
+        return np.array(z, copy=True)
+    np.copyto(out, z)
+    return out
 
 
-def _identity_derivative(z: Array, a: Array) -> Array:
-    return np.ones_like(z)
+def identity_backprop(a: Array, grad: Array, scratch: Array) -> None:
+    """grad is unchanged: the derivative is 1."""
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "tanh": _tanh,
-    "sigmoid": _sigmoid,
-    "relu": _relu,
-    "identity": _identity,
+    "tanh": tanh,
+    "sigmoid": sigmoid,
+    "relu": relu,
+    "identity": identity,
 }
 
 DERIVATIVES: dict[str, Derivative] = {
-    "tanh": _tanh_derivative,
-    "sigmoid": _sigmoid_derivative,
-    "relu": _relu_derivative,
-    "identity": _identity_derivative,
+    "tanh": tanh_backprop,
+    "sigmoid": sigmoid_backprop,
+    "relu": relu_backprop,
+    "identity": identity_backprop,
 }
 
 

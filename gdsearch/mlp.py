@@ -2,11 +2,13 @@
 
 Training works on a *population*: K trials that share the data and the layer sizes, their
 weights stacked on a leading axis, one batched matmul per layer per step. A single trial is the
-K = 1 case of the same code. Every operation is per-slice, so a trial's history is the same,
-value for value, whatever population it is trained in.
+K = 1 case of the same code. Every operation acts on each trial's slice alone, so a trial's
+history is the same, value for value, whatever population it is trained in.
 
-Shapes: n samples, d inputs, k outputs; W of one trial (fan_in, fan_out), stacked
-(K, fan_in, fan_out); b stacked (K, 1, fan_out).
+Inside, a layer's weights and bias travel as one augmented matrix, the bias as its last row:
+Wb of shape (K, fan_in + 1, fan_out). Activations carry a trailing column of ones, so
+``a @ Wb`` is ``a @ W + b`` and ``aᵀ @ δ`` gives the gradients of W and b in one matmul.
+Outside, weights are (W, b) pairs, W of shape (fan_in, fan_out), b (fan_out,).
 
 Loss and update (DESIGN.md): SSE = Σ (y − ŷ)² over samples and outputs, and
 θ ← θ − lr · ∇SSE / n by default (``grad_scale="mean"``), or θ ← θ − lr · ∇SSE (``"sum"``).
@@ -27,6 +29,8 @@ from gdsearch.inits import DEFAULT_SCALE, INIT_SCHEMES, check_init
 
 Params = list[tuple[np.ndarray, np.ndarray]]
 """One trial's weights: a (W, b) pair per layer, W of shape (fan_in, fan_out), b (fan_out,)."""
+Stacked = list[np.ndarray]
+"""A population's weights: per layer one (K, fan_in + 1, fan_out) array, the bias last."""
 
 GRAD_SCALES = ("mean", "sum")
 DEFAULT_DIVERGENCE_FACTOR = 1e6
@@ -65,103 +69,114 @@ def init_params(
     ]
 
 
-def stack_params(population: Sequence[Params]) -> Params:
-    """Stack K trials' weights: W (K, fan_in, fan_out), b (K, 1, fan_out)."""
-    n_layers = len(population[0])
+def stack_params(population: Sequence[Params]) -> Stacked:
+    """Stack K trials' (W, b) pairs into one augmented (K, fan_in + 1, fan_out) array a layer."""
     return [
-        (
-            np.stack([params[layer][0] for params in population]),
-            np.stack([params[layer][1] for params in population])[:, None, :],
-        )
-        for layer in range(n_layers)
+        np.stack([np.vstack([params[layer][0], params[layer][1]]) for params in population])
+        for layer in range(len(population[0]))
     ]
 
 
-def unstack_params(stacked: Params, index: int) -> Params:
+def unstack_params(stacked: Stacked, index: int) -> Params:
     """One trial's (W, b) pairs out of a stacked population."""
-    return [(W[index].copy(), b[index, 0].copy()) for W, b in stacked]
+    return [(Wb[index, :-1].copy(), Wb[index, -1].copy()) for Wb in stacked]
 
 
-# --- one dense layer: forward and backward side by side -----------------------------------
+def _with_ones_t(X: np.ndarray) -> np.ndarray:
+    """Xᵀ with a trailing row of ones, so that Wbᵀ @ Xᵀ adds the bias: (…, d + 1, n)."""
+    X_t = np.swapaxes(X, -1, -2)
+    return np.concatenate([X_t, np.ones((*X_t.shape[:-2], 1, X_t.shape[-1]))], axis=-2)
 
 
-def _dense_forward(a: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return a @ W + b  # (K, n, fan_out)
+class _Workspace:
+    """Every buffer one forward and backward pass of K trials on n samples needs, reused.
+
+    Arrays are *feature-major*, samples last: (K, width, n). Each elementwise pass then runs
+    along n contiguous values per row (a hidden layer's rows are one contiguous block), not
+    along a short row of width values. ``acts[l]`` is the input of layer l with its ones row:
+    ``acts[0]`` the data ((d + 1, n) shared, or (K, d + 1, n) per trial for mini-batches),
+    the others (K, fan_in + 1, n).
+    """
+
+    def __init__(self, K: int, inputs_t: np.ndarray, sizes: Sequence[int]) -> None:
+        n = inputs_t.shape[-1]
+        self.acts = [inputs_t] + [np.ones((K, width + 1, n)) for width in sizes[1:-1]]
+        self.out = np.empty((K, sizes[-1], n))  # ŷᵀ, then the residual (ŷ − y)ᵀ
+        self.deltas = [np.empty((K, width, n)) for width in sizes[1:]]  # ∂loss/∂zᵀ per layer
+        self.scratch = [np.empty((K, width, n)) for width in sizes[1:-1]]
+        self.grads = [
+            np.empty((K, fan_in + 1, fan_out)) for fan_in, fan_out in itertools.pairwise(sizes)
+        ]
 
 
-def _dense_backward(
-    a: np.ndarray, W: np.ndarray, delta: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients of W and b, and the gradient reaching the layer's input."""
-    a_t = np.swapaxes(a, -1, -2) if a.ndim == 3 else a.T
-    dW = a_t @ delta  # (K, fan_in, fan_out)
-    db = delta.sum(axis=1, keepdims=True)  # (K, 1, fan_out)
-    d_input = delta @ np.swapaxes(W, -1, -2)  # (K, n, fan_in)
-    return dW, db, d_input
+# --- the network: each layer's forward step and its backward step side by side ------------
 
 
-def _forward(
-    params: Params, X: np.ndarray, activation: str
-) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
-    """Pre-activations and activations of every hidden layer, and the output (K, n, k)."""
+def _forward(Wbs: Stacked, ws: _Workspace, activation: str) -> np.ndarray:
+    """Fill the workspace's activations; returns ŷᵀ, (K, k, n)."""
     f = ACTIVATIONS[activation]
-    zs: list[np.ndarray] = []
-    acts: list[np.ndarray] = [X]
-    for W, b in params[:-1]:
-        z = _dense_forward(acts[-1], W, b)  # (K, n, fan_out)
-        zs.append(z)
-        acts.append(f(z))
-    W_out, b_out = params[-1]
-    return zs, acts, _dense_forward(acts[-1], W_out, b_out)  # linear output
-
-
-def _sse(y_hat: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The residual (K, n, k) and each trial's SSE (K,)."""
-    err = y_hat - Y
-    return err, np.square(err).reshape(err.shape[0], -1).sum(axis=1)
+    for layer, Wb in enumerate(Wbs[:-1]):
+        z_t = np.matmul(
+            np.swapaxes(Wb, -1, -2), ws.acts[layer], out=ws.deltas[layer]
+        )  # (K, fan_out, n)
+        f(z_t, out=ws.acts[layer + 1][:, :-1, :])  # the ones row stays
+    return np.matmul(np.swapaxes(Wbs[-1], -1, -2), ws.acts[-1], out=ws.out)  # linear output
 
 
 def _backward(
-    params: Params,
-    zs: list[np.ndarray],
-    acts: list[np.ndarray],
-    err: np.ndarray,
-    scale: float,
-    activation: str,
-) -> Params:
-    """Gradient of scale·SSE with respect to every (W, b), stacked like ``params``."""
-    df = DERIVATIVES[activation]
-    delta = (2.0 * scale) * err  # ∂(scale·SSE)/∂ŷ, (K, n, k)
-    grads: Params = []
-    for layer in range(len(params) - 1, -1, -1):
-        dW, db, d_input = _dense_backward(acts[layer], params[layer][0], delta)
-        grads.append((dW, db))
-        if layer > 0:
-            delta = d_input * df(zs[layer - 1], acts[layer])  # through the activation
-    return grads[::-1]
+    Wbs: Stacked, ws: _Workspace, residual_t: np.ndarray, scale: float, activation: str
+) -> Stacked:
+    """Gradient of scale·SSE for every layer's Wb, given the residual (ŷ − y)ᵀ; in ``ws.grads``."""
+    backprop = DERIVATIVES[activation]
+    delta_t = np.multiply(residual_t, 2.0 * scale, out=ws.deltas[-1])  # ∂(scale·SSE)/∂ŷᵀ
+    for layer in range(len(Wbs) - 1, -1, -1):
+        a_t = ws.acts[layer]
+        np.matmul(
+            a_t, np.swapaxes(delta_t, -1, -2), out=ws.grads[layer]
+        )  # (K, fan_in + 1, fan_out)
+        if layer == 0:
+            break
+        W = Wbs[layer][:, :-1, :]  # (K, fan_in, fan_out), bias row left out
+        below_t = ws.deltas[layer - 1]  # (K, fan_in, n)
+        if W.shape[2] == 1:  # one output: the product is an outer product, cheaper by broadcast
+            np.multiply(W, delta_t, out=below_t)
+        else:
+            np.matmul(W, delta_t, out=below_t)
+        backprop(a_t[:, :-1, :], below_t, ws.scratch[layer - 1])  # through the activation
+        delta_t = below_t
+    return ws.grads
 
 
-def _step(
-    params: Params,
-    zs: list[np.ndarray],
-    acts: list[np.ndarray],
-    err: np.ndarray,
-    lr: np.ndarray,
-    scale: float,
-    activation: str,
-) -> None:
-    """One gradient-descent update of every layer, in place. ``lr`` has shape (K, 1, 1)."""
-    for (W, b), (dW, db) in zip(
-        params, _backward(params, zs, acts, err, scale, activation), strict=True
-    ):
-        W -= lr * dW
-        b -= lr * db
+def _residual_sse(ws: _Workspace, Y_t: np.ndarray) -> np.ndarray:
+    """Turn ŷᵀ into the residual (ŷ − y)ᵀ in place; returns each trial's SSE, (K,)."""
+    residual_t = np.subtract(ws.out, Y_t, out=ws.out)
+    return np.square(residual_t).reshape(residual_t.shape[0], -1).sum(axis=1)
+
+
+def _update(Wbs: Stacked, grads: Stacked, lr: np.ndarray) -> None:
+    """θ ← θ − lr · gradient, in place; ``lr`` of shape (K, 1, 1)."""
+    for Wb, grad in zip(Wbs, grads, strict=True):
+        grad *= lr
+        Wb -= grad
+
+
+def _scale(grad_scale: str, n: int) -> float:
+    return 1.0 / n if grad_scale == "mean" else 1.0
+
+
+def check_grad_scale(grad_scale: str) -> str:
+    """Return ``grad_scale`` if valid, else raise an error listing the valid values."""
+    if grad_scale not in GRAD_SCALES:
+        raise InputError(f"unknown grad_scale {grad_scale!r}; valid: {', '.join(GRAD_SCALES)}")
+    return grad_scale
 
 
 def predict(params: Params, X: np.ndarray, activation: str = "tanh") -> np.ndarray:
     """The network's output for inputs X (n, d): shape (n, k)."""
-    _, _, y_hat = _forward(stack_params([params]), X, check_activation(activation))
-    return y_hat[0]
+    Wbs = stack_params([params])
+    ws = _Workspace(1, _with_ones_t(X), _sizes(Wbs))
+    with np.errstate(all="ignore"):
+        return _forward(Wbs, ws, check_activation(activation))[0].T.copy()
 
 
 def sse(params: Params, X: np.ndarray, Y: np.ndarray, activation: str = "tanh") -> float:
@@ -178,11 +193,17 @@ def gradient(
 ) -> Params:
     """The gradient the update uses, ∇SSE / n (``"mean"``) or ∇SSE (``"sum"``), as (dW, db)."""
     check_activation(activation)
-    scale = 1.0 / X.shape[0] if check_grad_scale(grad_scale) == "mean" else 1.0
-    stacked = stack_params([params])
-    zs, acts, y_hat = _forward(stacked, X, activation)
-    grads = _backward(stacked, zs, acts, y_hat - Y, scale, activation)
-    return [(dW[0], db[0, 0]) for dW, db in grads]
+    scale = _scale(check_grad_scale(grad_scale), X.shape[0])
+    Wbs = stack_params([params])
+    ws = _Workspace(1, _with_ones_t(X), _sizes(Wbs))
+    _forward(Wbs, ws, activation)
+    _residual_sse(ws, Y.T)
+    grads = _backward(Wbs, ws, ws.out, scale, activation)
+    return [(grad[0, :-1].copy(), grad[0, -1].copy()) for grad in grads]
+
+
+def _sizes(Wbs: Stacked) -> list[int]:
+    return [Wbs[0].shape[1] - 1, *(Wb.shape[2] for Wb in Wbs)]
 
 
 @dataclass
@@ -193,25 +214,40 @@ class PopulationResult:
         histories: (K, epochs + 1) SSE per trial and epoch; NaN past a trial's last epoch.
         lengths: (K,) how many epochs of history each trial holds.
         diverged_epoch: (K,) the epoch whose SSE broke the divergence limit, -1 if none did.
-        params: the final stacked weights; a diverged trial's are those of its last good epoch
-            stepped once more (the weights that diverged).
+        params: the final stacked weights (see :func:`unstack_params`); a diverged trial's
+            are the ones whose SSE broke the limit.
     """
 
     histories: np.ndarray
     lengths: np.ndarray
     diverged_epoch: np.ndarray
-    params: Params
+    params: Stacked
 
 
-def check_grad_scale(grad_scale: str) -> str:
-    """Return ``grad_scale`` if valid, else raise an error listing the valid values."""
-    if grad_scale not in GRAD_SCALES:
-        raise InputError(f"unknown grad_scale {grad_scale!r}; valid: {', '.join(GRAD_SCALES)}")
-    return grad_scale
+@dataclass
+class _Active:
+    """The trials still training, compacted so that diverged ones cost nothing."""
+
+    index: np.ndarray
+    Wbs: Stacked
+    lr: np.ndarray
+    limit: np.ndarray
+    rngs: list[np.random.Generator]
+
+    def drop(self, mask: np.ndarray, final: Stacked) -> None:
+        """Move the trials in ``mask`` out of the population, saving their weights."""
+        for Wb, Wb_final in zip(self.Wbs, final, strict=True):
+            Wb_final[self.index[mask]] = Wb[mask]
+        keep = ~mask
+        self.index = self.index[keep]
+        self.Wbs = [Wb[keep] for Wb in self.Wbs]
+        self.lr = self.lr[keep]
+        self.limit = self.limit[keep]
+        self.rngs = [rng for rng, k in zip(self.rngs, keep, strict=True) if k] if self.rngs else []
 
 
 def train_population(
-    params: Params,
+    params: Stacked,
     X: np.ndarray,
     Y: np.ndarray,
     lrs: np.ndarray,
@@ -245,25 +281,26 @@ def train_population(
     """
     check_activation(activation)
     check_grad_scale(grad_scale)
-    n = X.shape[0]
-    K = len(lrs)
+    n, K = X.shape[0], len(lrs)
     minibatch = batch_size is not None and batch_size < n
     if minibatch and (shuffle_rngs is None or len(shuffle_rngs) != K):
         raise InputError("mini-batch training needs one shuffle generator per trial")
     histories = np.full((K, epochs + 1), np.nan)
     diverged_epoch = np.full(K, -1, dtype=np.int64)
-    final = [(W.copy(), b.copy()) for W, b in params]
+    final = [Wb.copy() for Wb in params]
     active = _Active(
         index=np.arange(K),
-        params=[(W.copy(), b.copy()) for W, b in params],
+        Wbs=[Wb.copy() for Wb in params],
         lr=np.asarray(lrs, dtype=np.float64).reshape(K, 1, 1),
         limit=np.full(K, np.inf),
         rngs=list(shuffle_rngs) if minibatch and shuffle_rngs is not None else [],
     )
+    X1_t, Y_t, sizes = _with_ones_t(X), np.ascontiguousarray(Y.T), _sizes(params)
+    ws = _Workspace(K, X1_t, sizes)
     with _BLAS.limit(limits=1, user_api="blas"), np.errstate(all="ignore"):
         for epoch in range(epochs + 1):
-            zs, acts, y_hat = _forward(active.params, X, activation)
-            err, sse = _sse(y_hat, Y)
+            _forward(active.Wbs, ws, activation)
+            sse = _residual_sse(ws, Y_t)
             if epoch == 0:
                 active.limit = np.where(sse > 0, divergence_factor * sse, np.inf)
             bad = ~(np.isfinite(sse) & (sse <= active.limit))
@@ -273,70 +310,43 @@ def train_population(
                 active.drop(bad, final)
                 if not len(active.index):
                     break
-                zs, acts, err = _keep(zs, ~bad), _keep(acts, ~bad, skip_first=True), err[~bad]
+                ws = _Workspace(len(active.index), X1_t, sizes)
+                if epoch < epochs and not minibatch:  # this epoch's pass again, survivors only
+                    _forward(active.Wbs, ws, activation)
+                    _residual_sse(ws, Y_t)
             if epoch == epochs:
                 break
             if minibatch:
                 assert batch_size is not None
-                _minibatch_epoch(active, X, Y, batch_size, grad_scale, activation)
+                _minibatch_epoch(active, X1_t, Y_t, batch_size, grad_scale, activation, sizes)
             else:
-                scale = 1.0 / n if grad_scale == "mean" else 1.0
-                _step(active.params, zs, acts, err, active.lr, scale, activation)
+                grads = _backward(active.Wbs, ws, ws.out, _scale(grad_scale, n), activation)
+                _update(active.Wbs, grads, active.lr)
         active.drop(np.ones(len(active.index), dtype=bool), final)
     lengths = np.where(diverged_epoch >= 0, diverged_epoch, epochs + 1)
     return PopulationResult(histories, lengths, diverged_epoch, final)
 
 
-@dataclass
-class _Active:
-    """The trials still training, compacted so that diverged ones cost nothing."""
-
-    index: np.ndarray
-    params: Params
-    lr: np.ndarray
-    limit: np.ndarray
-    rngs: list[np.random.Generator]
-
-    def drop(self, mask: np.ndarray, final: Params) -> None:
-        """Move the trials in ``mask`` out of the population, saving their weights."""
-        for (W, b), (W_final, b_final) in zip(self.params, final, strict=True):
-            W_final[self.index[mask]] = W[mask]
-            b_final[self.index[mask]] = b[mask]
-        keep = ~mask
-        self.index = self.index[keep]
-        self.params = [(W[keep], b[keep]) for W, b in self.params]
-        self.lr = self.lr[keep]
-        self.limit = self.limit[keep]
-        if self.rngs:
-            self.rngs = [rng for rng, k in zip(self.rngs, keep, strict=True) if k]
-
-
-def _keep(
-    arrays: list[np.ndarray], keep: np.ndarray, skip_first: bool = False
-) -> list[np.ndarray]:
-    """Rows of each stacked array that survive; the shared input X (first) is left as it is."""
-    if skip_first:
-        return [arrays[0], *(a[keep] for a in arrays[1:])]
-    return [a[keep] for a in arrays]
-
-
 def _minibatch_epoch(
     active: _Active,
-    X: np.ndarray,
-    Y: np.ndarray,
+    X1_t: np.ndarray,
+    Y_t: np.ndarray,
     batch_size: int,
     grad_scale: str,
     activation: str,
+    sizes: Sequence[int],
 ) -> None:
     """One epoch of mini-batch steps, each trial in its own freshly shuffled order."""
-    n = X.shape[0]
+    n = X1_t.shape[-1]
     order = np.stack([rng.permutation(n) for rng in active.rngs])  # (K, n)
     for start in range(0, n, batch_size):
         batch = order[:, start : start + batch_size]  # (K, b)
-        Xb, Yb = X[batch], Y[batch]  # (K, b, d), (K, b, k)
-        zs, acts, y_hat = _forward(active.params, Xb, activation)
-        scale = 1.0 / batch.shape[1] if grad_scale == "mean" else 1.0
-        _step(active.params, zs, acts, y_hat - Yb, active.lr, scale, activation)
+        inputs_t = np.moveaxis(X1_t[:, batch], 0, 1)  # (K, d + 1, b)
+        ws = _Workspace(len(batch), np.ascontiguousarray(inputs_t), sizes)
+        _forward(active.Wbs, ws, activation)
+        _residual_sse(ws, np.moveaxis(Y_t[:, batch], 0, 1))
+        grads = _backward(active.Wbs, ws, ws.out, _scale(grad_scale, batch.shape[1]), activation)
+        _update(active.Wbs, grads, active.lr)
 
 
 def train(

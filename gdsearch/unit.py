@@ -14,13 +14,23 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from gdsearch.mlp import init_params, layer_sizes, stack_params, train_population
+from gdsearch.mlp import (
+    PopulationResult,
+    init_params,
+    layer_sizes,
+    stack_params,
+    train_population,
+)
 from gdsearch.store import HISTORY_SCHEMA, TRIALS_SCHEMA
 from gdsearch.trial import Trial
 
 WAVES_PER_CPU = 4
 """Units per CPU that a plan aims for, so a slow unit at the end leaves few CPUs idle."""
 MAX_UNIT_TRIALS = 1024
+POPULATION_ELEMENTS = 65_536
+"""A unit trains its trials in populations of about this many values per activation array
+(K × samples × widest layer): small enough for the CPU's cache, large enough that numpy's
+per-call cost is shared by many trials. Results do not depend on it."""
 
 
 def plan_units(trials: Sequence[Trial], n_cpus: int) -> list[list[Trial]]:
@@ -55,15 +65,34 @@ def train_unit(
         The unit's trials table and history table (``TRIALS_SCHEMA``, ``HISTORY_SCHEMA``).
     """
     first = trials[0]
-    fixed = dict(first.fixed)
     sizes = layer_sizes(X.shape[1], first.hidden, Y.shape[1])
-    batch_size = first.batch_size or None
+    chunk = max(1, POPULATION_ELEMENTS // (X.shape[0] * max(sizes)))
     start = time.perf_counter()
+    parts = [
+        _train_chunk(X, Y, trials[i : i + chunk], sizes) for i in range(0, len(trials), chunk)
+    ]
+    wall = time.perf_counter() - start
+    histories = np.concatenate([p.histories for p in parts])
+    lengths = np.concatenate([p.lengths for p in parts])
+    diverged_epoch = np.concatenate([p.diverged_epoch for p in parts])
+    return (
+        _trials_table(trials, histories, lengths, diverged_epoch, node, wall),
+        _history_table(trials, histories, lengths),
+    )
+
+
+def _train_chunk(
+    X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial], sizes: list[int]
+) -> PopulationResult:
+    """Train one cache-sized population of a unit's trials."""
+    first = trials[0]
+    fixed = dict(first.fixed)
+    batch_size = first.batch_size or None
     params = stack_params(
         [init_params(sizes, t.init, t.init_seed(), t.init_scale) for t in trials]
     )
     rngs = [np.random.default_rng(t.shuffle_seed()) for t in trials] if batch_size else None
-    result = train_population(
+    return train_population(
         params,
         X,
         Y,
@@ -75,10 +104,6 @@ def train_unit(
         shuffle_rngs=rngs,
         divergence_factor=fixed["divergence_factor"],
     )
-    wall = time.perf_counter() - start
-    return _trials_table(
-        trials, result.histories, result.lengths, result.diverged_epoch, node, wall
-    ), (_history_table(trials, result.histories, result.lengths))
 
 
 def _history_table(
