@@ -11,12 +11,14 @@ import inspect
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from gdsearch.errors import DataError
+
+if TYPE_CHECKING:  # pandas loads only when a file is read: Ray workers never need it
+    import pandas as pd
 
 Dataset = tuple[np.ndarray, np.ndarray]
 
@@ -121,6 +123,8 @@ def file(
     if not feature_names:
         raise DataError(f"data file {path!r}: no feature columns")
     X = np.column_stack([_numeric(frame[name], path, name) for name in feature_names])
+    import pandas as pd
+
     if len(targets) == 1 and not pd.api.types.is_numeric_dtype(frame[targets[0]]):
         Y = _one_hot(frame[targets[0]], path)
     else:
@@ -132,6 +136,8 @@ def file(
 
 
 def _read_table(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     if not path.is_file():
         raise DataError(f"data file {str(path)!r}: not found")
     suffix = path.suffix.lower()
@@ -159,6 +165,8 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 
 def _numeric(column: pd.Series, path: str, name: str) -> np.ndarray:
+    import pandas as pd
+
     values = pd.to_numeric(column, errors="coerce")
     bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
     if bad.any():

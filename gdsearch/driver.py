@@ -31,11 +31,6 @@ from gdsearch.unit import plan_units, train_unit
 
 log = logging.getLogger("gdsearch")
 
-ONE_BLAS_THREAD = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-}
 IN_FLIGHT_PER_CPU = 2
 TASK_RETRIES = 3
 CONNECT_TIMEOUT_S = 5.0
@@ -184,20 +179,22 @@ def _run_units(
 
 
 def _connect(address: str | None) -> bool:
-    """Join or start Ray unless this process already has it; True if we started it."""
+    """Join or start Ray unless this process already has it; True if we started it.
+
+    BLAS is held to one thread inside every training (``gdsearch.mlp``), so workers need no
+    runtime_env of their own, which would make Ray start fresh worker processes for us.
+    """
     if ray.is_initialized():
         return False
-    runtime_env = {"env_vars": ONE_BLAS_THREAD}
     target = address or os.environ.get("RAY_ADDRESS")
     if target:
         _check_reachable(target)
     try:
         if target:
-            ray.init(address=target, runtime_env=runtime_env, logging_level=logging.WARNING)
+            ray.init(address=target, logging_level=logging.WARNING)
         else:
             ray.init(
                 address="local",
-                runtime_env=runtime_env,
                 include_dashboard=False,
                 logging_level=logging.WARNING,
             )

@@ -22,14 +22,16 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gdsearch.errors import ResultsError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TRIALS_SCHEMA = pa.schema(
     [

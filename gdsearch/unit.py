@@ -24,7 +24,7 @@ from gdsearch.mlp import (
 from gdsearch.store import HISTORY_SCHEMA, TRIALS_SCHEMA
 from gdsearch.trial import Trial
 
-WAVES_PER_CPU = 4
+WAVES_PER_CPU = 8
 """Units per CPU that a plan aims for, so a slow unit at the end leaves few CPUs idle."""
 MAX_UNIT_TRIALS = 1024
 POPULATION_ELEMENTS = 65_536

@@ -26,14 +26,11 @@ def ray_temp_dir() -> Iterator[Path]:
 def local_ray(ray_temp_dir: Path) -> Iterator[None]:
     """Start a local Ray (2 CPUs, own temp dir, free ports) once; stop only that one."""
     ray = pytest.importorskip("ray")
-    from gdsearch.driver import ONE_BLAS_THREAD
-
     ray.init(
         address="local",
         num_cpus=2,
         include_dashboard=False,
         _temp_dir=str(ray_temp_dir / "ray"),
-        runtime_env={"env_vars": ONE_BLAS_THREAD},
         logging_level=logging.WARNING,
     )
     yield

@@ -1,0 +1,424 @@
+"""Benchmark gdsearch against a plain numpy loop and Ray Tune on the moons learning-rate study.
+
+    python benchmarks/bench.py                 # W1 and W1 x 16, Ray Tune on a sample of W1
+    python benchmarks/bench.py --quick         # W1 only, one run each, no Tune
+
+W1 is jobs/moons_lr_init.toml (256 trials, 2-16-1 tanh, 1000 epochs); W1 x 16 the same job with
+16 times the seeds (4,096 trials). Every measurement runs in a fresh Python process with one BLAS
+thread per process; "wall" is that whole process (imports, Ray start-up and shutdown included)
+unless a row says otherwise, and each figure is the median of --runs runs. The table's ratios
+are between rows measured in the same invocation. Every method's histories are checked to be
+bit-identical to gdsearch's.
+
+Ray Tune (pip install -e '.[bench]') runs the same trainable, reporting once per trial (the whole
+history in one report) or once per epoch, under Tune's defaults and with reuse_actors=True. Tune
+spends about a second per trial under its defaults, so it runs on every k-th trial of W1
+(--tune-trials, default 32) and its W1 figures are scaled: Ray start-up + fit time x 256 / trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+W1 = REPO / "jobs" / "moons_lr_init.toml"
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+# --- measurements, each run in its own process ------------------------------------------------
+
+
+def _digest(histories: dict[str, Any]) -> str:
+    """One hash over every trial's history, in trial_id order."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for trial_id in sorted(histories):
+        h.update(trial_id.encode())
+        h.update(np.asarray(histories[trial_id], dtype=np.float64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_gdsearch(job: str) -> dict[str, Any]:
+    """Embedded Ray as `gdsearch run` starts it; times start-up, the search and shutdown."""
+    import logging
+
+    import ray
+
+    import gdsearch
+
+    results = tempfile.mkdtemp(prefix="gdsearch-bench-")
+    t0 = time.perf_counter()
+    ray.init(
+        address="local",
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+    )
+    t1 = time.perf_counter()
+    summary = gdsearch.run_search(job, results, show_progress=False)
+    t2 = time.perf_counter()
+    ray.shutdown()
+    t3 = time.perf_counter()
+    res = gdsearch.load_results(summary.path)
+    histories = {k: v.to_numpy() for k, v in res.history.groupby("trial_id")["sse"]}
+    return {
+        "ray_start_s": t1 - t0,
+        "search_s": t2 - t1,
+        "ray_stop_s": t3 - t2,
+        "trial_epochs": len(res.history) - len(res.trials),
+        "trials": len(res.trials),
+        "peak_rss_mib": _peak_rss_mib(),
+        "digest": _digest(histories),
+    }
+
+
+def _trials_and_data(job: str) -> tuple[list[Any], Any, Any, Any]:
+    from gdsearch.spec import load_job
+
+    spec = load_job(job)
+    X, Y = spec.load_data()
+    return spec.trials(), X, Y, spec
+
+
+def measure_loop(job: str) -> dict[str, Any]:
+    """The same maths one trial at a time: gdsearch.mlp.train in a plain loop."""
+    from gdsearch import mlp
+
+    trials, X, Y, spec = _trials_and_data(job)
+    t0 = time.perf_counter()
+    histories = {}
+    for trial in trials:
+        sizes = mlp.layer_sizes(X.shape[1], trial.hidden, Y.shape[1])
+        params = mlp.init_params(sizes, trial.init, trial.init_seed(), trial.init_scale)
+        histories[trial.trial_id], _ = mlp.train(
+            params, X, Y, lr=trial.lr, epochs=spec.epochs, activation=trial.activation
+        )
+    elapsed = time.perf_counter() - t0
+    return {
+        "search_s": elapsed,
+        "trial_epochs": sum(len(h) - 1 for h in histories.values()),
+        "trials": len(trials),
+        "peak_rss_mib": _peak_rss_mib(),
+        "digest": _digest(histories),
+    }
+
+
+def measure_stacked(job: str) -> dict[str, Any]:
+    """Every trial in one process as gdsearch's work units train them, without Ray."""
+    from gdsearch.unit import plan_units, train_unit
+
+    trials, X, Y, _ = _trials_and_data(job)
+    t0 = time.perf_counter()
+    histories: dict[str, Any] = {}
+    for unit in plan_units(trials, 1):
+        _, history = train_unit(X, Y, unit)
+        frame = history.to_pandas()
+        histories.update({k: v.to_numpy() for k, v in frame.groupby("trial_id")["sse"]})
+    elapsed = time.perf_counter() - t0
+    return {
+        "search_s": elapsed,
+        "trial_epochs": sum(len(h) - 1 for h in histories.values()),
+        "trials": len(trials),
+        "peak_rss_mib": _peak_rss_mib(),
+        "digest": _digest(histories),
+    }
+
+
+def measure_tune(job: str, per_epoch: bool, reuse: bool, every: int) -> dict[str, Any]:
+    """Ray Tune running the same training, on every ``every``-th trial of the job."""
+    import logging
+
+    import numpy as np
+    import ray
+    from ray import tune
+
+    from gdsearch import mlp
+
+    trials, X, Y, spec = _trials_and_data(job)
+    sample = trials[::every]
+    epochs = spec.epochs
+
+    def trainable(config: dict[str, Any]) -> None:
+        trial = sample[config["index"]]
+        sizes = mlp.layer_sizes(X.shape[1], trial.hidden, Y.shape[1])
+        params = mlp.init_params(sizes, trial.init, trial.init_seed(), trial.init_scale)
+        if not per_epoch:
+            history, _ = mlp.train(params, X, Y, lr=trial.lr, epochs=epochs)
+            tune.report({"history": history.tolist()})
+            return
+        limit = None
+        for _ in range(epochs + 1):  # one epoch at a time, one report each
+            step, new = mlp.train(params, X, Y, lr=trial.lr, epochs=1, divergence_factor=np.inf)
+            sse = step[0] if len(step) else np.inf
+            limit = sse * spec.divergence_factor if limit is None else limit
+            if not np.isfinite(sse) or sse > limit:
+                return
+            tune.report({"sse": float(sse)})
+            params = new
+
+    storage = tempfile.mkdtemp(prefix="tune-bench-")
+    t0 = time.perf_counter()
+    ray.init(
+        address="local",
+        include_dashboard=False,
+        logging_level=logging.ERROR,
+    )
+    t1 = time.perf_counter()
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"index": tune.grid_search(list(range(len(sample))))},
+        tune_config=tune.TuneConfig(reuse_actors=reuse),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    )
+    grid = tuner.fit()
+    t2 = time.perf_counter()
+    histories = {}
+    for result in grid:
+        trial = sample[result.config["index"]]
+        if per_epoch:
+            frame = result.metrics_dataframe
+            histories[trial.trial_id] = frame["sse"].to_numpy() if "sse" in frame else []
+        else:
+            histories[trial.trial_id] = result.metrics["history"]
+    ray.shutdown()
+    return {
+        "ray_start_s": t1 - t0,
+        "search_s": t2 - t1,
+        "trials": len(sample),
+        "peak_rss_mib": _peak_rss_mib(),
+        "digest": _digest(histories),
+        "ids": sorted(histories),
+    }
+
+
+# --- the parent: run each measurement in a fresh process, take medians, print the table -------
+
+
+def _child(kind: str, job: Path, *extra: str) -> dict[str, Any]:
+    env = {**os.environ, **ONE_THREAD}
+    env.pop("RAY_ADDRESS", None)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, __file__, "_measure", kind, str(job), *extra],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["wall_s"] = wall
+    return result
+
+
+def _median_run(kind: str, job: Path, runs: int, *extra: str) -> dict[str, Any]:
+    results = [_child(kind, job, *extra) for _ in range(runs)]
+    digests = {r["digest"] for r in results}
+    assert len(digests) == 1, f"{kind}: histories differ between runs"
+    merged = dict(results[0])
+    for key in ("wall_s", "search_s", "ray_start_s", "ray_stop_s", "peak_rss_mib"):
+        if key in merged:
+            merged[key] = statistics.median(r[key] for r in results)
+    merged["runs"] = runs
+    return merged
+
+
+def _scaled_job(factor: int, folder: Path) -> Path:
+    text = W1.read_text()
+    seeds = ", ".join(str(s) for s in range(4 * factor))
+    scaled = text.replace("seed = [0, 1, 2, 3]", f"seed = [{seeds}]")
+    scaled = scaled.replace('name = "moons-lr-init"', f'name = "moons-lr-init-x{factor}"')
+    assert scaled != text
+    path = folder / f"moons_lr_init_x{factor}.toml"
+    path.write_text(scaled)
+    return path
+
+
+def _machine() -> str:
+    import numpy  # noqa: F401  (so that threadpoolctl sees its BLAS)
+    from threadpoolctl import threadpool_info
+
+    blas = [f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()]
+    import ray
+
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, Ray {ray.__version__}, BLAS {', '.join(blas)} "
+        "(1 thread per process)"
+    )
+
+
+def _row(
+    name: str, r: dict[str, Any], trials: int, epochs: int, wall: float, note: str = ""
+) -> dict[str, Any]:
+    return {
+        "method": name,
+        "trials": trials,
+        "wall_s": wall,
+        "trials_per_s": trials / wall,
+        "trial_epochs_per_s": epochs / wall,
+        "rss": r.get("peak_rss_mib"),
+        "note": note,
+    }
+
+
+def _print_table(title: str, rows: list[dict[str, Any]], baseline: str) -> None:
+    base = next(r for r in rows if r["method"] == baseline)
+    print(f"\n{title}\n")
+    header = "method | trials | wall s | trials/s | trial-epochs/s | driver peak RSS MiB | × loop | note"
+    print(f"| {header} |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        rss = f"{r['rss']:.0f}" if r["rss"] else ""
+        ratio = r["trials_per_s"] / base["trials_per_s"]
+        print(
+            f"| {r['method']} | {r['trials']} | {r['wall_s']:.2f} | {r['trials_per_s']:.1f} | "
+            f"{r['trial_epochs_per_s']:,.0f} | {rss} | {ratio:.2f} | {r['note']} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument("--scale", type=int, default=16, help="W1 x SCALE is the large workload")
+    parser.add_argument(
+        "--large-loop-runs", type=int, default=1, help="runs of the slow loop on W1 x SCALE"
+    )
+    parser.add_argument(
+        "--tune-trials", type=int, default=32, help="W1 trials Ray Tune runs (0: none)"
+    )
+    parser.add_argument("--quick", action="store_true", help="W1 only, one run each, no Tune")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.scale, args.tune_trials = 1, 0, 0
+
+    print(f"machine: {_machine()}")
+    summary: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        jobs = [("W1", W1)]
+        if args.scale > 1:
+            jobs.append((f"W1 x {args.scale}", _scaled_job(args.scale, Path(folder))))
+        for label, job in jobs:
+            large = label != "W1"
+            gd = _median_run("gdsearch", job, args.runs)
+            loop = _median_run("loop", job, args.large_loop_runs if large else args.runs)
+            stacked = _median_run("stacked", job, args.large_loop_runs if large else args.runs)
+            assert gd["digest"] == loop["digest"] == stacked["digest"], "histories differ"
+            n, te = gd["trials"], gd["trial_epochs"]
+            rows = [
+                _row(
+                    "gdsearch, embedded Ray, end to end", gd, n, te, gd["wall_s"], "whole process"
+                ),
+                _row(
+                    "gdsearch, excluding Ray start-up",
+                    gd,
+                    n,
+                    te,
+                    gd["search_s"],
+                    "run_search on a started Ray",
+                ),
+                _row(
+                    "plain numpy loop, one trial at a time",
+                    loop,
+                    n,
+                    te,
+                    loop["wall_s"],
+                    "whole process",
+                ),
+                _row(
+                    "gdsearch populations, one process, no Ray",
+                    stacked,
+                    n,
+                    te,
+                    stacked["wall_s"],
+                    "whole process",
+                ),
+            ]
+            summary[label] = {"gdsearch": gd, "loop": loop, "stacked": stacked}
+            if not large and args.tune_trials:
+                every = max(1, n // args.tune_trials)
+                for reuse in (False, True):
+                    for per_epoch in (False, True):
+                        setting = "reuse_actors" if reuse else "defaults"
+                        reports = "every epoch" if per_epoch else "once per trial"
+                        name = f"Ray Tune, {setting}, report {reports}"
+                        t = _child("tune", job, str(int(per_epoch)), str(int(reuse)), str(every))
+                        sample_ids = set(t["ids"])
+                        scaled = t["ray_start_s"] + t["search_s"] * n / t["trials"]
+                        note = (
+                            f"scaled from {t['trials']} trials: start {t['ray_start_s']:.1f} s"
+                            f" + fit {t['search_s']:.1f} s x {n / t['trials']:.0f}"
+                        )
+                        rows.append(_row(name, t, n, te, scaled, note))
+                        summary[label][name] = t
+                        assert len(sample_ids) == t["trials"]
+            _print_table(
+                f"{label}: {n} trials, {te:,} trial-epochs trained",
+                rows,
+                "plain numpy loop, one trial at a time",
+            )
+            summary[label]["rows"] = rows
+    _print_ratios(summary)
+
+
+LOOP = "plain numpy loop, one trial at a time"
+E2E = "gdsearch, embedded Ray, end to end"
+EXCL = "gdsearch, excluding Ray start-up"
+STACKED = "gdsearch populations, one process, no Ray"
+
+
+def _ratio(label: str, first: dict[str, Any], second: dict[str, Any], what: str) -> None:
+    value = first["trials_per_s"] / second["trials_per_s"]
+    print(f"- {label}: {first['method']} / {what}: {value:.1f}x")
+
+
+def _print_ratios(summary: dict[str, Any]) -> None:
+    print("\nratios (trials/s of the first over the second)\n")
+    w1 = {r["method"]: r for r in summary["W1"]["rows"]}
+    tune = [m for m in w1 if m.startswith("Ray Tune")]
+    for other in tune:
+        _ratio("W1", w1[E2E], w1[other], other)
+    _ratio("W1", w1[EXCL], w1[LOOP], LOOP)
+    share = w1[EXCL]["wall_s"] / w1[STACKED]["wall_s"]
+    print(f"- W1: wall of {EXCL} / wall of {STACKED}: {share:.2f}")
+    for label in (k for k in summary if k != "W1"):
+        big = {r["method"]: r for r in summary[label]["rows"]}
+        _ratio(label, big[E2E], big[LOOP], LOOP)
+        for other in (m for m in tune if "once per trial" in m):
+            _ratio(label, big[E2E], w1[other], f"{other} (its W1 rate)")
+        rss = big[E2E]["rss"] / w1[E2E]["rss"]
+        mib = f"{big[E2E]['rss']:.0f} / {w1[E2E]['rss']:.0f} MiB"
+        print(f"- driver peak RSS, {label} / W1: {mib} = {rss:.2f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_measure":
+        kind, job = sys.argv[2], sys.argv[3]
+        if kind == "tune":
+            out = measure_tune(
+                job, bool(int(sys.argv[4])), bool(int(sys.argv[5])), int(sys.argv[6])
+            )
+        else:
+            out = {"gdsearch": measure_gdsearch, "loop": measure_loop, "stacked": measure_stacked}[
+                kind
+            ](job)
+        print(json.dumps(out))
+    else:
+        main()
