@@ -17,31 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
 from gdsearch import __version__
 from gdsearch.errors import InputError, ResultsError, RunError
 from gdsearch.progress import Progress
+from gdsearch.remote import train_unit_task
 from gdsearch.spec import JobSpec, load_job
 from gdsearch.store import ResultsStore
 from gdsearch.trial import Trial
-from gdsearch.unit import plan_units, train_unit
+from gdsearch.unit import plan_units
 
 log = logging.getLogger("gdsearch")
 
 IN_FLIGHT_PER_CPU = 2
-TASK_RETRIES = 3
 CONNECT_TIMEOUT_S = 5.0
-
-
-@ray.remote(num_cpus=1, max_retries=TASK_RETRIES)
-def _train_unit_task(
-    data: tuple[np.ndarray, np.ndarray], trials: list[Trial]
-) -> tuple[pa.Table, pa.Table]:
-    X, Y = data
-    return train_unit(X, Y, trials, node=ray.get_runtime_context().get_node_id())
 
 
 @dataclass(frozen=True)
@@ -93,49 +84,53 @@ def run_search(
     X, Y = spec.load_data()  # a bad data file stops us before anything is touched
     trials = spec.trials()
     _check_compatible(store, spec, fresh)
-    if fresh:
-        store.remove()
-    store.prepare(spec.source)
-    stored = store.stored_trial_ids()
-    todo = [t for t in trials if t.trial_id not in stored]
-    previous = store.read_manifest()
-
-    started_ray = _connect(address)
+    started_ray = _connect(address)  # so is an address where no cluster answers
     try:
+        if fresh:
+            store.remove()
+        store.prepare(spec.source)
+        stored = store.stored_trial_ids()
+        todo = [t for t in trials if t.trial_id not in stored]
+        previous = store.read_manifest()
         cluster = _cluster_info()
         manifest = _manifest(spec, previous, started_at, cluster, X, Y, len(trials))
         store.write_manifest({**manifest, "status": "running"})
         units = plan_units(todo, cluster["cpus"])
-        if units:
-            sizes = [len(u) for u in units]
-            log.info(
-                "%d trials to run (%d already stored) in %d work units of %d-%d trials on %d CPUs",
-                len(todo),
-                len(trials) - len(todo),
-                len(units),
-                min(sizes),
-                max(sizes),
-                cluster["cpus"],
+        _log_plan(units, len(trials), cluster["cpus"])
+        try:
+            _run_units(units, X, Y, store, cluster["cpus"], len(todo), show_progress)
+        except BaseException:
+            store.write_manifest(
+                {**manifest, "status": "interrupted", "counts": store.status_counts()}
             )
-        _run_units(units, X, Y, store, cluster["cpus"], len(todo), show_progress)
+            raise
     finally:
         if started_ray:
             ray.shutdown()
     counts = store.status_counts()
     wall = time.perf_counter() - started
-    run = {
-        "started_at": started_at,
-        "finished_at": _now(),
-        "wall_s": round(wall, 3),
-        "trials_run": len(todo),
-        "units": len(units),
-    }
-    manifest["runs"] = [*previous.get("runs", []), run]
-    manifest.update(status="complete", finished_at=run["finished_at"], counts=counts)
-    store.write_manifest(manifest)
-    return RunSummary(
-        str(store.path), len(trials), len(trials) - len(todo), len(todo), counts, wall
+    run = {"started_at": started_at, "finished_at": _now(), "wall_s": round(wall, 3),
+           "trials_run": len(todo), "units": len(units)}  # fmt: skip
+    manifest.update(
+        runs=[*previous.get("runs", []), run],
+        status="complete",
+        finished_at=run["finished_at"],
+        counts=counts,
     )
+    store.write_manifest(manifest)
+    skipped = len(trials) - len(todo)
+    return RunSummary(str(store.path), len(trials), skipped, len(todo), counts, wall)
+
+
+def _log_plan(units: list[list[Trial]], total: int, cpus: int) -> None:
+    if not units:
+        log.info("all %d trials are stored already", total)
+        return
+    sizes = [len(u) for u in units]
+    log.info(
+        "%d trials to run (%d already stored) in %d work units of %d-%d trials on %d CPUs",
+        sum(sizes), total - sum(sizes), len(units), min(sizes), max(sizes), cpus,
+    )  # fmt: skip
 
 
 def _run_units(
@@ -168,7 +163,7 @@ def _run_units(
         for unit in units:
             if len(pending) >= IN_FLIGHT_PER_CPU * cpus:
                 commit_one()
-            pending.append(_train_unit_task.remote(data, unit))
+            pending.append(train_unit_task.remote(data, unit))
         while pending:
             commit_one()
     finally:

@@ -29,33 +29,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gdsearch.errors import ResultsError
+from gdsearch.schema import HISTORY_SCHEMA, TRIALS_SCHEMA
 
 if TYPE_CHECKING:
     import pandas as pd
 
-TRIALS_SCHEMA = pa.schema(
-    [
-        ("trial_id", pa.string()),
-        ("lr", pa.float64()),
-        ("init", pa.string()),
-        ("init_scale", pa.float64()),
-        ("hidden", pa.string()),
-        ("activation", pa.string()),
-        ("batch_size", pa.int32()),
-        ("seed", pa.int64()),
-        ("epochs", pa.int32()),
-        ("status", pa.string()),
-        ("final_sse", pa.float64()),
-        ("min_sse", pa.float64()),
-        ("diverged_epoch", pa.int32()),
-        ("node", pa.string()),
-        ("wall_s", pa.float64()),
-    ]
-)
-HISTORY_SCHEMA = pa.schema(
-    [("trial_id", pa.string()), ("epoch", pa.int32()), ("sse", pa.float64())]
-)
-STATUSES = ("ok", "diverged", "pruned", "failed")
 MANIFEST = "manifest.json"
 JOB_COPY = "job.toml"
 

@@ -21,7 +21,7 @@ from gdsearch.mlp import (
     stack_params,
     train_population,
 )
-from gdsearch.store import HISTORY_SCHEMA, TRIALS_SCHEMA
+from gdsearch.schema import HISTORY_SCHEMA, TRIALS_SCHEMA
 from gdsearch.trial import Trial
 
 WAVES_PER_CPU = 8

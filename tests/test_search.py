@@ -175,3 +175,22 @@ def test_cli_run_on_embedded_ray_then_show(tmp_path: Path, small_job: Path) -> N
     assert show.returncode == 0, show.stderr
     assert "median_final_sse" in show.stdout and "diverged" in show.stdout
     assert len(show.stdout.splitlines()) == 2 + 16  # heading, column names, one row per group
+
+
+def test_history_is_the_same_alone_in_one_population_or_spread_over_workers(
+    small_run: gdsearch.Results, small_job: Path
+) -> None:
+    """Two shapes, four lrs (one diverging), two inits: placement never changes a value."""
+    from gdsearch.unit import train_unit
+
+    spec = load_job(small_job)
+    X, Y = spec.load_data()
+    trials = spec.trials()
+    assert len({t.hidden for t in trials}) == 2 and "diverged" in set(small_run.trials["status"])
+    stored = {k: v.to_numpy() for k, v in small_run.history.groupby("trial_id")["sse"]}
+    for group in {t.hidden for t in trials}:
+        members = [t for t in trials if t.hidden == group][::-1]  # one population, reversed
+        _, history = train_unit(X, Y, members)
+        frame = history.to_pandas()
+        for trial_id, sse in frame.groupby("trial_id")["sse"]:
+            np.testing.assert_array_equal(sse.to_numpy(), stored[trial_id])

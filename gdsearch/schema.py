@@ -1,0 +1,29 @@
+"""The columns of the results tables (DESIGN.md): what workers produce and the store writes."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TRIALS_SCHEMA = pa.schema(
+    [
+        ("trial_id", pa.string()),
+        ("lr", pa.float64()),
+        ("init", pa.string()),
+        ("init_scale", pa.float64()),
+        ("hidden", pa.string()),
+        ("activation", pa.string()),
+        ("batch_size", pa.int32()),
+        ("seed", pa.int64()),
+        ("epochs", pa.int32()),
+        ("status", pa.string()),
+        ("final_sse", pa.float64()),
+        ("min_sse", pa.float64()),
+        ("diverged_epoch", pa.int32()),
+        ("node", pa.string()),
+        ("wall_s", pa.float64()),
+    ]
+)
+HISTORY_SCHEMA = pa.schema(
+    [("trial_id", pa.string()), ("epoch", pa.int32()), ("sse", pa.float64())]
+)
+STATUSES = ("ok", "diverged", "pruned", "failed")
