@@ -25,7 +25,7 @@ from gdsearch.errors import InputError, ResultsError, RunError
 from gdsearch.progress import Progress
 from gdsearch.remote import train_unit_task
 from gdsearch.spec import JobSpec, load_job
-from gdsearch.store import ResultsStore
+from gdsearch.store import ResultsStore, join
 from gdsearch.trial import Trial
 from gdsearch.unit import plan_units
 
@@ -68,7 +68,8 @@ def run_search(
 
     Args:
         job: a checked :class:`JobSpec` or the path of a job file.
-        results_root: the folder that holds one directory per job name.
+        results_root: the folder (or filesystem URI, e.g. ``s3://bucket/prefix``) that holds
+            one result set per job name.
         address: a Ray cluster to join; by default ``RAY_ADDRESS``, else an embedded local
             Ray on all cores. If Ray is already initialised in this process, it is used.
         fresh: delete what is stored for this job first, instead of resuming.
@@ -80,7 +81,7 @@ def run_search(
     started = time.perf_counter()
     started_at = _now()
     spec = job if isinstance(job, JobSpec) else load_job(job)
-    store = ResultsStore(Path(results_root) / spec.name)
+    store = ResultsStore(join(str(results_root), spec.name))
     X, Y = spec.load_data()  # a bad data file stops us before anything is touched
     trials = spec.trials()
     _check_compatible(store, spec, fresh)
@@ -119,7 +120,7 @@ def run_search(
     )
     store.write_manifest(manifest)
     skipped = len(trials) - len(todo)
-    return RunSummary(str(store.path), len(trials), skipped, len(todo), counts, wall)
+    return RunSummary(store.location, len(trials), skipped, len(todo), counts, wall)
 
 
 def _log_plan(units: list[list[Trial]], total: int, cpus: int) -> None:
@@ -253,7 +254,7 @@ def _check_compatible(store: ResultsStore, spec: JobSpec, fresh: bool) -> None:
     if stored is not None and stored != wanted:
         changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
         raise ResultsError(
-            f"{store.path}: holds results of the same job name with other {', '.join(changed)} "
+            f"{store.location}: holds results of this job name with other {', '.join(changed)} "
             f"(stored {', '.join(f'{k}={stored.get(k)!r}' for k in changed)}); "
             "run with --fresh to start over, or give the job another [job] name"
         )

@@ -1,6 +1,8 @@
-"""Results on disk: Parquet datasets of trials and history, written part by part, atomically.
+"""Results: Parquet datasets of trials and history, written part by part, atomically.
 
-Layout of ``results/NAME/``::
+A results location is a local directory or any pyarrow filesystem URI (``s3://bucket/prefix``,
+with credentials and endpoint from the standard AWS environment variables). Layout of
+``results/NAME/``::
 
     trials/part-<id>.parquet    one row per trial
     history/part-<id>.parquet   trial_id, epoch, sse (one row per trial and epoch)
@@ -10,15 +12,15 @@ Layout of ``results/NAME/``::
 A finished work unit becomes one history part and one trials part with the same name. The
 history part is written first and the trials part last, so a trial counts as stored exactly
 when its trials row exists; a history part without its partner (a run killed in between) is
-removed before the next run. Each part is written under a hidden temporary name, flushed to
-disk and renamed, and Parquet readers skip names that start with "." or "_".
+removed before the next run. On a local disk each file is written under a hidden temporary
+name, flushed and renamed (Parquet readers skip names that start with "." or "_"); on an object
+store each file is one put, which becomes visible whole or not at all.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from gdsearch.errors import ResultsError
@@ -43,7 +46,7 @@ class Results:
     """A loaded result set.
 
     Attributes:
-        trials: one row per trial (see ``TRIALS_SCHEMA``).
+        trials: one row per trial (see ``gdsearch.schema.TRIALS_SCHEMA``).
         history: one row per trial and epoch: trial_id, epoch, sse.
         manifest: the run's manifest.json.
         path: where it was loaded from.
@@ -55,134 +58,187 @@ class Results:
     path: str
 
 
-class ResultsStore:
-    """One results directory, written by a single driver."""
+def is_uri(location: str) -> bool:
+    """Whether a results location names a filesystem by scheme (``s3://…``), not a local path."""
+    return "://" in location and not location.startswith("file://")
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.trials_dir = self.path / "trials"
-        self.history_dir = self.path / "history"
+
+def join(location: str, name: str) -> str:
+    """``location/name`` for a local path or a URI."""
+    return f"{location.rstrip('/')}/{name}" if is_uri(location) else str(Path(location) / name)
+
+
+class ResultsStore:
+    """One result set's location, written by a single driver."""
+
+    def __init__(self, location: str | Path) -> None:
+        self.location = str(location)
+        try:
+            if is_uri(self.location):
+                self.fs, root = pafs.FileSystem.from_uri(self.location)
+            else:
+                self.fs, root = pafs.LocalFileSystem(), str(Path(self.location).resolve())
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise ResultsError(f"results location {self.location!r}: {exc}") from None
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.root = root.rstrip("/")
+        self.trials_dir = f"{self.root}/trials"
+        self.history_dir = f"{self.root}/history"
 
     def exists(self) -> bool:
         """Whether anything has been stored here."""
-        return (self.path / MANIFEST).exists()
+        return self._info(f"{self.root}/{MANIFEST}").type != pafs.FileType.NotFound
 
     def prepare(self, job_text: str) -> None:
         """Create the layout, drop leftovers of an interrupted run, and save the job file."""
-        self.trials_dir.mkdir(parents=True, exist_ok=True)
-        self.history_dir.mkdir(parents=True, exist_ok=True)
-        committed = {p.name for p in self.trials_dir.glob("part-*.parquet")}
         for directory in (self.trials_dir, self.history_dir):
-            for leftover in directory.glob(".tmp-*"):
-                leftover.unlink()
-        for part in self.history_dir.glob("part-*.parquet"):
-            if part.name not in committed:
-                part.unlink()
-        _write_atomic(self.path / JOB_COPY, job_text.encode())
+            self.fs.create_dir(directory, recursive=True)
+        committed = {name for name in self._parts(self.trials_dir)}
+        for directory in (self.trials_dir, self.history_dir):
+            for info in self._listing(directory):
+                if info.base_name.startswith(".tmp-"):
+                    self.fs.delete_file(info.path)
+        for name in self._parts(self.history_dir):
+            if name not in committed:
+                self.fs.delete_file(f"{self.history_dir}/{name}")
+        self._write_bytes(f"{self.root}/{JOB_COPY}", job_text.encode())
 
     def remove(self) -> None:
         """Delete everything stored here (``--fresh``)."""
-        if self.path.exists():
-            shutil.rmtree(self.path)
+        if self._info(self.root).type != pafs.FileType.NotFound:
+            self.fs.delete_dir(self.root)
 
     def stored_trial_ids(self) -> set[str]:
         """The trial_ids whose trials row is committed."""
-        if not any(self.trials_dir.glob("part-*.parquet")):
-            return set()
-        table = _read_dir(self.trials_dir, TRIALS_SCHEMA, columns=["trial_id"])
+        table = self.read_table("trials", columns=["trial_id"])
         return set(table.column("trial_id").to_pylist())
 
     def status_counts(self) -> dict[str, int]:
         """How many stored trials have each status."""
-        if not any(self.trials_dir.glob("part-*.parquet")):
-            return {}
-        statuses = _read_dir(self.trials_dir, TRIALS_SCHEMA, columns=["status"]).column("status")
-        counts = pc.value_counts(statuses).to_pylist()
-        return {row["values"]: row["counts"] for row in counts}
+        statuses = self.read_table("trials", columns=["status"]).column("status")
+        return {row["values"]: row["counts"] for row in pc.value_counts(statuses).to_pylist()}
 
     def write_part(self, trials: pa.Table, history: pa.Table) -> str:
         """Commit one work unit's tables: history first, trials last. Returns the part name."""
         name = f"part-{uuid.uuid4().hex}.parquet"
-        _write_table_atomic(history.cast(HISTORY_SCHEMA), self.history_dir / name)
-        _write_table_atomic(trials.cast(TRIALS_SCHEMA), self.trials_dir / name)
+        self._write_table(history.cast(HISTORY_SCHEMA), f"{self.history_dir}/{name}")
+        self._write_table(trials.cast(TRIALS_SCHEMA), f"{self.trials_dir}/{name}")
         return name
+
+    def read_table(self, kind: str, columns: list[str] | None = None) -> pa.Table:
+        """All committed parts of ``trials`` or ``history`` as one table."""
+        directory, schema = (
+            (self.trials_dir, TRIALS_SCHEMA)
+            if kind == "trials"
+            else (self.history_dir, HISTORY_SCHEMA)
+        )
+        tables = []
+        for name in self._parts(directory):
+            path = f"{directory}/{name}"
+            try:
+                tables.append(
+                    pq.read_table(path, columns=columns, schema=schema, filesystem=self.fs)
+                )
+            except (OSError, pa.ArrowException) as exc:
+                raise ResultsError(f"{path}: not a readable Parquet part: {exc}") from None
+        if not tables:
+            return schema.empty_table().select(columns or schema.names)
+        return pa.concat_tables(tables)
 
     def read_manifest(self) -> dict[str, Any]:
         """The manifest, or {} if there is none yet."""
-        try:
-            result: dict[str, Any] = json.loads((self.path / MANIFEST).read_text())
-            return result
-        except FileNotFoundError:
+        path = f"{self.root}/{MANIFEST}"
+        if self._info(path).type == pafs.FileType.NotFound:
             return {}
+        try:
+            with self.fs.open_input_stream(path) as stream:
+                result: dict[str, Any] = json.loads(stream.read())
+            return result
         except (OSError, ValueError) as exc:
-            raise ResultsError(f"{self.path / MANIFEST}: cannot be read: {exc}") from None
+            raise ResultsError(f"{path}: cannot be read: {exc}") from None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Replace the manifest atomically."""
-        text = json.dumps(manifest, indent=2, sort_keys=False, default=str)
-        _write_atomic(self.path / MANIFEST, text.encode())
+        text = json.dumps(manifest, indent=2, default=str)
+        self._write_bytes(f"{self.root}/{MANIFEST}", text.encode())
+
+    # --- file primitives: atomic on a local disk by rename, on an object store by one put ----
+
+    def _info(self, path: str) -> pafs.FileInfo:
+        try:
+            return self.fs.get_file_info(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise ResultsError(f"results location {self.location!r}: {exc}") from None
+
+    def _listing(self, directory: str) -> list[pafs.FileInfo]:
+        if self._info(directory).type == pafs.FileType.NotFound:
+            return []
+        return self.fs.get_file_info(pafs.FileSelector(directory))
+
+    def _parts(self, directory: str) -> list[str]:
+        names = (info.base_name for info in self._listing(directory))
+        return sorted(n for n in names if n.startswith("part-") and n.endswith(".parquet"))
+
+    def _write_bytes(self, path: str, data: bytes) -> None:
+        if not self.local:
+            with self.fs.open_output_stream(path) as stream:
+                stream.write(data)
+            return
+        tmp = _temporary(path)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _commit_local(tmp, path)
+
+    def _write_table(self, table: pa.Table, path: str) -> None:
+        if not self.local:
+            with self.fs.open_output_stream(path) as stream:
+                pq.write_table(table, stream)
+            return
+        tmp = _temporary(path)
+        with open(tmp, "wb") as handle:
+            pq.write_table(table, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _commit_local(tmp, path)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+def _temporary(path: str) -> str:
+    head, _, name = path.rpartition("/")
+    return f"{head}/.tmp-{uuid.uuid4().hex}-{name}"
+
+
+def _commit_local(tmp: str, path: str) -> None:
+    """Rename into place and flush the directory entry, so the file survives a crash whole."""
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _write_table_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "wb") as handle:
-        pq.write_table(table, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+    fd = os.open(os.path.dirname(path), os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _read_dir(directory: Path, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
-    parts = sorted(directory.glob("part-*.parquet"))
-    if not parts:
-        return schema.empty_table().select(columns or schema.names)
-    tables = []
-    for part in parts:
-        try:
-            tables.append(pq.read_table(part, columns=columns, schema=schema))
-        except (OSError, pa.ArrowException) as exc:
-            raise ResultsError(f"{part}: not a readable Parquet part: {exc}") from None
-    return pa.concat_tables(tables)
-
-
-def load_results(path: str | Path) -> Results:
+def load_results(location: str | Path) -> Results:
     """Load a result set written by ``gdsearch run``.
 
     Args:
-        path: the results directory, e.g. ``"results/seed-sine"``.
+        location: the results directory (``"results/seed-sine"``) or URI
+            (``"s3://bucket/prefix/seed-sine"``).
 
     Returns:
         :class:`Results` with ``.trials`` and ``.history`` DataFrames and the manifest.
     """
-    store = ResultsStore(path)
-    if not store.trials_dir.is_dir():
-        raise ResultsError(f"{store.path}: no results here (no trials/ directory)")
-    trials = _read_dir(store.trials_dir, TRIALS_SCHEMA)
-    history = _read_dir(store.history_dir, HISTORY_SCHEMA)
+    store = ResultsStore(location)
+    if store._info(store.trials_dir).type == pafs.FileType.NotFound:
+        raise ResultsError(f"{store.location}: no results here (no trials/ directory)")
+    trials = store.read_table("trials")
+    history = store.read_table("history")
     committed = pc.is_in(history.column("trial_id"), value_set=trials.column("trial_id"))
     history = history.filter(committed)
     return Results(
         trials=trials.to_pandas().sort_values("trial_id", ignore_index=True),
         history=history.to_pandas().sort_values(["trial_id", "epoch"], ignore_index=True),
         manifest=store.read_manifest(),
-        path=str(store.path),
+        path=store.location,
     )
