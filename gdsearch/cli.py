@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
@@ -70,6 +72,104 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _submit(args: argparse.Namespace) -> int:
+    from gdsearch import cluster
+
+    submission_id = cluster.submit(args.job, args.address, args.results_dir)
+    print(submission_id)
+    print(
+        f"gdsearch: submitted; watch it with `gdsearch logs {submission_id} --follow`",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from gdsearch import cluster
+
+    info = cluster.status(args.address, args.submission_id)
+    message = f" — {info['message']}" if info["message"] else ""
+    print(f"{info['submission_id']}: {info['status']}{message}")
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from gdsearch import cluster
+
+    if args.follow:
+        cluster.follow_logs(args.address, args.submission_id, sys.stdout.write)
+    else:
+        sys.stdout.write(cluster.logs(args.address, args.submission_id))
+    sys.stdout.flush()
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from gdsearch import cluster
+
+    stopped = cluster.stop(args.address, args.submission_id)
+    print(f"{args.submission_id}: {'stopping' if stopped else 'had already ended'}")
+    return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from gdsearch import cluster
+
+    rows = cluster.jobs(args.address)
+    if not rows:
+        print("no submissions")
+        return 0
+    table = pd.DataFrame(rows)
+    table["start_time"] = pd.to_datetime(table["start_time"], unit="ms", utc=True).dt.strftime(
+        "%Y-%m-%d %H:%M:%S"
+    )
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        print(table.head(args.limit).to_string(index=False))
+    return 0
+
+
+def _cluster_commands(commands: Any) -> None:
+    def address(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--address",
+            help="the cluster's job server, e.g. http://127.0.0.1:8265 "
+            "(default: $RAY_API_SERVER_ADDRESS, else $RAY_ADDRESS)",
+        )
+
+    submit = commands.add_parser(
+        "submit",
+        help="submit a job to a Ray cluster (Ray Jobs API)",
+        description="Check a job, send it and its data file to a Ray cluster's job server, "
+        "and print the submission id. The cluster runs `gdsearch run` and writes to "
+        "RESULTS_DIR, a path on a volume the cluster shares or a URI such as s3://bucket/prefix.",
+    )
+    submit.add_argument("job", help="the job file (TOML)")
+    address(submit)
+    submit.add_argument(
+        "--results-dir",
+        default=os.environ.get("GDSEARCH_RESULTS", "/results"),
+        help="results location on the cluster (default: $GDSEARCH_RESULTS, else /results)",
+    )
+    submit.set_defaults(handler=_submit)
+    for name, handler, text in (
+        ("status", _status, "a submission's state"),
+        ("logs", _logs, "a submission's driver log"),
+        ("stop", _stop, "stop a submission"),
+    ):
+        sub = commands.add_parser(name, help=text, description=f"Show or change {text}.")
+        sub.add_argument("submission_id", help="the id `gdsearch submit` printed (raysubmit_…)")
+        address(sub)
+        if name == "logs":
+            sub.add_argument("--follow", "-f", action="store_true", help="stream until it ends")
+        sub.set_defaults(handler=handler)
+    listing = commands.add_parser(
+        "jobs", help="recent submissions and their states", description="List submissions."
+    )
+    address(listing)
+    listing.add_argument("--limit", type=int, default=50, help="rows to print at most")
+    listing.set_defaults(handler=_jobs)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gdsearch",
@@ -113,6 +213,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("results", help="a results directory, e.g. results/seed-sine")
     show.add_argument("--max-rows", type=int, default=500, help="rows to print at most")
     show.set_defaults(handler=_show)
+    _cluster_commands(commands)
     return parser
 
 

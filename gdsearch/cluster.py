@@ -1,0 +1,187 @@
+"""Submit search jobs to a Ray cluster through Ray's Jobs API, and watch, stop and list them.
+
+gdsearch has no cluster of its own: ``submit`` hands Ray's job server the job file (and its data
+file) as the job's working directory, with ``gdsearch run`` as the entrypoint; the driver then
+runs on the cluster and writes to the results location the submission names.
+
+The Jobs API answers at the dashboard's address (``http://HEAD:8265``). With Ray's token
+authentication on, the client sends the token Ray finds in ``RAY_AUTH_TOKEN``, the file named by
+``RAY_AUTH_TOKEN_PATH``, or ``~/.ray/auth_token``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gdsearch.errors import InputError
+from gdsearch.spec import JobSpec, load_job
+from gdsearch.store import is_uri
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
+
+ADDRESS_VARIABLES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
+
+
+def resolve_address(address: str | None) -> str:
+    """The Jobs API address: ``--address``, else RAY_API_SERVER_ADDRESS, else RAY_ADDRESS."""
+    for candidate in (address, *(os.environ.get(v) for v in ADDRESS_VARIABLES)):
+        if candidate:
+            return candidate if "://" in candidate else f"http://{candidate}"
+    raise InputError(
+        "--address: missing; give the cluster's dashboard, e.g. http://127.0.0.1:8265"
+    )
+
+
+def connect(address: str | None) -> JobSubmissionClient:
+    """A Jobs API client for the cluster, or an InputError saying why there is none."""
+    from ray.job_submission import JobSubmissionClient
+
+    target = resolve_address(address)
+    with _reasons(f"--address {target!r}"):
+        return JobSubmissionClient(target)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@contextmanager
+def _reasons(subject: str) -> Iterator[None]:
+    """Turn the Jobs client's failures into one-line input errors."""
+    from ray.exceptions import AuthenticationError
+
+    try:
+        yield
+    except AuthenticationError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
+        raise InputError(
+            f"{subject}: the cluster refused the request ({first}); set RAY_AUTH_TOKEN or "
+            "RAY_AUTH_TOKEN_PATH to the cluster's token"
+        ) from None
+    except ConnectionError as exc:
+        raise InputError(f"{subject}: no Ray job server answers ({_line(exc)})") from None
+    except RuntimeError as exc:  # the client's wording for 404s and other HTTP failures
+        raise InputError(f"{subject}: {_line(exc)}") from None
+
+
+def _line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
+
+
+def _working_dir(spec: JobSpec, folder: Path) -> str:
+    """Copy the job file, and its data file if it has one, keeping their relative places.
+
+    Returns the job file's path inside ``folder``.
+    """
+    job = Path(spec.path).resolve()
+    files = [job]
+    if spec.dataset == "file":
+        files.append(Path(spec.data_kwargs()["path"]))
+    base = Path(os.path.commonpath([f.parent for f in files]))
+    for source in files:
+        target = folder / source.relative_to(base)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return job.relative_to(base).as_posix()
+
+
+def submit(job_path: str, address: str | None, results_dir: str) -> str:
+    """Submit a job file to the cluster; returns the submission id.
+
+    Args:
+        job_path: the job file; it is checked here first.
+        address: the cluster's Jobs API (dashboard) address.
+        results_dir: where the cluster's driver writes: an absolute path on a volume the
+            cluster shares, or a filesystem URI such as ``s3://bucket/prefix``.
+    """
+    spec = load_job(job_path)
+    spec.load_data()  # a bad data file is refused here, not on the cluster
+    if not (is_uri(results_dir) or Path(results_dir).is_absolute()):
+        raise InputError(
+            f"--results-dir: the cluster needs an absolute path on a shared volume or a URI "
+            f"such as s3://bucket/prefix, but got {results_dir!r}"
+        )
+    client = connect(address)
+    with tempfile.TemporaryDirectory(prefix="gdsearch-submit-") as folder:
+        job_file = _working_dir(spec, Path(folder))
+        entrypoint = " ".join(
+            ["gdsearch", "run", shlex.quote(job_file), "--results-dir", shlex.quote(results_dir),
+             "--no-progress"]
+        )  # fmt: skip
+        with _reasons("submit"):
+            submission_id: str = client.submit_job(
+                entrypoint=entrypoint,
+                runtime_env={"working_dir": folder},
+                metadata={"gdsearch_job": spec.name, "results": results_dir},
+            )
+    return submission_id
+
+
+def status(address: str | None, submission_id: str) -> dict[str, Any]:
+    """The submission's status, message and times."""
+    client = connect(address)
+    with _reasons(f"submission {submission_id!r}"):
+        info = client.get_job_info(submission_id)
+    return {
+        "submission_id": submission_id,
+        "status": str(info.status.value if hasattr(info.status, "value") else info.status),
+        "message": info.message or "",
+        "entrypoint": info.entrypoint,
+        "start_time": info.start_time,
+        "end_time": info.end_time,
+        "metadata": info.metadata or {},
+    }
+
+
+def logs(address: str | None, submission_id: str) -> str:
+    """The submission's driver log so far."""
+    client = connect(address)
+    with _reasons(f"submission {submission_id!r}"):
+        text: str = client.get_job_logs(submission_id)
+    return text
+
+
+def follow_logs(address: str | None, submission_id: str, write: Callable[[str], Any]) -> None:
+    """Stream the submission's driver log to ``write`` until the job ends."""
+    client = connect(address)
+
+    async def tail() -> None:
+        async for chunk in client.tail_job_logs(submission_id):
+            write(chunk)
+
+    with _reasons(f"submission {submission_id!r}"):
+        client.get_job_status(submission_id)  # an unknown id fails here, with its message
+        asyncio.run(tail())
+
+
+def stop(address: str | None, submission_id: str) -> bool:
+    """Ask the cluster to stop a submission; False if it had already ended."""
+    client = connect(address)
+    with _reasons(f"submission {submission_id!r}"):
+        stopped: bool = client.stop_job(submission_id)
+    return stopped
+
+
+def jobs(address: str | None) -> list[dict[str, Any]]:
+    """Every submission the cluster knows, newest first."""
+    client = connect(address)
+    with _reasons("jobs"):
+        found = client.list_jobs()
+    rows = [
+        {
+            "submission_id": job.submission_id or "",
+            "status": str(job.status.value if hasattr(job.status, "value") else job.status),
+            "job": (job.metadata or {}).get("gdsearch_job", ""),
+            "start_time": job.start_time or 0,
+            "entrypoint": job.entrypoint,
+        }
+        for job in found
+    ]
+    return sorted(rows, key=lambda row: row["start_time"], reverse=True)

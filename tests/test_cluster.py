@@ -1,0 +1,246 @@
+"""A real multi-node Ray cluster on this machine, started with docker-compose.yml's own commands.
+
+No Docker engine runs here, so the compose file is checked statically, and its `ray start`
+commands run as plain processes: a head and a worker node, each with its own ports, sharing one
+temp dir of the test's, token authentication on. Jobs go in through Ray's Jobs API, as
+`gdsearch submit` sends them, in separate processes with the environment a user would have.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import gdsearch
+from tests.conftest import REPO
+
+yaml = pytest.importorskip("yaml")
+
+pytestmark = pytest.mark.ray
+
+COMPOSE = REPO / "docker-compose.yml"
+TOKEN_VARIABLES = (
+    "RAY_AUTH_TOKEN",
+    "RAY_AUTH_TOKEN_PATH",
+    "RAY_ADDRESS",
+    "RAY_API_SERVER_ADDRESS",
+)
+
+
+def _compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return loaded
+
+
+# --- the compose file, statically -----------------------------------------------------------
+
+
+def test_compose_has_a_head_and_a_scalable_worker_from_one_image() -> None:
+    services = _compose()["services"]
+    assert set(services) == {"ray-head", "ray-worker"}
+    head, worker = services["ray-head"], services["ray-worker"]
+    assert head["image"] == worker["image"] == "gdsearch:latest"
+    assert head["build"] == "." and (REPO / "Dockerfile").is_file()
+    assert "container_name" not in worker  # a fixed name would forbid --scale
+    assert worker["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    for service in (head, worker):
+        assert service["shm_size"].startswith("${RAY_SHM_SIZE:-")
+        assert service["healthcheck"]["test"][:3] == ["CMD", "ray", "health-check"]
+        assert service["volumes"] == ["results:/results"]
+        assert service["environment"]["GDSEARCH_RESULTS"] == "/results"
+    assert "results" in _compose()["volumes"]
+
+
+def test_compose_keeps_token_auth_on_and_the_api_on_loopback() -> None:
+    services = _compose()["services"]
+    for service in services.values():
+        env = service["environment"]
+        assert env["RAY_AUTH_MODE"] == "token"
+        assert env["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN:?")  # from the environment only
+    assert services["ray-head"]["ports"] == ["127.0.0.1:${RAY_DASHBOARD_PORT:-8265}:8265"]
+    assert "ports" not in services["ray-worker"]
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "RAY_AUTH_TOKEN" not in dockerfile and "RAY_AUTH_MODE=token" in dockerfile
+
+
+def test_compose_commands_start_ray_at_the_pinned_version() -> None:
+    import ray
+
+    services = _compose()["services"]
+    head, worker = services["ray-head"]["command"], services["ray-worker"]["command"]
+    assert head[:3] == ["ray", "start", "--head"] and "--block" in head
+    assert worker[:3] == ["ray", "start", "--address=ray-head:6379"] and "--block" in worker
+    assert "--port=6379" in head and "--dashboard-port=8265" in head
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert f'"ray[default]=={ray.__version__}"' in pyproject  # the image installs this one
+
+
+# --- the same commands as processes on this machine -------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _as_process(command: list[str], replace: dict[str, str], extra: list[str]) -> list[str]:
+    """A compose command with its compose-only values (host names, ${…} defaults) replaced."""
+    out = []
+    for argument in command:
+        flag = argument.split("=", 1)[0]
+        out.append(f"{flag}={replace[flag]}" if flag in replace else argument)
+    return [*out, *extra]
+
+
+@dataclass
+class RunningCluster:
+    dashboard: str
+    token: str
+    env: dict[str, str]
+    processes: list[subprocess.Popen[bytes]]
+
+
+def _wait_for_nodes(dashboard: str, env: dict[str, str], count: int, deadline: float) -> None:
+    probe = (
+        "import json, sys; from ray.util.state import list_nodes; "
+        f"print(json.dumps(sum(n.state == 'ALIVE' for n in list_nodes(address={dashboard!r}))))"
+    )
+    while time.monotonic() < deadline:
+        done = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60
+        )
+        if done.returncode == 0 and json.loads(done.stdout.strip().splitlines()[-1]) >= count:
+            return
+        time.sleep(1.0)
+    raise TimeoutError(f"fewer than {count} Ray nodes came up")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RunningCluster]:
+    """Head + one worker node from the compose commands, 1 CPU each; stopped by their handles."""
+    temp = tempfile.mkdtemp(prefix="gdsc-", dir="/tmp")
+    token = secrets.token_hex(32)
+    env = {k: v for k, v in os.environ.items() if k not in TOKEN_VARIABLES}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, HOME=temp)  # no ~/.ray token leaks in
+    gcs, dashboard = _free_port(), _free_port()
+    services = _compose()["services"]
+    head = _as_process(
+        services["ray-head"]["command"],
+        {"--port": str(gcs), "--dashboard-host": "127.0.0.1", "--dashboard-port": str(dashboard),
+         "--num-cpus": "1"},
+        [f"--temp-dir={temp}/ray", "--node-ip-address=127.0.0.1",
+         f"--ray-client-server-port={_free_port()}",
+         f"--dashboard-agent-listen-port={_free_port()}"],
+    )  # fmt: skip
+    worker = _as_process(
+        services["ray-worker"]["command"],
+        {"--address": f"127.0.0.1:{gcs}", "--num-cpus": "1"},
+        ["--node-ip-address=127.0.0.1", f"--dashboard-agent-listen-port={_free_port()}"],
+    )
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for command in (head, worker):
+            log = open(Path(temp) / f"{command[2].lstrip('-').split('=')[0]}.log", "wb")  # noqa: SIM115
+            processes.append(
+                subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
+            )
+            if command is head:
+                time.sleep(3.0)
+        address = f"http://127.0.0.1:{dashboard}"
+        _wait_for_nodes(address, env, 2, time.monotonic() + 120)
+        yield RunningCluster(address, token, env, processes)
+    finally:
+        for process in reversed(processes):  # only what this fixture started, by its handle
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _gdsearch(
+    args: list[str], env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gdsearch.cli", *args],
+        env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+    )  # fmt: skip
+
+
+def test_submitted_job_runs_on_both_nodes_and_equals_a_local_run(
+    cluster: RunningCluster, small_job: Path, tmp_path: Path, local_ray: None
+) -> None:
+    shared = tmp_path / "shared-results"
+    submitted = _gdsearch(
+        ["submit", str(small_job), "--address", cluster.dashboard, "--results-dir", str(shared)],
+        cluster.env,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    submission_id = submitted.stdout.strip()
+    assert submission_id.startswith("raysubmit_")
+
+    followed = _gdsearch(["logs", submission_id, "--follow", "--address", cluster.dashboard],
+                         cluster.env, timeout=300)  # fmt: skip
+    assert followed.returncode == 0, followed.stderr
+    status = _gdsearch(["status", submission_id, "--address", cluster.dashboard], cluster.env)
+    assert status.stdout.startswith(f"{submission_id}: SUCCEEDED"), followed.stdout[-2000:]
+    listed = _gdsearch(["jobs", "--address", cluster.dashboard], cluster.env)
+    assert submission_id in listed.stdout and "small" in listed.stdout
+
+    remote = gdsearch.load_results(shared / "small")
+    assert len(set(remote.trials["node"])) == 2  # trained on the head and on the worker node
+    assert len(remote.manifest["cluster"]["nodes"]) == 2
+    local = gdsearch.load_results(
+        gdsearch.run_search(small_job, tmp_path, show_progress=False).path
+    )
+    assert remote.history.equals(local.history)
+    columns = ["trial_id", "lr", "init", "hidden", "seed", "status", "final_sse", "min_sse"]
+    assert remote.trials[columns].equals(local.trials[columns])
+
+
+def test_a_submission_without_the_token_is_refused(
+    cluster: RunningCluster, small_job: Path
+) -> None:
+    env = {k: v for k, v in cluster.env.items() if k not in TOKEN_VARIABLES}
+    env["HOME"] = tempfile.mkdtemp(prefix="gdsearch-empty-home-")  # no ~/.ray/auth_token either
+    refused = _gdsearch(["submit", str(small_job), "--address", cluster.dashboard,
+                         "--results-dir", "/tmp/never-written"], env)  # fmt: skip
+    assert refused.returncode == 2
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "refused" in refused.stderr and "RAY_AUTH_TOKEN" in refused.stderr
+    wrong = _gdsearch(
+        ["jobs", "--address", cluster.dashboard], {**env, "RAY_AUTH_TOKEN": "0" * 64}
+    )
+    assert wrong.returncode == 2 and "refused" in wrong.stderr
+    accepted = _gdsearch(["jobs", "--address", cluster.dashboard], cluster.env)
+    assert accepted.returncode == 0, accepted.stderr
+
+
+def test_unknown_id_and_unreachable_address_are_one_line_errors(cluster: RunningCluster) -> None:
+    unknown = _gdsearch(
+        ["status", "raysubmit_nosuchjob", "--address", cluster.dashboard], cluster.env
+    )
+    assert unknown.returncode == 2 and "raysubmit_nosuchjob" in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1
+    nowhere = _gdsearch(["jobs", "--address", f"http://127.0.0.1:{_free_port()}"], cluster.env)
+    assert nowhere.returncode == 2 and "no Ray job server answers" in nowhere.stderr
+    assert len(nowhere.stderr.strip().splitlines()) == 1
