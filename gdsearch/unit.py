@@ -27,6 +27,8 @@ from gdsearch.trial import Trial
 WAVES_PER_CPU = 8
 """Units per CPU that a plan aims for, so a slow unit at the end leaves few CPUs idle."""
 MAX_UNIT_TRIALS = 1024
+HISTORY_VALUES_PER_UNIT = 32 * 2**20
+"""A unit holds its histories, trials × (epochs + 1) float64, in memory: 256 MiB at most."""
 POPULATION_ELEMENTS = 65_536
 """A unit trains its trials in populations of about this many values per activation array
 (K × samples × widest layer): small enough for the CPU's cache, large enough that numpy's
@@ -43,7 +45,8 @@ def plan_units(trials: Sequence[Trial], n_cpus: int) -> list[list[Trial]]:
     for trial in trials:
         groups[trial.group_key()].append(trial)
     target = max(1, math.ceil(len(trials) / (max(1, n_cpus) * WAVES_PER_CPU)))
-    target = min(target, MAX_UNIT_TRIALS)
+    epochs = int(dict(trials[0].fixed)["epochs"]) if trials else 0
+    target = min(target, MAX_UNIT_TRIALS, max(1, HISTORY_VALUES_PER_UNIT // (epochs + 1)))
     units: list[list[Trial]] = []
     for members in groups.values():
         n_units = math.ceil(len(members) / target)
@@ -54,7 +57,7 @@ def plan_units(trials: Sequence[Trial], n_cpus: int) -> list[list[Trial]]:
 def train_unit(
     X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial], node: str = ""
 ) -> tuple[pa.Table, pa.Table]:
-    """Train a unit's trials as one population.
+    """Train a unit's trials, in stacked populations of about ``POPULATION_ELEMENTS`` values.
 
     Args:
         X, Y: the job's data, (n, d) and (n, k).

@@ -244,3 +244,30 @@ def test_unknown_id_and_unreachable_address_are_one_line_errors(cluster: Running
     nowhere = _gdsearch(["jobs", "--address", f"http://127.0.0.1:{_free_port()}"], cluster.env)
     assert nowhere.returncode == 2 and "no Ray job server answers" in nowhere.stderr
     assert len(nowhere.stderr.strip().splitlines()) == 1
+
+
+def test_stop_ends_a_running_submission(cluster: RunningCluster, tmp_path: Path) -> None:
+    job = tmp_path / "long.toml"
+    job.write_text(
+        (REPO / "jobs" / "seed_sine.toml")
+        .read_text()
+        .replace("epochs = 20000", "epochs = 1000000")
+    )
+    submitted = _gdsearch(
+        ["submit", str(job), "--address", cluster.dashboard, "--results-dir", str(tmp_path / "r")],
+        cluster.env,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    submission_id = submitted.stdout.strip()
+    stopped = _gdsearch(["stop", submission_id, "--address", cluster.dashboard], cluster.env)
+    assert stopped.returncode == 0 and stopped.stdout.startswith(f"{submission_id}: stopping")
+    deadline = time.monotonic() + 60
+    state = ""
+    while time.monotonic() < deadline:
+        state = _gdsearch(
+            ["status", submission_id, "--address", cluster.dashboard], cluster.env
+        ).stdout
+        if "STOPPED" in state:
+            break
+        time.sleep(1.0)
+    assert f"{submission_id}: STOPPED" in state

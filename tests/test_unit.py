@@ -209,3 +209,13 @@ def test_plan_units_unit_can_be_trained_as_one_population() -> None:
     assert sorted(combined.column("trial_id").to_pylist()) == sorted(
         t.trial_id for t in spec.trials()
     )
+
+
+def test_plan_units_bounds_a_units_history_memory_for_long_trainings() -> None:
+    from gdsearch.unit import HISTORY_VALUES_PER_UNIT
+
+    long_job = PLAN_JOB.replace("[search]", "[train]\nepochs = 1000000\n\n[search]")
+    trials = parse_job(long_job).trials()
+    units = plan_units(trials, 1)
+    assert max(len(u) for u in units) * 1_000_001 <= HISTORY_VALUES_PER_UNIT
+    assert sorted(t.trial_id for u in units for t in u) == sorted(t.trial_id for t in trials)
