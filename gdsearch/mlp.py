@@ -339,10 +339,13 @@ def _minibatch_epoch(
     """One epoch of mini-batch steps, each trial in its own freshly shuffled order."""
     n = X1_t.shape[-1]
     order = np.stack([rng.permutation(n) for rng in active.rngs])  # (K, n)
+    workspaces: dict[int, _Workspace] = {}  # by batch width: the last batch may be shorter
     for start in range(0, n, batch_size):
         batch = order[:, start : start + batch_size]  # (K, b)
-        inputs_t = np.moveaxis(X1_t[:, batch], 0, 1)  # (K, d + 1, b)
-        ws = _Workspace(len(batch), np.ascontiguousarray(inputs_t), sizes)
+        inputs_t = np.ascontiguousarray(np.moveaxis(X1_t[:, batch], 0, 1))  # (K, d + 1, b)
+        ws = workspaces.get(batch.shape[1]) or _Workspace(len(batch), inputs_t, sizes)
+        workspaces[batch.shape[1]] = ws
+        ws.acts[0] = inputs_t
         _forward(active.Wbs, ws, activation)
         _residual_sse(ws, np.moveaxis(Y_t[:, batch], 0, 1))
         grads = _backward(active.Wbs, ws, ws.out, _scale(grad_scale, batch.shape[1]), activation)
