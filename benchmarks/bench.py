@@ -113,6 +113,16 @@ def _trials_and_data(job: str) -> tuple[list[Any], Any, Any, Any]:
     return spec.trials(), X, Y, spec
 
 
+def _in_process_result(histories: dict[str, Any], elapsed: float) -> dict[str, Any]:
+    return {
+        "search_s": elapsed,
+        "trial_epochs": sum(len(h) - 1 for h in histories.values()),
+        "trials": len(histories),
+        "peak_rss_mib": _peak_rss_mib(),
+        "digest": _digest(histories),
+    }
+
+
 def measure_loop(job: str) -> dict[str, Any]:
     """The same maths one trial at a time: gdsearch.mlp.train in a plain loop."""
     from gdsearch import mlp
@@ -126,14 +136,7 @@ def measure_loop(job: str) -> dict[str, Any]:
         histories[trial.trial_id], _ = mlp.train(
             params, X, Y, lr=trial.lr, epochs=spec.epochs, activation=trial.activation
         )
-    elapsed = time.perf_counter() - t0
-    return {
-        "search_s": elapsed,
-        "trial_epochs": sum(len(h) - 1 for h in histories.values()),
-        "trials": len(trials),
-        "peak_rss_mib": _peak_rss_mib(),
-        "digest": _digest(histories),
-    }
+    return _in_process_result(histories, time.perf_counter() - t0)
 
 
 def measure_stacked(job: str) -> dict[str, Any]:
@@ -147,14 +150,7 @@ def measure_stacked(job: str) -> dict[str, Any]:
         _, history = train_unit(X, Y, unit)
         frame = history.to_pandas()
         histories.update({k: v.to_numpy() for k, v in frame.groupby("trial_id")["sse"]})
-    elapsed = time.perf_counter() - t0
-    return {
-        "search_s": elapsed,
-        "trial_epochs": sum(len(h) - 1 for h in histories.values()),
-        "trials": len(trials),
-        "peak_rss_mib": _peak_rss_mib(),
-        "digest": _digest(histories),
-    }
+    return _in_process_result(histories, time.perf_counter() - t0)
 
 
 def measure_tune(job: str, per_epoch: bool, reuse: bool, every: int) -> dict[str, Any]:
