@@ -1,10 +1,169 @@
-"""Tables that compare learning rates, computed from a result set's trials."""
+"""How each learning rate converged: per-trial metrics, per-lr summaries and the critical lr.
+
+Everything is computed from a result set's tables with pandas and numpy, a whole history table
+at a time (no Python loop over epochs). A *group* is one comparison: trials that differ only in
+learning rate and replicate seed (same init, architecture, activation, init scale, batch size).
+
+Trial classes, in the order they are decided:
+
+- ``diverged``: the trial's status is diverged.
+- ``converged``: its final SSE is within ``tolerance`` (relative) of its group's best SSE.
+- ``oscillating``: over the late phase (the last ``LATE_FRACTION`` of its epochs) its SSE rose
+  in at least ``OSCILLATION_SHARE`` of the steps.
+- ``plateaued``: over the late phase its SSE fell by less than ``PLATEAU_GAIN`` (relative) in
+  all, while still short of the group's best.
+- ``slow``: still falling, but short of the group's best when training ended.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import numpy as np
 import pandas as pd
 
-GROUP = ["init", "hidden", "activation", "lr"]
+if TYPE_CHECKING:  # the maths layer reads tables; it does not import the store's pyarrow
+    from gdsearch.store import Results
+
+GROUP = ["init", "hidden", "activation", "init_scale", "batch_size"]
+LATE_FRACTION = 0.1
+OSCILLATION_SHARE = 0.3
+PLATEAU_GAIN = 1e-4
+DEFAULT_TOLERANCE = 0.05
+
+
+def _group_columns(trials: pd.DataFrame) -> list[str]:
+    return [c for c in GROUP if c in trials.columns]
+
+
+def _history_matrix(results: Results) -> np.ndarray:
+    """Histories as a (trials, epochs + 1) array in the trials table's order, NaN past the end."""
+    wide = results.history.pivot(index="trial_id", columns="epoch", values="sse")
+    return wide.reindex(index=results.trials["trial_id"]).to_numpy(dtype=np.float64)
+
+
+def trial_metrics(
+    results: Results, tolerance: float = DEFAULT_TOLERANCE, target: float | None = None
+) -> pd.DataFrame:
+    """One row per trial: its configuration, final and minimum SSE, epochs to tolerance,
+    late-phase contraction ratio and class.
+
+    Args:
+        results: a loaded result set.
+        tolerance: relative distance from the group's best SSE that counts as reached.
+        target: an absolute SSE; if given, ``epochs_to_target`` is the first epoch at or below it.
+
+    Returns:
+        The trials table plus ``group_best``, ``epochs_to_tolerance`` (NaN if never reached),
+        ``epochs_to_target``, ``contraction`` (median SSE(t+1)/SSE(t) over the late phase) and
+        ``convergence`` (one of the classes in this module's docstring).
+    """
+    trials = results.trials.copy()
+    sse = _history_matrix(results)
+    lengths = np.sum(~np.isnan(sse), axis=1)
+    group = _group_columns(trials)
+    lowest = np.nanmin(np.where(np.isnan(sse), np.inf, sse), axis=1)
+    trials["group_best"] = (
+        pd.Series(lowest, index=trials.index)
+        .groupby([trials[c] for c in group], dropna=False)
+        .transform("min")
+    )
+    threshold = trials["group_best"].to_numpy() * (1.0 + tolerance)
+    trials["epochs_to_tolerance"] = _first_at_or_below(sse, threshold)
+    if target is not None:
+        trials["epochs_to_target"] = _first_at_or_below(sse, np.full(len(trials), target))
+
+    # Late phase: the last LATE_FRACTION of each trial's steps (at least one step).
+    epochs = np.arange(sse.shape[1])
+    steps = np.maximum(1, np.ceil(LATE_FRACTION * (lengths - 1))).astype(int)
+    late = (epochs[None, 1:] >= (lengths - steps)[:, None]) & (epochs[None, 1:] < lengths[:, None])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = sse[:, 1:] / sse[:, :-1]
+    ratio = np.where(late, ratio, np.nan)
+    trials["contraction"] = np.nanmedian(np.where(late.any(axis=1)[:, None], ratio, 1.0), axis=1)
+    rises = np.sum(late & (ratio > 1.0), axis=1) / np.maximum(late.sum(axis=1), 1)
+    first_late = sse[np.arange(len(sse)), np.clip(lengths - 1 - steps, 0, None)]
+    final = trials["final_sse"].to_numpy(dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = (first_late - final) / first_late
+
+    reached = final <= threshold
+    classes = np.select(
+        [
+            (trials["status"] == "diverged").to_numpy(),
+            reached,
+            rises >= OSCILLATION_SHARE,
+            ~(gain >= PLATEAU_GAIN),
+        ],
+        ["diverged", "converged", "oscillating", "plateaued"],
+        default="slow",
+    )
+    trials["convergence"] = classes
+    return trials
+
+
+def _first_at_or_below(sse: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """Per row, the first epoch whose SSE is at or below the row's threshold (NaN if none)."""
+    hit = sse <= threshold[:, None]
+    first = np.argmax(hit, axis=1).astype(np.float64)
+    return np.where(hit.any(axis=1), first, np.nan)
+
+
+def convergence_table(results: Results, tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
+    """One row per group and learning rate, aggregated over seeds.
+
+    Columns: the group's columns, lr, trials, median / q25 / q75 of final SSE (of trials that did
+    not diverge), diverged_fraction, median epochs_to_tolerance, the most common class, and
+    ``best`` (True on the lr with the lowest median final SSE among those none of whose trials
+    diverged; the smallest such lr on a tie).
+    """
+    metrics = trial_metrics(results, tolerance)
+    group = _group_columns(metrics)
+    metrics["kept_sse"] = metrics["final_sse"].where(metrics["status"] != "diverged")
+    metrics["is_diverged"] = metrics["status"] == "diverged"
+    keys = [*group, "lr"]
+    table = (
+        metrics.groupby(keys, dropna=False, sort=True)
+        .agg(
+            trials=("trial_id", "size"),
+            median_final_sse=("kept_sse", "median"),
+            q25_final_sse=("kept_sse", lambda s: s.quantile(0.25)),
+            q75_final_sse=("kept_sse", lambda s: s.quantile(0.75)),
+            diverged_fraction=("is_diverged", "mean"),
+            median_epochs_to_tolerance=("epochs_to_tolerance", "median"),
+            typical=("convergence", lambda s: s.mode().iloc[0]),
+        )
+        .reset_index()
+    )
+    candidates = table["median_final_sse"].where(table["diverged_fraction"] == 0)
+    winners = candidates.groupby([table[c] for c in group], dropna=False).idxmin().dropna()
+    table["best"] = table.index.isin(winners.astype(int))  # ties go to the smallest lr
+    return table
+
+
+def critical_lr(results: Results) -> pd.DataFrame:
+    """Per group, the bracket that holds the critical learning rate.
+
+    ``lr_diverged`` is the smallest lr at which any trial diverged; ``lr_converged`` the largest
+    lr below it at which none did. Either is NaN where the grid did not reach that side.
+    """
+    metrics = results.trials
+    group = _group_columns(metrics)
+    per_lr = (
+        metrics.assign(is_diverged=metrics["status"] == "diverged")
+        .groupby([*group, "lr"], dropna=False)["is_diverged"]
+        .any()
+        .reset_index()
+    )
+    rows = []
+    for key, frame in per_lr.groupby(group, dropna=False, sort=True):
+        diverged = frame.loc[frame["is_diverged"], "lr"]
+        lr_diverged = float(diverged.min()) if len(diverged) else np.nan
+        below = frame.loc[~frame["is_diverged"] & ~(frame["lr"] >= lr_diverged), "lr"]
+        lr_converged = float(below.max()) if len(below) else np.nan
+        rows.append({**dict(zip(group, key, strict=True)), "lr_converged": lr_converged,
+                     "lr_diverged": lr_diverged})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def lr_summary(trials: pd.DataFrame) -> pd.DataFrame:
@@ -21,7 +180,7 @@ def lr_summary(trials: pd.DataFrame) -> pd.DataFrame:
         converged_sse=trials["final_sse"].where(trials["status"] != "diverged"),
         is_diverged=trials["status"] == "diverged",
     )
-    table = frame.groupby(GROUP, sort=True, dropna=False).agg(
+    table = frame.groupby(["init", "hidden", "activation", "lr"], sort=True, dropna=False).agg(
         trials=("trial_id", "size"),
         median_final_sse=("converged_sse", "median"),
         min_final_sse=("converged_sse", "min"),

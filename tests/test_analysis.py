@@ -1,0 +1,104 @@
+"""Convergence metrics on synthetic histories whose answers are known, and on real training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gdsearch import analysis
+from gdsearch.spec import parse_job
+from gdsearch.store import Results
+from gdsearch.unit import train_unit
+
+EPOCHS = 200
+
+
+def _results(histories: dict[str, tuple[float, np.ndarray, str]]) -> Results:
+    """A result set of one group: trial_id → (lr, history, status)."""
+    trials, rows = [], []
+    for trial_id, (lr, history, status) in histories.items():
+        trials.append(
+            {"trial_id": trial_id, "lr": lr, "init": "xavier", "hidden": "4", "activation": "tanh",
+             "init_scale": np.nan, "batch_size": 0, "seed": 0, "epochs": EPOCHS, "status": status,
+             "final_sse": history[-1], "min_sse": history.min()}
+        )  # fmt: skip
+        rows.append(pd.DataFrame({"trial_id": trial_id, "epoch": np.arange(len(history)),
+                                  "sse": history}))  # fmt: skip
+    return Results(pd.DataFrame(trials), pd.concat(rows, ignore_index=True), {}, "")
+
+
+def _synthetic() -> Results:
+    t = np.arange(EPOCHS + 1, dtype=np.float64)
+    return _results(
+        {
+            "fast": (0.1, 10.0 * 0.9**t + 1.0, "ok"),  # reaches the floor, 1.0
+            "slow": (0.01, 10.0 * 0.995**t + 1.0, "ok"),  # still falling at the end
+            "flat": (0.001, np.full(EPOCHS + 1, 5.0), "ok"),  # stuck well above the best
+            "wobble": (0.05, 3.0 + 0.5 * (-1.0) ** t, "ok"),  # up, down, up ...
+            "blown": (1.0, 10.0 * 3.0 ** np.arange(12.0), "diverged"),
+        }
+    )
+
+
+def test_every_class_is_recognised_on_histories_with_known_answers() -> None:
+    metrics = analysis.trial_metrics(_synthetic()).set_index("trial_id")
+    assert metrics["convergence"].to_dict() == {
+        "fast": "converged", "slow": "slow", "flat": "plateaued", "wobble": "oscillating",
+        "blown": "diverged",
+    }  # fmt: skip
+
+
+def test_epochs_to_tolerance_and_target_are_first_crossings() -> None:
+    metrics = analysis.trial_metrics(_synthetic(), tolerance=0.05, target=2.0).set_index(
+        "trial_id"
+    )
+    best = 1.0 + 10.0 * 0.9**EPOCHS
+    assert metrics.loc["fast", "group_best"] == pytest.approx(best)
+    # 10·0.9^t + 1 <= 1.05·best first holds at t = ceil(log(0.05·best/10) / log 0.9)
+    expected = int(np.ceil(np.log((1.05 * best - 1.0) / 10.0) / np.log(0.9)))
+    assert metrics.loc["fast", "epochs_to_tolerance"] == expected
+    assert np.isnan(metrics.loc["flat", "epochs_to_tolerance"])
+    assert metrics.loc["fast", "epochs_to_target"] == int(np.ceil(np.log(0.1) / np.log(0.9)))
+    assert metrics.loc["slow", "contraction"] == pytest.approx(
+        (10 * 0.995 ** (EPOCHS - 1) + 1) / (10 * 0.995 ** (EPOCHS - 2) + 1), rel=1e-3
+    )
+
+
+def test_convergence_table_marks_the_best_lr_that_never_diverged() -> None:
+    table = analysis.convergence_table(_synthetic()).set_index("lr")
+    assert table["best"].sum() == 1 and bool(table.loc[0.1, "best"])
+    assert table.loc[1.0, "diverged_fraction"] == 1.0
+    assert np.isnan(table.loc[1.0, "median_final_sse"])
+
+
+def test_critical_lr_brackets_the_divergence_edge() -> None:
+    bracket = analysis.critical_lr(_synthetic())
+    assert len(bracket) == 1
+    assert (bracket.loc[0, "lr_converged"], bracket.loc[0, "lr_diverged"]) == (0.1, 1.0)
+
+
+SINE = """
+[job]
+name = "sine-bracket"
+[data]
+dataset = "sine"
+[train]
+epochs = 3000
+[search]
+lr = { log = [0.01, 0.1], num = 9 }
+init = ["normal"]
+"""
+
+
+def test_critical_lr_on_the_sine_fit_holds_the_linear_stability_limit() -> None:
+    spec = parse_job(SINE)
+    X, Y = spec.load_data()
+    trials_table, history_table = train_unit(X, Y, spec.trials())
+    results = Results(trials_table.to_pandas(), history_table.to_pandas(), {}, "")
+    A = np.column_stack([X[:, 0], np.ones(len(X))])
+    lr_star = 2.0 / np.linalg.eigvalsh(2.0 * A.T @ A / len(X)).max()
+    bracket = analysis.critical_lr(results).iloc[0]
+    assert bracket["lr_converged"] < lr_star < bracket["lr_diverged"]
+    step = (0.1 / 0.01) ** (1 / 8)
+    assert bracket["lr_diverged"] / bracket["lr_converged"] == pytest.approx(step)
