@@ -1,0 +1,52 @@
+"""The stability limit 2/λ_max: the linear closed form and the power-iteration estimate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gdsearch import mlp, stability
+from gdsearch.data import moons, sine
+
+
+def test_sharpness_matches_the_exact_hessian_of_the_linear_model() -> None:
+    X, Y = sine()
+    params = mlp.init_params([1, 1], "normal", 0)
+    exact = np.linalg.eigvalsh(stability.linear_hessian(X)).max()
+    assert stability.sharpness(params, X, Y, "identity") == pytest.approx(exact, rel=0.01)
+    assert stability.sharpness(params, X, Y, "identity") == pytest.approx(exact, rel=1e-6)
+
+
+def test_linear_limit_separates_converging_from_diverging_rates_on_sine() -> None:
+    X, Y = sine()
+    limit = stability.linear_lr_limit(X)
+    assert limit == pytest.approx(0.0342, rel=0.01)
+    params = mlp.init_params([1, 1], "normal", 0)
+    below, _ = mlp.train(params, X, Y, lr=0.95 * limit, epochs=4000)
+    above, _ = mlp.train(params, X, Y, lr=1.05 * limit, epochs=4000)
+    assert len(below) == 4001 and below[-1] < below[0]
+    assert len(above) < 4001  # diverged
+
+
+def test_sharpness_of_an_mlp_matches_the_eigenvalues_of_its_full_hessian() -> None:
+    X, Y = moons(n_samples=30, noise=0.1, seed=1)
+    params = mlp.init_params([2, 4, 1], "xavier", 3)
+    size = sum(W.size + b.size for W, b in params)
+    columns = [
+        stability.hessian_vector_product(params, X, Y, np.eye(size)[i], "tanh")
+        for i in range(size)
+    ]
+    hessian = np.array(columns)
+    hessian = 0.5 * (hessian + hessian.T)
+    eigenvalues = np.linalg.eigvalsh(hessian)
+    largest = eigenvalues[np.argmax(np.abs(eigenvalues))]
+    assert stability.sharpness(params, X, Y, "tanh") == pytest.approx(largest, rel=1e-4)
+    assert stability.lr_limit(params, X, Y, "tanh") == pytest.approx(2 / abs(largest), rel=1e-4)
+
+
+def test_summed_gradient_makes_the_loss_n_times_sharper() -> None:
+    X, Y = moons(n_samples=40, noise=0.1, seed=2)
+    params = mlp.init_params([2, 3, 1], "he", 1)
+    mean = stability.sharpness(params, X, Y, "relu", "mean")
+    total = stability.sharpness(params, X, Y, "relu", "sum")
+    assert total == pytest.approx(40 * mean, rel=1e-4)
