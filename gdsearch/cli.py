@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from gdsearch.errors import GdsearchError
+from gdsearch.errors import GdsearchError, InputError
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -69,6 +69,22 @@ def _show(args: argparse.Namespace) -> int:
     table = lr_summary(trials)
     with pd.option_context("display.width", 200, "display.max_rows", args.max_rows):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gdsearch.report import build
+    from gdsearch.store import is_uri, load_results
+
+    if args.output is None and is_uri(args.results):
+        raise InputError(
+            f"-o: needed for a report of {args.results!r}, which is not a local folder"
+        )
+    out = Path(args.output or Path(args.results) / f"report.{args.format}")
+    written = build(load_results(args.results), out, args.format)
+    print(written)
     return 0
 
 
@@ -213,6 +229,19 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("results", help="a results directory, e.g. results/seed-sine")
     show.add_argument("--max-rows", type=int, default=500, help="rows to print at most")
     show.set_defaults(handler=_show)
+
+    report = commands.add_parser(
+        "report",
+        help="learning-rate report: figures and tables in one HTML (or Markdown) file",
+        description="Write a report of a result set: a summary per comparison group (best lr, "
+        "critical bracket, predicted limit 2/λ_max, divergences), SSE curves per learning rate, "
+        "final SSE against learning rate, epochs to tolerance, and the tables. HTML is one "
+        "self-contained file; --format md writes Markdown with PNG files beside it.",
+    )
+    report.add_argument("results", help="a results directory or URI")
+    report.add_argument("--format", choices=["html", "md"], default="html")
+    report.add_argument("-o", "--output", help="the report file (default: RESULTS/report.FORMAT)")
+    report.set_defaults(handler=_report)
     _cluster_commands(commands)
     return parser
 

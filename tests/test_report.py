@@ -1,0 +1,94 @@
+"""Reports: self-contained HTML whose images decode as PNGs, Markdown with PNG files, the CLI."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gdsearch import cli
+from gdsearch.report import build, predicted_limits
+from gdsearch.spec import parse_job
+from gdsearch.store import ResultsStore, load_results
+from gdsearch.unit import train_unit
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+JOB = """
+[job]
+name = "report-test"
+seed = 1
+
+[data]
+dataset = "moons"
+n_samples = 50
+
+[train]
+epochs = 80
+
+[search]
+lr = [0.01, 0.1, 1.0, 30.0]
+init = ["xavier", "normal"]
+hidden = [[], [4]]
+seed = [0, 1]
+"""
+
+
+@pytest.fixture
+def results_dir(tmp_path: Path) -> Path:
+    """A result set written through the store, trained without Ray (the report never needs it)."""
+    job = tmp_path / "report.toml"
+    job.write_text(JOB)
+    spec = parse_job(JOB, str(job))
+    X, Y = spec.load_data()
+    store = ResultsStore(tmp_path / "results" / spec.name)
+    store.prepare(spec.source)
+    for hidden in ((), (4,)):
+        unit = [t for t in spec.trials() if t.hidden == hidden]
+        store.write_part(*train_unit(X, Y, unit))
+    store.write_manifest({"name": spec.name, "job_file": str(job)})
+    return Path(store.location)
+
+
+def test_html_report_is_one_file_with_decodable_pngs_and_no_network(
+    results_dir: Path, tmp_path: Path
+) -> None:
+    out = build(load_results(results_dir), tmp_path / "r.html")
+    text = out.read_text()
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    assert len(images) == 3
+    assert all(base64.b64decode(image).startswith(PNG) for image in images)
+    assert "http://" not in text and "https://" not in text and "<script" not in text
+    assert "Summary" in text and "smallest lr that diverged" in text
+    assert text.count("<h2>") == 5
+
+
+def test_markdown_report_writes_pngs_beside_it(results_dir: Path, tmp_path: Path) -> None:
+    out = build(load_results(results_dir), tmp_path / "md" / "r.md", "md")
+    linked = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", out.read_text())
+    assert len(linked) == 3
+    assert all((out.parent / name).read_bytes().startswith(PNG) for name in linked)
+
+
+def test_predicted_limit_of_the_linear_groups_is_the_exact_one(results_dir: Path) -> None:
+    from gdsearch.stability import linear_lr_limit
+
+    limits = predicted_limits(load_results(results_dir))
+    X, _ = parse_job(JOB).load_data()
+    linear = {k: v for k, v in limits.items() if "linear" in k}
+    assert len(linear) == 2 and len(limits) == 4
+    assert all(v == pytest.approx(linear_lr_limit(X)) for v in linear.values())
+    assert all(np.isfinite(v) and v > 0 for v in limits.values())
+
+
+def test_cli_report_writes_into_the_results_and_rejects_a_bad_format(
+    results_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["report", str(results_dir)]) == 0
+    assert (results_dir / "report.html").read_bytes().startswith(b"<!DOCTYPE html>")
+    with pytest.raises(SystemExit) as bad:
+        cli.main(["report", str(results_dir), "--format", "pdf"])
+    assert bad.value.code == 2
