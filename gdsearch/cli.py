@@ -88,6 +88,16 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gdsearch.report import compare
+    from gdsearch.store import load_results
+
+    print(compare([load_results(r) for r in args.results], Path(args.output)))
+    return 0
+
+
 def _submit(args: argparse.Namespace) -> int:
     from gdsearch import cluster
 
@@ -242,6 +252,16 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=["html", "md"], default="html")
     report.add_argument("-o", "--output", help="the report file (default: RESULTS/report.FORMAT)")
     report.set_defaults(handler=_report)
+
+    comparison = commands.add_parser(
+        "compare",
+        help="put two or more result sets side by side in one HTML file",
+        description="Final SSE against learning rate and each group's best SSE curve for every "
+        "result set on the same axes, and their summaries in one table.",
+    )
+    comparison.add_argument("results", nargs="+", help="two or more results directories or URIs")
+    comparison.add_argument("-o", "--output", default="compare.html", help="the HTML file")
+    comparison.set_defaults(handler=_compare)
     _cluster_commands(commands)
     return parser
 

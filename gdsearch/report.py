@@ -221,6 +221,11 @@ def _html(name: str, summary: pd.DataFrame, table: pd.DataFrame, figures: dict[s
         f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
         for key, (title, png) in figures.items()
     )
+    per_lr = (
+        f"<h2>Per learning rate</h2>\n{table.to_html(index=False, float_format='{:.4g}'.format)}\n"
+        if not table.empty
+        else ""
+    )
     style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}"
              "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
              "padding:2px 6px}img{max-width:100%}")  # fmt: skip
@@ -228,8 +233,7 @@ def _html(name: str, summary: pd.DataFrame, table: pd.DataFrame, figures: dict[s
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(name)}'
         f"</title><style>{style}</style></head><body>\n<h1>gdsearch report: {html.escape(name)}"
         f"</h1>\n<h2>Summary</h2>\n{summary.to_html(index=False, float_format='{:.4g}'.format)}\n"
-        f"{images}\n<h2>Per learning rate</h2>\n"
-        f"{table.to_html(index=False, float_format='{:.4g}'.format)}\n</body></html>\n"
+        f"{images}\n{per_lr}</body></html>\n"
     )
 
 
@@ -254,3 +258,47 @@ def _markdown(name: str, summary: pd.DataFrame, table: pd.DataFrame, figures: di
         parts += [f"## {title}", "", f"![{title}]({image.name})", ""]
     parts += ["## Per learning rate", "", _markdown_table(table), ""]
     return "\n".join(parts)
+
+
+def compare(all_results: list[Results], out: Path) -> Path:
+    """Write one self-contained HTML file putting two or more result sets on the same axes.
+
+    Final SSE against learning rate, and the SSE curve of each group's best learning rate, for
+    every group of every result set, with the summaries stacked in one table.
+    """
+    if len(all_results) < 2:
+        raise InputError("compare: give two or more result sets")
+    fig_u, ax_u = plt.subplots(figsize=(8, 5), layout="constrained")
+    fig_c, ax_c = plt.subplots(figsize=(8, 5), layout="constrained")
+    summaries = []
+    for index, results in enumerate(all_results):
+        name = results.manifest.get("name", Path(results.path).name)
+        table = analysis.convergence_table(results)
+        brackets = analysis.critical_lr(results)
+        summary = summary_table(results, table, brackets, predicted_limits(results))
+        summaries.append(summary.assign(results=name))
+        histories = dict(_groups(results.history.merge(results.trials, on="trial_id")))
+        for offset, (label, frame) in enumerate(_groups(table)):
+            color, line = f"C{index}", ["-", "--", ":", "-."][offset % 4]
+            ax_u.plot(frame["lr"], frame["median_final_sse"], marker="o", color=color,
+                      linestyle=line, label=f"{name}: {label}")  # fmt: skip
+            best = frame.loc[frame["best"], "lr"]
+            if len(best):
+                group = histories[label]
+                curve = group[group["lr"] == best.iloc[0]].groupby("epoch")["sse"].median()
+                ax_c.plot(curve.index + 1, curve.to_numpy(), color=color, linestyle=line,
+                          label=f"{name}: {label}, lr {best.iloc[0]:.3g}")  # fmt: skip
+    ax_u.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="final SSE (median)")
+    ax_c.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="SSE (median), best lr")
+    for ax in (ax_u, ax_c):
+        ax.legend(fontsize=7)
+    figures = {
+        "final_vs_lr": ("Final SSE against learning rate", _png(fig_u)),
+        "best_curves": ("SSE curve of each group's best learning rate", _png(fig_c)),
+    }
+    combined = pd.concat(summaries, ignore_index=True)
+    combined = combined[["results", *[c for c in combined.columns if c != "results"]]]
+    names = " vs ".join(s["results"].iloc[0] for s in summaries)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(_html(names, combined, pd.DataFrame(), figures))
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +93,19 @@ def test_cli_report_writes_into_the_results_and_rejects_a_bad_format(
     with pytest.raises(SystemExit) as bad:
         cli.main(["report", str(results_dir), "--format", "pdf"])
     assert bad.value.code == 2
+
+
+def test_compare_puts_result_sets_on_shared_axes_in_one_html(
+    results_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gdsearch.report import compare
+
+    other = tmp_path / "copy"
+    shutil.copytree(results_dir, other)
+    out = compare([load_results(results_dir), load_results(other)], tmp_path / "c.html")
+    text = out.read_text()
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    assert len(images) == 2 and all(base64.b64decode(i).startswith(PNG) for i in images)
+    assert text.count("<td>report-test</td>") == 8  # 4 groups from each of the two sets
+    assert cli.main(["compare", str(results_dir), "-o", str(tmp_path / "one.html")]) == 2
+    assert "two or more" in capsys.readouterr().err
