@@ -108,6 +108,17 @@ class _Workspace:
             np.empty((K, fan_in + 1, fan_out)) for fan_in, fan_out in itertools.pairwise(sizes)
         ]
 
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep only the trials in ``mask``: the survivors' values, computed once, stay."""
+        shared = self.acts[0].ndim == 2  # the data, shared by all trials
+        self.acts = [self.acts[0] if shared else self.acts[0][mask]] + [
+            a[mask] for a in self.acts[1:]
+        ]
+        self.out = self.out[mask]
+        self.deltas = [d[mask] for d in self.deltas]
+        self.scratch = [s[mask] for s in self.scratch]
+        self.grads = [g[mask] for g in self.grads]
+
 
 # --- the network: each layer's forward step and its backward step side by side ------------
 
@@ -310,10 +321,7 @@ def train_population(
                 active.drop(bad, final)
                 if not len(active.index):
                     break
-                ws = _Workspace(len(active.index), X1_t, sizes)
-                if epoch < epochs and not minibatch:  # this epoch's pass again, survivors only
-                    _forward(active.Wbs, ws, activation)
-                    _residual_sse(ws, Y_t)
+                ws.keep(~bad)
             if epoch == epochs:
                 break
             if minibatch:

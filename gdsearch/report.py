@@ -162,8 +162,9 @@ def figure_epochs_to_tolerance(table: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
-def summary_table(results: Results, table: pd.DataFrame, brackets: pd.DataFrame,
-                  limits: dict[str, float]) -> pd.DataFrame:  # fmt: skip
+def summary_table(
+    table: pd.DataFrame, brackets: pd.DataFrame, limits: dict[str, float]
+) -> pd.DataFrame:
     """Per group: best lr, measured bracket, predicted limit, diverged / trials."""
     rows = []
     bracket_by = {label: frame.iloc[0] for label, frame in _groups(brackets)}
@@ -197,7 +198,7 @@ def build(results: Results, out: Path, fmt: str = "html") -> Path:
     table = analysis.convergence_table(results)
     brackets = analysis.critical_lr(results)
     limits = predicted_limits(results)
-    summary = summary_table(results, table, brackets, limits)
+    summary = summary_table(table, brackets, limits)
     figures = {
         "curves": ("SSE curves per learning rate", figure_curves(results)),
         "final_vs_lr": (
@@ -275,7 +276,7 @@ def compare(all_results: list[Results], out: Path) -> Path:
         name = results.manifest.get("name", Path(results.path).name)
         table = analysis.convergence_table(results)
         brackets = analysis.critical_lr(results)
-        summary = summary_table(results, table, brackets, predicted_limits(results))
+        summary = summary_table(table, brackets, predicted_limits(results))
         summaries.append(summary.assign(results=name))
         histories = dict(_groups(results.history.merge(results.trials, on="trial_id")))
         for offset, (label, frame) in enumerate(_groups(table)):

@@ -26,4 +26,3 @@ TRIALS_SCHEMA = pa.schema(
 HISTORY_SCHEMA = pa.schema(
     [("trial_id", pa.string()), ("epoch", pa.int32()), ("sse", pa.float64())]
 )
-STATUSES = ("ok", "diverged", "pruned", "failed")

@@ -85,6 +85,10 @@ class ResultsStore:
         self.trials_dir = f"{self.root}/trials"
         self.history_dir = f"{self.root}/history"
 
+    def has_trials_dir(self) -> bool:
+        """Whether the layout exists here (``trials/`` at least)."""
+        return self._info(self.trials_dir).type != pafs.FileType.NotFound
+
     def exists(self) -> bool:
         """Whether anything has been stored here."""
         return self._info(f"{self.root}/{MANIFEST}").type != pafs.FileType.NotFound
@@ -230,7 +234,7 @@ def load_results(location: str | Path) -> Results:
         :class:`Results` with ``.trials`` and ``.history`` DataFrames and the manifest.
     """
     store = ResultsStore(location)
-    if store._info(store.trials_dir).type == pafs.FileType.NotFound:
+    if not store.has_trials_dir():
         raise ResultsError(f"{store.location}: no results here (no trials/ directory)")
     trials = store.read_table("trials")
     history = store.read_table("history")
