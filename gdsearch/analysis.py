@@ -17,6 +17,7 @@ Trial classes, in the order they are decided:
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -141,11 +142,32 @@ def convergence_table(results: Results, tolerance: float = DEFAULT_TOLERANCE) ->
     return table
 
 
-def critical_lr(results: Results) -> pd.DataFrame:
-    """Per group, the bracket that holds the critical learning rate.
+def bracket(diverged_at: dict[float, bool]) -> tuple[float, float]:
+    """The critical-lr bracket from whether each learning rate diverged (in any replicate).
 
-    ``lr_diverged`` is the smallest lr at which any trial diverged; ``lr_converged`` the largest
-    lr below it at which none did. Either is NaN where the grid did not reach that side.
+    Returns:
+        ``(lr_converged, lr_diverged)``: the smallest lr that diverged, and the largest lr below
+        it that did not. Either is NaN where the learning rates tried do not reach that side.
+    """
+    diverged = [lr for lr, flag in diverged_at.items() if flag]
+    lr_diverged = min(diverged) if diverged else math.nan
+    below = [lr for lr, flag in diverged_at.items() if not flag and not lr >= lr_diverged]
+    return (max(below) if below else math.nan), lr_diverged
+
+
+def refine(lr_converged: float, lr_diverged: float, points: int) -> list[float]:
+    """``points`` learning rates spaced evenly in log space strictly inside the bracket.
+
+    One round of bisection in log space: the bracket's log-width shrinks by ``points + 1``.
+    """
+    inner = np.geomspace(lr_converged, lr_diverged, points + 2)[1:-1]
+    return [float(lr) for lr in inner]
+
+
+def critical_lr(results: Results) -> pd.DataFrame:
+    """Per group, the bracket that holds the critical learning rate (see :func:`bracket`).
+
+    Columns: the group's columns, ``lr_converged`` and ``lr_diverged``.
     """
     metrics = results.trials
     group = _group_columns(metrics)
@@ -157,10 +179,9 @@ def critical_lr(results: Results) -> pd.DataFrame:
     )
     rows = []
     for key, frame in per_lr.groupby(group, dropna=False, sort=True):
-        diverged = frame.loc[frame["is_diverged"], "lr"]
-        lr_diverged = float(diverged.min()) if len(diverged) else np.nan
-        below = frame.loc[~frame["is_diverged"] & ~(frame["lr"] >= lr_diverged), "lr"]
-        lr_converged = float(below.max()) if len(below) else np.nan
+        lr_converged, lr_diverged = bracket(
+            dict(zip(frame["lr"], frame["is_diverged"], strict=True))
+        )
         rows.append({**dict(zip(group, key, strict=True)), "lr_converged": lr_converged,
                      "lr_diverged": lr_diverged})  # fmt: skip
     return pd.DataFrame(rows)

@@ -42,7 +42,13 @@ def _validate(args: argparse.Namespace) -> int:
     spec = load_job(args.job)
     X, Y = spec.load_data()
     axes = " × ".join(f"{len(axis) or 'random'} {key}" for key, axis in spec.axes.items())
-    how = axes if spec.mode == "grid" else f"{spec.samples} random samples of {axes}"
+    how = {
+        "grid": axes,
+        "random": f"{spec.samples} random samples of {axes}",
+        "bracket": f"{axes} in the first round, then {spec.bracket_points} lr per group and "
+        f"round until the bracket is {spec.bracket_width:g} wide, at most "
+        f"{spec.bracket_rounds} rounds",
+    }[spec.mode]
     print(
         f"{args.job}: OK — {spec.n_trials} trials ({how}); data {spec.dataset}: "
         f"{X.shape[0]} samples, {X.shape[1]} inputs, {Y.shape[1]} outputs; {spec.epochs} epochs"

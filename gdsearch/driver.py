@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import ray
 
 from gdsearch import __version__
+from gdsearch.bracket import next_round
 from gdsearch.errors import InputError, ResultsError, RunError
 from gdsearch.progress import Progress
 from gdsearch.remote import train_unit_task
@@ -90,16 +91,12 @@ def run_search(
         if fresh:
             store.remove()
         store.prepare(spec.source)
-        stored = store.stored_trial_ids()
-        todo = [t for t in trials if t.trial_id not in stored]
         previous = store.read_manifest()
         cluster = _cluster_info()
         manifest = _manifest(spec, previous, started_at, cluster, X, Y, len(trials))
         store.write_manifest({**manifest, "status": "running"})
-        units = plan_units(todo, cluster["cpus"])
-        _log_plan(units, len(trials), cluster["cpus"])
         try:
-            _run_units(units, X, Y, store, cluster["cpus"], len(todo), show_progress)
+            rounds = _run_rounds(spec, trials, X, Y, store, cluster["cpus"], show_progress)
         except BaseException:
             store.write_manifest(
                 {**manifest, "status": "interrupted", "counts": store.status_counts()}
@@ -110,17 +107,53 @@ def run_search(
             ray.shutdown()
     counts = store.status_counts()
     wall = time.perf_counter() - started
+    total = sum(r["trials"] for r in rounds)
+    ran = sum(r["ran"] for r in rounds)
     run = {"started_at": started_at, "finished_at": _now(), "wall_s": round(wall, 3),
-           "trials_run": len(todo), "units": len(units)}  # fmt: skip
+           "trials_run": ran, "units": sum(r["units"] for r in rounds)}  # fmt: skip
     manifest.update(
         runs=[*previous.get("runs", []), run],
         status="complete",
         finished_at=run["finished_at"],
         counts=counts,
+        trials_total=total,
     )
+    if spec.mode == "bracket":
+        manifest["bracket_rounds"] = rounds
     store.write_manifest(manifest)
-    skipped = len(trials) - len(todo)
-    return RunSummary(store.location, len(trials), skipped, len(todo), counts, wall)
+    return RunSummary(store.location, total, total - ran, ran, counts, wall)
+
+
+def _run_rounds(
+    spec: JobSpec,
+    trials: list[Trial],
+    X: np.ndarray,
+    Y: np.ndarray,
+    store: ResultsStore,
+    cpus: int,
+    show_progress: bool,
+) -> list[dict[str, Any]]:
+    """Train the job's trials not stored yet; in bracket mode, then round after round of new
+    learning rates inside each bracket still too wide. Returns what each round did."""
+    rounds: list[dict[str, Any]] = []
+    known = list(trials)
+    current = trials
+    while True:
+        stored = store.stored_trial_ids()
+        todo = [t for t in current if t.trial_id not in stored]
+        units = plan_units(todo, cpus)
+        if spec.mode == "bracket":
+            log.info("bracket round %d: %d trials", len(rounds), len(current))
+        _log_plan(units, len(current), cpus)
+        _run_units(units, X, Y, store, cpus, len(todo), show_progress)
+        rounds.append({"round": len(rounds), "trials": len(current), "ran": len(todo),
+                       "units": len(units)})  # fmt: skip
+        if spec.mode != "bracket" or len(rounds) > spec.bracket_rounds:
+            return rounds
+        current = next_round(spec, known, store.trial_statuses())
+        if not current:
+            return rounds
+        known.extend(current)
 
 
 def _log_plan(units: list[list[Trial]], total: int, cpus: int) -> None:

@@ -33,6 +33,11 @@ MAX_TRIALS = 1_000_000
 MAX_EPOCHS = 1_000_000
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
+MODES = ("grid", "random", "bracket")
+BRACKET_KEYS = {"bracket_width", "bracket_points", "bracket_rounds"}
+MAX_BRACKET_POINTS = 64
+MAX_BRACKET_ROUNDS = 50
+
 # Where an axis lives when it is fixed rather than searched.
 HOME = {"activation": "model", "init_scale": "model", "batch_size": "train"}
 DEFAULTS: dict[str, Any] = {
@@ -48,7 +53,7 @@ SECTION_KEYS = {
     "data": None,  # the data set's own options, checked by gdsearch.data
     "model": {"activation", "init_scale"},
     "train": {"epochs", "grad_scale", "batch_size", "divergence_factor"},
-    "search": {"mode", "samples", *AXIS_CHECKS},
+    "search": {"mode", "samples", *BRACKET_KEYS, *AXIS_CHECKS},
 }
 
 
@@ -67,6 +72,9 @@ class JobSpec:
     samples: int
     axes: dict[str, Axis]
     fixed_axes: dict[str, Any]
+    bracket_width: float = 0.05
+    bracket_points: int = 3
+    bracket_rounds: int = 10
     description: str = ""
     source: str = ""
     path: str = ""
@@ -78,8 +86,12 @@ class JobSpec:
         return len(self.trials())
 
     def trials(self) -> list[Trial]:
-        """Every trial of the job, in a stable order, each trial_id once."""
-        if self.mode == "grid":
+        """Every trial of the job, in a stable order, each trial_id once.
+
+        In bracket mode these are the first round's trials (the grid); later rounds add trials
+        at learning rates chosen from the stored results (:mod:`gdsearch.bracket`).
+        """
+        if self.mode in ("grid", "bracket"):
             points = grid(self.axes)
         else:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, SAMPLER_STREAM]))
@@ -225,16 +237,17 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
         )
 
     mode = _get(search, "search", "mode", str, "grid")
-    if mode not in ("grid", "random"):
-        raise JobError(f'[search] mode: must be "grid" or "random", but got {mode!r}')
+    if mode not in MODES:
+        raise JobError(f"[search] mode: must be one of {', '.join(MODES)}, but got {mode!r}")
     samples = _get(search, "search", "samples", int, 0)
     if mode == "random" and not 1 <= samples <= MAX_TRIALS:
         raise JobError(
             f'[search] samples: mode = "random" needs an integer in [1, {MAX_TRIALS}], '
             f"but got {samples!r}"
         )
-    if mode == "grid" and "samples" in search:
+    if mode != "random" and "samples" in search:
         raise JobError(f'[search] samples: only for mode = "random", but got {samples!r}')
+    bracket = _bracket_settings(search, mode)
     if "lr" not in search:
         raise JobError("[search] lr: missing; every job searches learning rates")
 
@@ -259,6 +272,12 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
             f"more than the {MAX_TRIALS:,} allowed"
         )
 
+    if mode == "bracket" and len(axes["lr"].values) < 2:
+        raise JobError(
+            f'[search] lr: mode = "bracket" needs at least 2 learning rates to start from, '
+            f"but got {search['lr']!r}"
+        )
+
     description = _get(job, "job", "description", str, "")
     return JobSpec(
         name=name,
@@ -272,11 +291,39 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
         samples=samples,
         axes=axes,
         fixed_axes=fixed_axes,
+        **bracket,
         description=description,
         source=text,
         path=path,
         document=doc,
     )
+
+
+def _bracket_settings(search: dict[str, Any], mode: str) -> dict[str, Any]:
+    """The bracket-mode keys, checked; they may appear only with mode = "bracket"."""
+    if mode != "bracket":
+        for key in sorted(BRACKET_KEYS & search.keys()):
+            raise JobError(f'[search] {key}: only for mode = "bracket", but got {search[key]!r}')
+        return {}
+    width = float(_get(search, "search", "bracket_width", float, 0.05))
+    if not (math.isfinite(width) and 0 < width <= 10):
+        raise JobError(
+            f"[search] bracket_width: must be a number in (0, 10] (the bracket's relative "
+            f"width, hi / lo - 1), but got {search['bracket_width']!r}"
+        )
+    points = _get(search, "search", "bracket_points", int, 3)
+    if not 1 <= points <= MAX_BRACKET_POINTS:
+        raise JobError(
+            f"[search] bracket_points: must be an integer in [1, {MAX_BRACKET_POINTS}], "
+            f"but got {points!r}"
+        )
+    rounds = _get(search, "search", "bracket_rounds", int, 10)
+    if not 1 <= rounds <= MAX_BRACKET_ROUNDS:
+        raise JobError(
+            f"[search] bracket_rounds: must be an integer in [1, {MAX_BRACKET_ROUNDS}], "
+            f"but got {rounds!r}"
+        )
+    return {"bracket_width": width, "bracket_points": points, "bracket_rounds": rounds}
 
 
 def _table(doc: dict[str, Any], section: str) -> dict[str, Any]:

@@ -117,6 +117,12 @@ class ResultsStore:
         table = self.read_table("trials", columns=["trial_id"])
         return set(table.column("trial_id").to_pylist())
 
+    def trial_statuses(self) -> dict[str, str]:
+        """Each stored trial's status, by trial_id."""
+        table = self.read_table("trials", ["trial_id", "status"])
+        ids, statuses = table.column("trial_id").to_pylist(), table.column("status").to_pylist()
+        return dict(zip(ids, statuses, strict=True))
+
     def status_counts(self) -> dict[str, int]:
         """How many stored trials have each status."""
         statuses = self.read_table("trials", columns=["status"]).column("status")

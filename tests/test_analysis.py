@@ -102,3 +102,59 @@ def test_critical_lr_on_the_sine_fit_holds_the_linear_stability_limit() -> None:
     assert bracket["lr_converged"] < lr_star < bracket["lr_diverged"]
     step = (0.1 / 0.01) ** (1 / 8)
     assert bracket["lr_diverged"] / bracket["lr_converged"] == pytest.approx(step)
+
+
+def test_bracket_is_the_smallest_diverged_lr_and_the_largest_converged_below_it() -> None:
+    # Non-monotone: 0.5 converged above a diverged 0.3; the bracket stays below 0.3.
+    flags = {0.01: False, 0.1: False, 0.2: False, 0.3: True, 0.5: False, 1.0: True}
+    assert analysis.bracket(flags) == (0.2, 0.3)
+    lo, hi = analysis.bracket({0.01: False, 0.1: False})
+    assert lo == 0.1 and np.isnan(hi)
+    lo, hi = analysis.bracket({0.01: True, 0.1: True})
+    assert np.isnan(lo) and hi == 0.01
+
+
+def test_refine_splits_the_log_width_evenly() -> None:
+    inner = analysis.refine(0.01, 0.16, 3)
+    np.testing.assert_allclose(inner, [0.02, 0.04, 0.08])
+    assert analysis.refine(1.0, 4.0, 1) == pytest.approx([2.0])
+
+
+def test_next_round_places_every_seed_inside_each_wide_bracket_only() -> None:
+    from gdsearch.bracket import brackets, next_round
+
+    spec = parse_job(
+        """
+[job]
+name = "b"
+[data]
+dataset = "sine"
+[search]
+mode = "bracket"
+bracket_width = 0.5
+bracket_points = 1
+lr = [0.01, 0.04, 0.16]
+init = ["xavier", "he"]
+hidden = [[2]]
+seed = [0, 1]
+"""
+    )
+    trials = spec.trials()
+    # xavier: 0.16 diverged for seed 1 only -> bracket (0.04, 0.16), 3x wide; he: nothing
+    # diverged -> one-sided, nothing to refine.
+    statuses = {
+        t.trial_id: "diverged" if (t.init, t.lr, t.seed) == ("xavier", 0.16, 1) else "ok"
+        for t in trials
+    }
+    new = next_round(spec, trials, statuses)
+    assert sorted((t.init, t.seed) for t in new) == [("xavier", 0), ("xavier", 1)]
+    assert [t.lr for t in new] == pytest.approx([0.08, 0.08])
+    assert not {t.trial_id for t in new} & {t.trial_id for t in trials}
+    # The new round converges at 0.08: the bracket (0.08, 0.16) is 1.0 wide, still > 0.5.
+    statuses.update({t.trial_id: "ok" for t in new})
+    known = trials + new
+    assert [b for b in brackets(known, statuses).values() if not np.isnan(b[1])] == [
+        (pytest.approx(0.08), 0.16)
+    ]
+    third = next_round(spec, known, statuses)
+    assert [t.lr for t in third] == pytest.approx([0.08 * 2**0.5] * 2)

@@ -139,6 +139,44 @@ def test_seed_sine_outcomes_follow_the_linear_stability_limit(
     np.testing.assert_allclose(below["final_sse"], least_squares, rtol=1e-6)
     assert (above["status"] == "diverged").all()
 
+    # The report's measured bracket and predicted limit agree within one grid step.
+    from gdsearch import analysis
+    from gdsearch.report import predicted_limits
+
+    results = gdsearch.load_results(summary.path)
+    ((lr_converged, lr_diverged),) = analysis.critical_lr(results)[
+        ["lr_converged", "lr_diverged"]
+    ].to_numpy()
+    (predicted,) = predicted_limits(results).values()
+    grid_step = 10 ** (2 / 12)  # lr = { log = [1e-3, 1e-1], num = 13 }
+    assert predicted == pytest.approx(lr_star, rel=1e-9)
+    assert lr_converged < predicted < lr_diverged
+    assert lr_diverged / lr_converged == pytest.approx(grid_step)
+
+
+def test_bracket_mode_narrows_to_the_asked_width_around_the_exact_limit(
+    local_ray: None, tmp_path: Path
+) -> None:
+    from gdsearch import analysis, stability
+    from gdsearch.data import load_dataset
+    from tests.conftest import JOBS
+
+    job = JOBS / "sine_bracket.toml"
+    summary = gdsearch.run_search(job, tmp_path / "results", show_progress=False)
+    results = gdsearch.load_results(summary.path)
+    ((lr_converged, lr_diverged),) = analysis.critical_lr(results)[
+        ["lr_converged", "lr_diverged"]
+    ].to_numpy()
+    limit = stability.linear_lr_limit(load_dataset("sine")[0])
+    assert lr_diverged / lr_converged - 1 <= 0.01
+    assert lr_converged < limit < lr_diverged
+    rounds = results.manifest["bracket_rounds"]
+    # The grid's step is 10**0.5; each round of 3 points cuts the log-width by 4.
+    assert [r["trials"] for r in rounds] == [10, 6, 6, 6, 6]
+    assert summary.total == len(results.trials) == 34 and results.trials["trial_id"].is_unique
+    again = gdsearch.run_search(job, tmp_path / "results", show_progress=False)
+    assert (again.ran, again.total) == (0, 34)
+
 
 def test_cli_run_on_embedded_ray_then_show(tmp_path: Path, small_job: Path) -> None:
     """README's first command, as a user runs it: a fresh process starting its own Ray."""

@@ -114,6 +114,36 @@ BAD_JOBS = [
         "but got 0",
     ),
     bad(
+        "bracket-key-outside-bracket-mode",
+        job_text(search="lr = [0.1, 0.01]\nbracket_width = 0.1"),
+        "[search] bracket_width",
+        'only for mode = "bracket"',
+    ),
+    bad(
+        "bracket-mode-one-lr",
+        job_text(search='mode = "bracket"\nlr = [0.1]'),
+        "[search] lr",
+        "at least 2",
+    ),
+    bad(
+        "bracket-width-zero",
+        job_text(search='mode = "bracket"\nlr = [0.1, 1.0]\nbracket_width = 0'),
+        "[search] bracket_width",
+        "but got 0",
+    ),
+    bad(
+        "bracket-points-too-many",
+        job_text(search='mode = "bracket"\nlr = [0.1, 1.0]\nbracket_points = 1000'),
+        "[search] bracket_points",
+        "but got 1000",
+    ),
+    bad(
+        "mode-unknown",
+        job_text(search='mode = "bisect"\nlr = [0.1, 1.0]'),
+        "[search] mode",
+        "'bisect'",
+    ),
+    bad(
         "axis-fixed-and-searched",
         job_text(model='activation = "tanh"', search='lr = [0.1]\nactivation = ["relu"]'),
         "[search] activation",
@@ -199,7 +229,7 @@ def test_bad_job_table_has_at_least_18_distinct_cases() -> None:
     assert len(set(texts)) == len(texts)
 
 
-SHIPPED = {"moons_lr_init": 256, "seed_sine": 13, "iris_arch": 150}
+SHIPPED = {"moons_lr_init": 256, "seed_sine": 13, "iris_arch": 150, "sine_bracket": 10}
 
 
 def test_every_shipped_job_is_listed_here() -> None:
@@ -209,7 +239,7 @@ def test_every_shipped_job_is_listed_here() -> None:
 @pytest.mark.parametrize(("stem", "expected"), SHIPPED.items())
 def test_shipped_job_trial_count_is_product_of_axis_lengths(stem: str, expected: int) -> None:
     spec = load_job(JOBS / f"{stem}.toml")
-    assert spec.mode == "grid"
+    assert spec.mode in ("grid", "bracket")  # bracket mode's first round is its grid
     assert math.prod(len(axis) for axis in spec.axes.values()) == expected
     assert spec.n_trials == expected
     assert len(spec.trials()) == expected
