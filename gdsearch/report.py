@@ -26,7 +26,7 @@ from matplotlib.colors import LogNorm
 
 from gdsearch import analysis, mlp, stability
 from gdsearch.errors import InputError
-from gdsearch.spec import parse_job
+from gdsearch.spec import JobSpec, parse_job
 
 if TYPE_CHECKING:
     from gdsearch.store import Results
@@ -48,21 +48,30 @@ def _label(key: tuple[Any, ...], columns: list[str]) -> str:
     return ", ".join(parts)
 
 
-def predicted_limits(results: Results) -> dict[str, float]:
-    """2/λ_max per group label at the first replicate's initial weights; {} if the job's data
-    cannot be loaded from where the result set says it came from."""
+def _job_and_data(results: Results) -> tuple[JobSpec, np.ndarray, np.ndarray] | None:
+    """The result set's job and data, loaded from where it says they came from; None if not."""
     job_text = results.manifest.get("job_source") or ""
     job_path = results.manifest.get("job_file") or "job.toml"
     if not job_text:
         copy = Path(results.path) / "job.toml"
         job_text = copy.read_text() if copy.is_file() else ""
     if not job_text:
-        return {}
+        return None
     try:
         spec = parse_job(job_text, job_path)
         X, Y = spec.load_data()
     except InputError:
+        return None
+    return spec, X, Y
+
+
+def predicted_limits(results: Results) -> dict[str, float]:
+    """2/λ_max per group label at the first replicate's initial weights; {} if the job's data
+    cannot be loaded from where the result set says it came from."""
+    loaded = _job_and_data(results)
+    if loaded is None:
         return {}
+    spec, X, Y = loaded
     columns = analysis.GROUP
     limits: dict[str, float] = {}
     for trial in sorted(spec.trials(), key=lambda t: t.seed):
@@ -86,15 +95,49 @@ def _groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(_label(k, columns), g) for k, g in frame.groupby(columns, dropna=False, sort=True)]
 
 
-def _grid(n: int) -> tuple[plt.Figure, np.ndarray]:
-    cols = min(n, 3)
-    rows = math.ceil(n / cols)
+FACET_COLUMNS = ("init", "init_scale")
+"""A group's facet column: its init scheme; the rest (architecture, activation, batch) sets the
+row. One init or one architecture only: the panels wrap, three to a row."""
+
+
+def _panels(
+    groups: list[tuple[str, pd.DataFrame]],
+) -> tuple[plt.Figure, np.ndarray, list[tuple[str, pd.DataFrame, plt.Axes]]]:
+    """One panel per group: a facet grid (rows by architecture, columns by init) where both
+    vary, else a wrapped row of panels. Returns the figure, all axes, and each group's axes."""
+
+    def facet_keys(frame: pd.DataFrame) -> tuple[str, str]:
+        first = frame.iloc[0]
+        columns = [c for c in analysis.GROUP if c in frame.columns]
+        col = tuple(first[c] for c in columns if c in FACET_COLUMNS)
+        row = tuple(first[c] for c in columns if c not in FACET_COLUMNS)
+        return repr(row), repr(col)
+
+    keys = [facet_keys(frame) for _, frame in groups]
+    rows = list(dict.fromkeys(r for r, _ in keys))
+    cols = list(dict.fromkeys(c for _, c in keys))
+    if len(rows) > 1 and len(cols) > 1:
+        places = [(rows.index(r), cols.index(c)) for r, c in keys]
+        n_rows, n_cols = len(rows), len(cols)
+    else:
+        n_cols = min(len(groups), 3)
+        n_rows = math.ceil(len(groups) / n_cols)
+        places = [divmod(i, n_cols) for i in range(len(groups))]
     fig, axes = plt.subplots(
-        rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False, layout="constrained"
+        n_rows, n_cols, figsize=(5.2 * n_cols, 3.8 * n_rows), squeeze=False, layout="constrained"
     )
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    return fig, axes
+    used = set(places)
+    for r in range(n_rows):
+        for c in range(n_cols):
+            axes[r, c].set_visible((r, c) in used)
+    panels = [
+        (label, frame, axes[place]) for (label, frame), place in zip(groups, places, strict=True)
+    ]
+    return fig, axes, panels
+
+
+def _lr_norm(lrs: pd.Series) -> LogNorm:
+    return LogNorm(lrs.min(), max(lrs.max(), 1.0001 * lrs.min()))
 
 
 def _png(fig: plt.Figure) -> bytes:
@@ -107,13 +150,9 @@ def _png(fig: plt.Figure) -> bytes:
 def figure_curves(results: Results) -> bytes:
     """Median SSE per epoch (over seeds) for each lr, one panel per group, log SSE axis."""
     merged = results.history.merge(results.trials, on="trial_id")
-    groups = _groups(merged)
-    norm = LogNorm(
-        results.trials["lr"].min(),
-        max(results.trials["lr"].max(), 1.0001 * results.trials["lr"].min()),
-    )
-    fig, axes = _grid(len(groups))
-    for ax, (label, frame) in zip(axes.flat, groups, strict=False):
+    norm = _lr_norm(results.trials["lr"])
+    fig, axes, panels = _panels(_groups(merged))
+    for label, frame, ax in panels:
         curves = frame.groupby(["lr", "epoch"])["sse"].median().unstack("lr")
         for lr in curves.columns:
             ax.plot(curves.index, curves[lr], color=plt.cm.viridis(norm(lr)), linewidth=1)
@@ -129,10 +168,9 @@ def figure_final_vs_lr(
     table: pd.DataFrame, brackets: pd.DataFrame, limits: dict[str, float]
 ) -> bytes:
     """Final SSE against lr (log-log) with quartiles, diverged region shaded, predicted limit."""
-    groups = _groups(table)
     bracket_by = {label: frame.iloc[0] for label, frame in _groups(brackets)}
-    fig, axes = _grid(len(groups))
-    for ax, (label, frame) in zip(axes.flat, groups, strict=False):
+    fig, _, panels = _panels(_groups(table))
+    for label, frame, ax in panels:
         ax.plot(frame["lr"], frame["median_final_sse"], marker="o", color="C0", label="median")
         ax.fill_between(frame["lr"], frame["q25_final_sse"], frame["q75_final_sse"], alpha=0.25)
         edge = bracket_by[label]["lr_diverged"] if label in bracket_by else np.nan
@@ -151,14 +189,86 @@ def figure_final_vs_lr(
 
 def figure_epochs_to_tolerance(table: pd.DataFrame) -> bytes:
     """Median epochs to reach the group's best within tolerance, against lr."""
-    groups = _groups(table)
-    fig, axes = _grid(len(groups))
-    for ax, (label, frame) in zip(axes.flat, groups, strict=False):
+    fig, _, panels = _panels(_groups(table))
+    for label, frame, ax in panels:
         ax.plot(frame["lr"], frame["median_epochs_to_tolerance"], marker="o")
         ax.set_xscale("log")
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("epochs to within 5% of best")
+    return _png(fig)
+
+
+PATH_EPOCHS = 2000
+"""The linear-model pictures draw at most this many steps of each gradient-descent path."""
+
+
+def figure_linear(results: Results) -> bytes | None:
+    """The seed notebook's pictures for a linear model of one input and one output.
+
+    SSE against the weight with the bias fixed at its least-squares value; that curve's
+    derivative; and each learning rate's gradient-descent path (first replicate, up to
+    ``PATH_EPOCHS`` steps, ending where the trial diverged) on the contours of SSE over (w, b).
+    None when the result set has no such model or its data cannot be loaded.
+    """
+    linear = results.trials[results.trials["hidden"] == ""]
+    loaded = _job_and_data(results)
+    if linear.empty or loaded is None:
+        return None
+    spec, X, Y = loaded
+    if X.shape[1] != 1 or Y.shape[1] != 1:
+        return None
+    first = next(t for t in sorted(spec.trials(), key=lambda t: t.seed) if not t.hidden)
+    ((W, b),) = mlp.init_params([1, 1], first.init, first.init_seed(), first.init_scale)
+    start = np.array([W[0, 0], b[0]])
+    runs = linear[(linear["init"] == first.init) & (linear["seed"] == first.seed)]
+    runs = runs.sort_values("lr")
+    lengths = (
+        results.history[results.history["trial_id"].isin(runs["trial_id"])]
+        .groupby("trial_id")["epoch"]
+        .size()
+    )
+    x, y = X[:, 0], Y[:, 0]
+    A = np.column_stack([x, np.ones_like(x)])
+    best = np.linalg.lstsq(A, y, rcond=None)[0]
+    reach = np.maximum(1.5 * np.abs(start - best), 0.5 * np.abs(best) + 1e-3)
+    w = np.linspace(best[0] - reach[0], best[0] + reach[0], 201)
+    bias = np.linspace(best[1] - reach[1], best[1] + reach[1], 201)
+    residual = y[None, :] - (w[:, None] * x[None, :] + best[1])
+    fig, (ax_sse, ax_grad, ax_path) = plt.subplots(1, 3, figsize=(16, 4.4), layout="constrained")
+    ax_sse.plot(w, (residual**2).sum(axis=1))
+    ax_sse.set(
+        xlabel="weight w", ylabel="SSE", title=f"SSE against w, bias fixed at {best[1]:.3g}"
+    )
+    ax_grad.plot(w, -2.0 * residual @ x, color="C1")
+    ax_grad.axhline(0.0, color="0.6", linewidth=0.8)
+    ax_grad.set(xlabel="weight w", ylabel="dSSE/dw", title="its derivative")
+    for ax in (ax_sse, ax_grad):
+        ax.axvline(best[0], color="0.6", linestyle=":", linewidth=0.8)
+    ww, bb = np.meshgrid(w, bias)
+    surface = ((y[None, None, :] - (ww[..., None] * x + bb[..., None])) ** 2).sum(axis=-1)
+    ax_path.contour(ww, bb, surface, levels=np.geomspace(surface.min(), surface.max(), 14),
+                    colors="0.7", linewidths=0.6)  # fmt: skip
+    steps = min(int(spec.epochs), PATH_EPOCHS)
+    paths = stability.linear_gd_path(X, y, start, runs["lr"].to_numpy(), steps, spec.grad_scale)
+    norm = _lr_norm(runs["lr"])
+    lows, highs = np.array([w[0], bias[0]]), np.array([w[-1], bias[-1]])
+    drawn = list(zip(paths, runs["lr"], runs["trial_id"], runs["status"], strict=True))
+    for path, lr, trial_id, status in reversed(drawn):  # small rates on top
+        end = min(steps, int(lengths.get(trial_id, steps + 1)) - 1)
+        outside = ~np.all((path[: end + 1] >= lows) & (path[: end + 1] <= highs), axis=1)
+        if outside.any():  # stop one step past the window's edge
+            end = int(np.argmax(outside))
+        ax_path.plot(path[: end + 1, 0], path[: end + 1, 1], color=plt.cm.viridis(norm(lr)),
+                     linewidth=0.8 if status == "diverged" else 1.2, marker=".", markersize=2,
+                     linestyle="--" if status == "diverged" else "-")  # fmt: skip
+    ax_path.plot(*start, "ko", label="start")
+    ax_path.plot(*best, "r*", markersize=10, label="least squares")
+    ax_path.set(xlim=(w[0], w[-1]), ylim=(bias[0], bias[-1]), xlabel="weight w", ylabel="bias b",
+                title=f"gradient descent, first {steps} epochs (dashed: diverged)")  # fmt: skip
+    ax_path.legend(fontsize=7)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax_path,
+                 label="learning rate")  # fmt: skip
     return _png(fig)
 
 
@@ -207,6 +317,12 @@ def build(results: Results, out: Path, fmt: str = "html") -> Path:
         ),
         "epochs_to_tolerance": ("Epochs to tolerance", figure_epochs_to_tolerance(table)),
     }
+    linear = figure_linear(results)
+    if linear is not None:
+        figures["linear"] = (
+            "The linear model: SSE, its derivative, gradient-descent paths",
+            linear,
+        )
     name = results.manifest.get("name", Path(results.path).name)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "html":

@@ -105,3 +105,41 @@ def lr_limit(
 ) -> float:
     """The predicted critical learning rate 2/λ_max at ``params``."""
     return 2.0 / abs(sharpness(params, X, Y, activation, grad_scale))
+
+
+def linear_gd_path(
+    X: np.ndarray,
+    y: np.ndarray,
+    start: np.ndarray,
+    lrs: np.ndarray,
+    epochs: int,
+    grad_scale: str = "mean",
+) -> np.ndarray:
+    """Gradient descent's path in (w, b) for the one-output linear model, for several lrs.
+
+    The gradient of L is H·θ − g, H = :func:`linear_hessian` and g = 2·s·Aᵀy with A = [X, 1]
+    and s = 1/n or 1, so each epoch is one small matrix product for all lrs together.
+
+    Args:
+        X: inputs (n, d); y: targets (n,).
+        start: the initial (w₁ … w_d, b), shared by every lr.
+        lrs: learning rates (L,).
+        epochs: steps to take.
+        grad_scale: as in training.
+
+    Returns:
+        (L, epochs + 1, d + 1): θ before the first step and after each; a diverging path runs
+        to inf or NaN.
+    """
+    H = linear_hessian(X, grad_scale)
+    A = np.column_stack([X, np.ones(len(X))])
+    scale = 1.0 / len(X) if check_grad_scale(grad_scale) == "mean" else 1.0
+    g = 2.0 * scale * A.T @ y
+    lrs = np.asarray(lrs, dtype=np.float64)[:, None]
+    path = np.empty((len(lrs), epochs + 1, len(start)))
+    path[:, 0] = start
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(epochs):
+            theta = path[:, t]
+            path[:, t + 1] = theta - lrs * (theta @ H - g)
+    return path

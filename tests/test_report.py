@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -109,3 +110,50 @@ def test_compare_puts_result_sets_on_shared_axes_in_one_html(
     assert text.count("<td>report-test</td>") == 8  # 4 groups from each of the two sets
     assert cli.main(["compare", str(results_dir), "-o", str(tmp_path / "one.html")]) == 2
     assert "two or more" in capsys.readouterr().err
+
+
+def test_facets_put_architectures_in_rows_and_inits_in_columns(results_dir: Path) -> None:
+    from gdsearch.report import _groups, _panels
+
+    results = load_results(results_dir)
+    fig, axes, panels = _panels(_groups(results.trials))
+    assert axes.shape == (2, 2)
+    places = {label: ax.get_subplotspec().get_geometry()[2] for label, _, ax in panels}
+    # rows: linear, then hidden 4; columns: normal, then xavier
+    assert places == {
+        "normal, hidden none (linear), tanh, scale 1": 0, "xavier, hidden none (linear), tanh": 1,
+        "normal, hidden 4, tanh, scale 1": 2, "xavier, hidden 4, tanh": 3,
+    }  # fmt: skip
+    plt.close(fig)
+
+
+SINE_JOB = """
+[job]
+name = "sine-report"
+
+[data]
+dataset = "sine"
+
+[train]
+epochs = 400
+
+[search]
+lr = [0.001, 0.01, 0.03, 0.05]
+init = ["normal"]
+seed = [0, 1]
+"""
+
+
+def test_linear_one_input_jobs_get_the_seed_notebook_pictures(tmp_path: Path) -> None:
+    job = tmp_path / "sine.toml"
+    job.write_text(SINE_JOB)
+    spec = parse_job(SINE_JOB, str(job))
+    X, Y = spec.load_data()
+    store = ResultsStore(tmp_path / "results" / spec.name)
+    store.prepare(spec.source)
+    store.write_part(*train_unit(X, Y, spec.trials()))
+    store.write_manifest({"name": spec.name, "job_file": str(job)})
+    out = build(load_results(store.location), tmp_path / "r.md", "md")
+    text = out.read_text()
+    assert "## The linear model: SSE, its derivative, gradient-descent paths" in text
+    assert (tmp_path / "r_linear.png").read_bytes().startswith(PNG)

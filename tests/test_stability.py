@@ -50,3 +50,21 @@ def test_summed_gradient_makes_the_loss_n_times_sharper() -> None:
     mean = stability.sharpness(params, X, Y, "relu", "mean")
     total = stability.sharpness(params, X, Y, "relu", "sum")
     assert total == pytest.approx(40 * mean, rel=1e-4)
+
+
+@pytest.mark.parametrize("grad_scale", ["mean", "sum"])
+def test_linear_gd_path_retraces_training_sse_epoch_for_epoch(grad_scale: str) -> None:
+    # The report's closed-form path (H·θ − g) and mlp.train's backprop are separate code.
+    X, Y = sine()
+    params = mlp.init_params([1, 1], "normal", 3)
+    start = np.array([params[0][0][0, 0], params[0][1][0]])
+    limit = stability.linear_lr_limit(X, grad_scale)
+    lrs = np.array([0.1, 0.9, 1.05]) * limit
+    paths = stability.linear_gd_path(X, Y[:, 0], start, lrs, 300, grad_scale)
+    A = np.column_stack([X[:, 0], np.ones(len(X))])
+    for lr, path in zip(lrs, paths, strict=True):
+        history, _ = mlp.train(params, X, Y, lr=lr, epochs=300, grad_scale=grad_scale,
+                               divergence_factor=1e300)  # fmt: skip
+        sse = ((Y[:, 0] - path @ A.T) ** 2).sum(axis=1)
+        np.testing.assert_allclose(sse, history, rtol=1e-9)
+    assert history[-1] > 1e3 * history[0]  # the last rate is past the limit and blows up
