@@ -7,6 +7,7 @@ learning rate and replicate seed (same init, architecture, activation, init scal
 Trial classes, in the order they are decided:
 
 - ``diverged``: the trial's status is diverged.
+- ``pruned``: a scheduler stopped it at a rung (status pruned); its history ends there.
 - ``converged``: its final SSE is within ``tolerance`` (relative) of its group's best SSE.
 - ``oscillating``: over the late phase (the last ``LATE_FRACTION`` of its epochs) its SSE rose
   in at least ``OSCILLATION_SHARE`` of the steps.
@@ -31,6 +32,10 @@ LATE_FRACTION = 0.1
 OSCILLATION_SHARE = 0.3
 PLATEAU_GAIN = 1e-4
 DEFAULT_TOLERANCE = 0.05
+STOPPED_EARLY = ("diverged", "pruned", "failed")
+"""Statuses whose final SSE is not the end of training."""
+TELLING = ("ok", "diverged", "plateaued")
+"""Statuses that say whether a learning rate diverges."""
 
 
 def _group_columns(trials: pd.DataFrame) -> list[str]:
@@ -92,11 +97,12 @@ def trial_metrics(
     classes = np.select(
         [
             (trials["status"] == "diverged").to_numpy(),
+            (trials["status"] == "pruned").to_numpy(),
             reached,
             rises >= OSCILLATION_SHARE,
             ~(gain >= PLATEAU_GAIN),
         ],
-        ["diverged", "converged", "oscillating", "plateaued"],
+        ["diverged", "pruned", "converged", "oscillating", "plateaued"],
         default="slow",
     )
     trials["convergence"] = classes
@@ -113,15 +119,17 @@ def _first_at_or_below(sse: np.ndarray, threshold: np.ndarray) -> np.ndarray:
 def convergence_table(results: Results, tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
     """One row per group and learning rate, aggregated over seeds.
 
-    Columns: the group's columns, lr, trials, median / q25 / q75 of final SSE (of trials that did
-    not diverge), diverged_fraction, median epochs_to_tolerance, the most common class, and
-    ``best`` (True on the lr with the lowest median final SSE among those none of whose trials
-    diverged; the smallest such lr on a tie).
+    Columns: the group's columns, lr, trials, median / q25 / q75 of final SSE (of trials that
+    trained to the end: neither diverged nor pruned), diverged_fraction, pruned_fraction,
+    median epochs_to_tolerance, the most common class, and ``best`` (True on the lr with the
+    lowest median final SSE among those none of whose trials diverged and some of whose trials
+    were not pruned; the smallest such lr on a tie).
     """
     metrics = trial_metrics(results, tolerance)
     group = _group_columns(metrics)
-    metrics["kept_sse"] = metrics["final_sse"].where(metrics["status"] != "diverged")
+    metrics["kept_sse"] = metrics["final_sse"].where(~metrics["status"].isin(STOPPED_EARLY))
     metrics["is_diverged"] = metrics["status"] == "diverged"
+    metrics["is_pruned"] = metrics["status"] == "pruned"
     keys = [*group, "lr"]
     table = (
         metrics.groupby(keys, dropna=False, sort=True)
@@ -131,6 +139,7 @@ def convergence_table(results: Results, tolerance: float = DEFAULT_TOLERANCE) ->
             q25_final_sse=("kept_sse", lambda s: s.quantile(0.25)),
             q75_final_sse=("kept_sse", lambda s: s.quantile(0.75)),
             diverged_fraction=("is_diverged", "mean"),
+            pruned_fraction=("is_pruned", "mean"),
             median_epochs_to_tolerance=("epochs_to_tolerance", "median"),
             typical=("convergence", lambda s: s.mode().iloc[0]),
         )
@@ -167,9 +176,13 @@ def refine(lr_converged: float, lr_diverged: float, points: int) -> list[float]:
 def critical_lr(results: Results) -> pd.DataFrame:
     """Per group, the bracket that holds the critical learning rate (see :func:`bracket`).
 
+    Only trials that ran far enough to say count: those that diverged, trained every epoch, or
+    stopped on their own for not improving. A pruned trial had not diverged by its rung but
+    might have later, and a failed one says nothing.
+
     Columns: the group's columns, ``lr_converged`` and ``lr_diverged``.
     """
-    metrics = results.trials
+    metrics = results.trials[results.trials["status"].isin(TELLING)]
     group = _group_columns(metrics)
     per_lr = (
         metrics.assign(is_diverged=metrics["status"] == "diverged")
@@ -188,23 +201,27 @@ def critical_lr(results: Results) -> pd.DataFrame:
 
 
 def lr_summary(trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per (init, hidden, activation, lr): trials, median final SSE, diverged count.
+    """One row per (init, hidden, activation, lr): trials, median final SSE, diverged and
+    pruned counts.
 
     Args:
         trials: a result set's trials table.
 
     Returns:
         A DataFrame with columns init, hidden, activation, lr, trials, median_final_sse
-        (over trials that did not diverge; NaN if all did), min_final_sse and diverged.
+        (over trials that trained to the end; NaN if none did), min_final_sse, diverged and
+        pruned.
     """
     frame = trials.assign(
-        converged_sse=trials["final_sse"].where(trials["status"] != "diverged"),
+        converged_sse=trials["final_sse"].where(~trials["status"].isin(STOPPED_EARLY)),
         is_diverged=trials["status"] == "diverged",
+        is_pruned=trials["status"] == "pruned",
     )
     table = frame.groupby(["init", "hidden", "activation", "lr"], sort=True, dropna=False).agg(
         trials=("trial_id", "size"),
         median_final_sse=("converged_sse", "median"),
         min_final_sse=("converged_sse", "min"),
         diverged=("is_diverged", "sum"),
+        pruned=("is_pruned", "sum"),
     )
     return table.reset_index()

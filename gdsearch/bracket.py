@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gdsearch.analysis import bracket, refine
+from gdsearch.analysis import TELLING, bracket, refine
 from gdsearch.spec import JobSpec
 from gdsearch.trial import Trial
 
@@ -41,7 +41,7 @@ def brackets(
     diverged_at: dict[tuple[Any, ...], dict[float, bool]] = defaultdict(dict)
     for trial in trials:
         status = statuses.get(trial.trial_id)
-        if status not in ("ok", "diverged"):
+        if status not in TELLING:
             continue
         flags = diverged_at[comparison_key(trial)]
         flags[trial.lr] = flags.get(trial.lr, False) or status == "diverged"

@@ -240,7 +240,8 @@ def _parser() -> argparse.ArgumentParser:
         "show",
         help="per-learning-rate summary of a result set",
         description="Print, for each init, architecture, activation and learning rate: trials, "
-        "median and best final SSE of those that did not diverge, and how many diverged.",
+        "median and best final SSE of those that trained to the end, and how many diverged "
+        "or were pruned.",
     )
     show.add_argument("results", help="a results directory, e.g. results/seed-sine")
     show.add_argument("--max-rows", type=int, default=500, help="rows to print at most")

@@ -11,20 +11,22 @@ import logging
 import os
 import socket
 import time
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from gdsearch import __version__
-from gdsearch.bracket import next_round
+from gdsearch import __version__, halving
+from gdsearch.bracket import comparison_key, next_round
 from gdsearch.errors import InputError, ResultsError, RunError
 from gdsearch.progress import Progress
-from gdsearch.remote import train_unit_task
+from gdsearch.remote import advance_unit_task, train_unit_task
 from gdsearch.spec import JobSpec, load_job
 from gdsearch.store import ResultsStore, join
 from gdsearch.trial import Trial
@@ -141,11 +143,15 @@ def _run_rounds(
     while True:
         stored = store.stored_trial_ids()
         todo = [t for t in current if t.trial_id not in stored]
-        units = plan_units(todo, cpus)
+        halving = spec.scheduler == "halving"
+        units = plan_units(todo, cpus, apart=comparison_key if halving else None)
         if spec.mode == "bracket":
             log.info("bracket round %d: %d trials", len(rounds), len(current))
         _log_plan(units, len(current), cpus)
-        _run_units(units, X, Y, store, cpus, len(todo), show_progress)
+        if halving:
+            _run_halving(spec, current, units, X, Y, store, cpus, show_progress)
+        else:
+            _run_units(units, X, Y, store, cpus, len(todo), show_progress)
         rounds.append({"round": len(rounds), "trials": len(current), "ran": len(todo),
                        "units": len(units)})  # fmt: skip
         if spec.mode != "bracket" or len(rounds) > spec.bracket_rounds:
@@ -189,9 +195,7 @@ def _run_units(
         except ray.exceptions.RayError as exc:
             raise RunError(f"a work unit failed: {str(exc).strip().splitlines()[-1]}") from exc
         store.write_part(trials_table, history_table)
-        if progress:
-            diverged = pc.sum(pc.equal(trials_table.column("status"), "diverged")).as_py() or 0
-            progress.update(trials_table.num_rows, diverged)
+        _count(progress, trials_table)
 
     try:
         for unit in units:
@@ -205,6 +209,135 @@ def _run_units(
             ray.cancel(ref, force=True)
         if progress:
             progress.close()
+
+
+@dataclass
+class _HalvingUnit:
+    """A unit between rungs: its trials (before it starts) or its state in Ray's object store,
+    the rung it trains to next, and its trials still training."""
+
+    state: Any
+    live: set[str]
+    rung: int = 0
+
+
+def _run_halving(
+    spec: JobSpec,
+    trials: list[Trial],
+    units: list[list[Trial]],
+    X: np.ndarray,
+    Y: np.ndarray,
+    store: ResultsStore,
+    cpus: int,
+    show_progress: bool,
+) -> None:
+    """Train units rung by rung; at each rung, stop all but the best of each comparison group.
+
+    A group decides a rung once all its trials still training have reached it, counting stored
+    trials' histories too (:mod:`gdsearch.halving`), so a resumed run decides the same. A unit
+    goes on as soon as its trials' groups have decided; meanwhile the other units train.
+    """
+    rung_epochs = halving.rungs(spec.min_epochs, spec.reduction_factor, spec.epochs)
+    targets = [*rung_epochs, spec.epochs]
+    group_of = {t.trial_id: comparison_key(t) for t in trials}
+    metrics: list[dict[Any, dict[str, float]]] = [defaultdict(dict) for _ in rung_epochs]
+    for k, values in enumerate(_stored_rung_metrics(spec, store, group_of, rung_epochs)):
+        for trial_id, value in values.items():
+            metrics[k][group_of[trial_id]][trial_id] = value
+    outstanding: list[Counter[Any]] = [Counter() for _ in targets]  # live trials yet to report
+    outstanding[0].update(group_of[t.trial_id] for unit in units for t in unit)
+    reached: list[dict[Any, set[str]]] = [defaultdict(set) for _ in rung_epochs]
+    kept: list[dict[Any, set[str]]] = [{} for _ in rung_epochs]
+    pool = [_HalvingUnit(list(unit), {t.trial_id for t in unit}) for unit in units]
+    ready: deque[tuple[int, list[str]]] = deque((i, []) for i in range(len(pool)))
+    waiting: set[int] = set()
+    progress = Progress(sum(map(len, units))) if show_progress and units else None
+    data = ray.put((X, Y))
+    in_flight: dict[ray.ObjectRef, tuple[int, ray.ObjectRef]] = {}
+
+    def decide(k: int) -> None:
+        """Take every rung-k decision that can be taken, and send on the units it frees."""
+        for group, count in outstanding[k].items():
+            if count == 0 and group not in kept[k]:
+                kept[k][group] = halving.survivors(metrics[k][group], spec.reduction_factor)
+                going_on = reached[k][group] & kept[k][group]
+                outstanding[k + 1][group] += len(going_on)
+        for index in sorted(waiting):
+            unit = pool[index]
+            groups = {group_of[t] for t in unit.live}
+            if unit.rung - 1 != k or not groups <= kept[k].keys():
+                continue
+            waiting.discard(index)
+            stop = sorted(t for t in unit.live if t not in kept[k][group_of[t]])
+            unit.live -= set(stop)
+            if unit.live or stop:
+                ready.append((index, stop))
+
+    try:
+        while ready or in_flight:
+            while ready and len(in_flight) < IN_FLIGHT_PER_CPU * cpus:
+                index, stop = ready.popleft()
+                unit = pool[index]
+                refs = advance_unit_task.remote(
+                    data, unit.state, targets[unit.rung], stop, spec.rung_metric
+                )
+                rows_ref, rung_ref, unit.state = cast(list[ray.ObjectRef], refs)
+                in_flight[rung_ref] = (index, rows_ref)
+            (done,), _ = ray.wait(list(in_flight), num_returns=1)
+            index, rows_ref = in_flight.pop(done)
+            try:
+                at_rung, rows = ray.get(done), ray.get(rows_ref)
+            except ray.exceptions.RayError as exc:
+                reason = str(exc).strip().splitlines()[-1]
+                raise RunError(f"a work unit failed: {reason}") from exc
+            if rows is not None:
+                store.write_part(*rows)
+                if progress:
+                    status = rows[0].column("status")
+                    progress.update(
+                        rows[0].num_rows, pc.sum(pc.equal(status, "diverged")).as_py() or 0
+                    )
+            unit = pool[index]
+            k = unit.rung
+            if k == len(rung_epochs):
+                continue  # the last stretch: every trial of the unit has finished
+            outstanding[k].subtract(group_of[t] for t in unit.live)
+            for trial_id, value in at_rung.items():
+                metrics[k][group_of[trial_id]][trial_id] = value
+                reached[k][group_of[trial_id]].add(trial_id)
+            unit.live = set(at_rung)
+            unit.rung = k + 1
+            waiting.add(index)
+            decide(k)
+    finally:
+        for ref in in_flight:
+            ray.cancel(ref, force=True)
+        if progress:
+            progress.close()
+
+
+def _stored_rung_metrics(
+    spec: JobSpec, store: ResultsStore, group_of: dict[str, Any], rung_epochs: list[int]
+) -> list[dict[str, float]]:
+    """Rung metrics of this round's trials that are stored already (a resumed run)."""
+    stored_ids = store.stored_trial_ids() & group_of.keys()
+    if not stored_ids:
+        return [{} for _ in rung_epochs]
+    wanted = pa.array(sorted(stored_ids))
+    trials = store.read_table("trials")
+    trials = trials.filter(pc.is_in(trials.column("trial_id"), value_set=wanted))
+    history = store.read_table("history")
+    history = history.filter(pc.is_in(history.column("trial_id"), value_set=wanted))
+    return halving.stored_metrics(
+        trials.to_pandas(), history.to_pandas(), rung_epochs, spec.rung_metric
+    )
+
+
+def _count(progress: Progress | None, trials_table: pa.Table) -> None:
+    """Move the progress bar on by a stored part's trials."""
+    if progress:
+        diverged = pc.sum(pc.equal(trials_table.column("status"), "diverged")).as_py() or 0
+        progress.update(trials_table.num_rows, diverged)
 
 
 def _connect(address: str | None) -> bool:
@@ -270,13 +403,19 @@ def _cluster_info() -> dict[str, Any]:
 
 def _compat_key(spec: JobSpec) -> dict[str, Any]:
     """The settings every stored trial of a result set must share."""
-    return {
+    key: dict[str, Any] = {
         "job_seed": spec.seed,
         "data": {"dataset": spec.dataset, **spec.data_options},
         "epochs": spec.epochs,
         "grad_scale": spec.grad_scale,
         "divergence_factor": spec.divergence_factor,
     }
+    if spec.patience:  # keys only when set, so that older result sets still match
+        key["patience"] = [spec.patience, spec.patience_tolerance]
+    if spec.scheduler != "none":
+        key["scheduler"] = [spec.scheduler, spec.min_epochs, spec.reduction_factor,
+                            spec.rung_metric]  # fmt: skip
+    return key
 
 
 def _check_compatible(store: ResultsStore, spec: JobSpec, fresh: bool) -> None:

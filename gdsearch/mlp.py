@@ -217,6 +217,28 @@ def _sizes(Wbs: Stacked) -> list[int]:
     return [Wbs[0].shape[1] - 1, *(Wb.shape[2] for Wb in Wbs)]
 
 
+DEFAULT_PATIENCE_TOLERANCE = 1e-4
+
+STATUS_CODES = ("running", "ok", "diverged", "plateaued", "pruned")
+"""A trial's state in a population, by code: still training; trained every epoch; stopped by
+the divergence limit; stopped by the patience rule; stopped by a scheduler."""
+RUNNING, OK, DIVERGED, PLATEAUED, PRUNED = range(len(STATUS_CODES))
+
+
+RUNG_METRICS = ("sse", "auc")
+"""How a scheduler ranks trials at a rung: the SSE at the rung's epoch, or the mean SSE over
+epochs 0 … rung (the area under the curve per epoch, which also rewards getting there fast)."""
+
+
+def rung_metric(histories: np.ndarray, rung: int, metric: str = "sse") -> np.ndarray:
+    """Each history's ``RUNG_METRICS`` value at epoch ``rung``; histories are (K, ≥ rung + 1)."""
+    if metric == "sse":
+        return histories[:, rung].copy()
+    if metric == "auc":
+        return histories[:, : rung + 1].mean(axis=1)
+    raise InputError(f"unknown rung metric {metric!r}; valid: {', '.join(RUNG_METRICS)}")
+
+
 @dataclass
 class PopulationResult:
     """What training a population gives back.
@@ -227,23 +249,27 @@ class PopulationResult:
         diverged_epoch: (K,) the epoch whose SSE broke the divergence limit, -1 if none did.
         params: the final stacked weights (see :func:`unstack_params`); a diverged trial's
             are the ones whose SSE broke the limit.
+        status: (K,) codes into ``STATUS_CODES``.
     """
 
     histories: np.ndarray
     lengths: np.ndarray
     diverged_epoch: np.ndarray
     params: Stacked
+    status: np.ndarray
 
 
 @dataclass
 class _Active:
-    """The trials still training, compacted so that diverged ones cost nothing."""
+    """The trials still training, compacted so that stopped ones cost nothing."""
 
     index: np.ndarray
     Wbs: Stacked
     lr: np.ndarray
     limit: np.ndarray
     rngs: list[np.random.Generator]
+    best: np.ndarray  # the patience rule's reference SSE, and the epoch it was set
+    since: np.ndarray
 
     def drop(self, mask: np.ndarray, final: Stacked) -> None:
         """Move the trials in ``mask`` out of the population, saving their weights."""
@@ -254,7 +280,149 @@ class _Active:
         self.Wbs = [Wb[keep] for Wb in self.Wbs]
         self.lr = self.lr[keep]
         self.limit = self.limit[keep]
+        self.best = self.best[keep]
+        self.since = self.since[keep]
         self.rngs = [rng for rng, k in zip(self.rngs, keep, strict=True) if k] if self.rngs else []
+
+
+class Population:
+    """K trials in training, which can be stopped at any epoch and carried on later.
+
+    :meth:`advance` trains up to a given epoch; between calls a scheduler may :meth:`prune`
+    trials, and the object (weights, histories, shuffle generators) may be pickled and carried
+    on elsewhere. Training in one call or in several gives the same histories value for value.
+
+    A trial stops at the first epoch whose SSE is not finite or exceeds ``divergence_factor``
+    × its epoch-0 SSE (diverged; its history keeps the epochs before), or, with ``patience``
+    N > 0, at the first epoch e where its SSE has not fallen below (1 − ``patience_tolerance``)
+    × the last SSE that did so, set at epoch e − N or earlier (plateaued; its history keeps e).
+    """
+
+    def __init__(
+        self,
+        params: Stacked,
+        lrs: np.ndarray,
+        epochs: int,
+        activation: str = "tanh",
+        grad_scale: str = "mean",
+        batch_size: int | None = None,
+        shuffle_rngs: Sequence[np.random.Generator] | None = None,
+        divergence_factor: float = DEFAULT_DIVERGENCE_FACTOR,
+        patience: int = 0,
+        patience_tolerance: float = DEFAULT_PATIENCE_TOLERANCE,
+    ) -> None:
+        self.activation = check_activation(activation)
+        self.grad_scale = check_grad_scale(grad_scale)
+        K = len(lrs)
+        self.batch_size = batch_size
+        if batch_size is not None and (shuffle_rngs is None or len(shuffle_rngs) != K):
+            raise InputError("mini-batch training needs one shuffle generator per trial")
+        self.epochs = epochs
+        self.divergence_factor = divergence_factor
+        self.patience = patience
+        self.patience_tolerance = patience_tolerance
+        self.histories = np.full((K, epochs + 1), np.nan)
+        self.status = np.full(K, RUNNING, dtype=np.int8)
+        self.stop_epoch = np.full(K, -1, dtype=np.int64)
+        self.epoch = 0  # the next epoch whose SSE is to be measured
+        self.final = [Wb.copy() for Wb in params]
+        self.active = _Active(
+            index=np.arange(K),
+            Wbs=[Wb.copy() for Wb in params],
+            lr=np.asarray(lrs, dtype=np.float64).reshape(K, 1, 1),
+            limit=np.full(K, np.inf),
+            rngs=list(shuffle_rngs) if batch_size is not None and shuffle_rngs else [],
+            best=np.full(K, np.inf),
+            since=np.zeros(K, dtype=np.int64),
+        )
+
+    def advance(self, X: np.ndarray, Y: np.ndarray, until: int) -> None:
+        """Train the running trials until epoch ``until`` (≤ epochs) has been measured.
+
+        Trials still running at ``epochs`` end as ok.
+        """
+        n = X.shape[0]
+        minibatch = self.batch_size is not None and self.batch_size < n
+        active = self.active
+        if not len(active.index):
+            return
+        X1_t, Y_t, sizes = _with_ones_t(X), np.ascontiguousarray(Y.T), _sizes(active.Wbs)
+        ws = _Workspace(len(active.index), X1_t, sizes)
+        with _BLAS.limit(limits=1, user_api="blas"), np.errstate(all="ignore"):
+            for epoch in range(max(0, self.epoch - 1), until + 1):
+                # An epoch measured at the end of the last call is measured again (the same
+                # value): its forward pass is the start of the next step.
+                _forward(active.Wbs, ws, self.activation)
+                sse = _residual_sse(ws, Y_t)
+                if epoch == 0:
+                    active.limit = np.where(sse > 0, self.divergence_factor * sse, np.inf)
+                    active.best = sse.copy()
+                stop = self._check(epoch, sse)
+                if stop.any():
+                    active.drop(stop, self.final)
+                    if not len(active.index):
+                        break
+                    ws.keep(~stop)
+                if epoch == until:
+                    break
+                if minibatch:
+                    assert self.batch_size is not None
+                    _minibatch_epoch(
+                        active, X1_t, Y_t, self.batch_size, self.grad_scale, self.activation, sizes
+                    )
+                else:
+                    scale = _scale(self.grad_scale, n)
+                    grads = _backward(active.Wbs, ws, ws.out, scale, self.activation)
+                    _update(active.Wbs, grads, active.lr)
+            self.epoch = until + 1
+            if until == self.epochs:
+                self._stop(np.ones(len(active.index), dtype=bool), OK, until)
+
+    def _check(self, epoch: int, sse: np.ndarray) -> np.ndarray:
+        """Record this epoch's SSE; stop trials that diverged or plateaued. Returns the mask."""
+        active = self.active
+        bad = ~(np.isfinite(sse) & (sse <= active.limit))
+        self.histories[active.index, epoch] = np.where(bad, np.nan, sse)
+        self.status[active.index[bad]] = DIVERGED
+        self.stop_epoch[active.index[bad]] = epoch
+        stop = bad
+        if self.patience:
+            better = sse < active.best * (1.0 - self.patience_tolerance)
+            active.best = np.where(better, sse, active.best)
+            active.since = np.where(better, epoch, active.since)
+            flat = ~bad & (epoch - active.since >= self.patience)
+            self.status[active.index[flat]] = PLATEAUED
+            self.stop_epoch[active.index[flat]] = epoch
+            stop = bad | flat
+        return stop
+
+    def _stop(self, mask: np.ndarray, status: int, epoch: int) -> None:
+        self.status[self.active.index[mask]] = status
+        self.stop_epoch[self.active.index[mask]] = epoch
+        self.active.drop(mask, self.final)
+
+    @property
+    def running(self) -> np.ndarray:
+        """Indices of the trials still training."""
+        return self.active.index.copy()
+
+    def prune(self, indices: np.ndarray) -> None:
+        """Stop the given running trials as pruned at the last epoch measured."""
+        mask = np.isin(self.active.index, indices)
+        self._stop(mask, PRUNED, self.epoch - 1)
+
+    def result(self) -> PopulationResult:
+        """Histories, lengths, divergence epochs, weights and status of every trial."""
+        weights = [Wb.copy() for Wb in self.final]
+        for Wb, Wb_now in zip(weights, self.active.Wbs, strict=True):
+            Wb[self.active.index] = Wb_now
+        lengths = np.where(
+            self.status == DIVERGED,
+            self.stop_epoch,
+            np.where(self.stop_epoch >= 0, self.stop_epoch + 1, self.epoch),
+        )
+        diverged_epoch = np.where(self.status == DIVERGED, self.stop_epoch, -1)
+        return PopulationResult(self.histories, lengths, diverged_epoch, weights, self.status)
 
 
 def train_population(
@@ -268,12 +436,12 @@ def train_population(
     batch_size: int | None = None,
     shuffle_rngs: Sequence[np.random.Generator] | None = None,
     divergence_factor: float = DEFAULT_DIVERGENCE_FACTOR,
+    patience: int = 0,
+    patience_tolerance: float = DEFAULT_PATIENCE_TOLERANCE,
 ) -> PopulationResult:
     """Train K stacked trials by gradient descent, each with its own learning rate.
 
-    A trial diverges at the first epoch whose SSE is not finite or exceeds
-    ``divergence_factor`` × its epoch-0 SSE; it is then dropped from the population, keeping
-    its history up to the epoch before. Training stops early once every trial has diverged.
+    The stopping rules are :class:`Population`'s. Training ends early once every trial stopped.
 
     Args:
         params: stacked weights (see :func:`stack_params`); copied, never changed.
@@ -286,53 +454,27 @@ def train_population(
         shuffle_rngs: one generator per trial, reshuffling its mini-batches each epoch;
             required when ``batch_size`` is smaller than n.
         divergence_factor: multiple of the initial SSE beyond which a trial has diverged.
+        patience: stop a trial whose SSE has not improved for this many epochs (0: never).
+        patience_tolerance: the relative fall in SSE that counts as an improvement.
 
     Returns:
         A :class:`PopulationResult`.
     """
-    check_activation(activation)
-    check_grad_scale(grad_scale)
-    n, K = X.shape[0], len(lrs)
-    minibatch = batch_size is not None and batch_size < n
-    if minibatch and (shuffle_rngs is None or len(shuffle_rngs) != K):
-        raise InputError("mini-batch training needs one shuffle generator per trial")
-    histories = np.full((K, epochs + 1), np.nan)
-    diverged_epoch = np.full(K, -1, dtype=np.int64)
-    final = [Wb.copy() for Wb in params]
-    active = _Active(
-        index=np.arange(K),
-        Wbs=[Wb.copy() for Wb in params],
-        lr=np.asarray(lrs, dtype=np.float64).reshape(K, 1, 1),
-        limit=np.full(K, np.inf),
-        rngs=list(shuffle_rngs) if minibatch and shuffle_rngs is not None else [],
+    minibatch = batch_size is not None and batch_size < X.shape[0]
+    population = Population(
+        params,
+        lrs,
+        epochs,
+        activation,
+        grad_scale,
+        batch_size if minibatch else None,
+        shuffle_rngs,
+        divergence_factor,
+        patience,
+        patience_tolerance,
     )
-    X1_t, Y_t, sizes = _with_ones_t(X), np.ascontiguousarray(Y.T), _sizes(params)
-    ws = _Workspace(K, X1_t, sizes)
-    with _BLAS.limit(limits=1, user_api="blas"), np.errstate(all="ignore"):
-        for epoch in range(epochs + 1):
-            _forward(active.Wbs, ws, activation)
-            sse = _residual_sse(ws, Y_t)
-            if epoch == 0:
-                active.limit = np.where(sse > 0, divergence_factor * sse, np.inf)
-            bad = ~(np.isfinite(sse) & (sse <= active.limit))
-            histories[active.index, epoch] = np.where(bad, np.nan, sse)
-            if bad.any():
-                diverged_epoch[active.index[bad]] = epoch
-                active.drop(bad, final)
-                if not len(active.index):
-                    break
-                ws.keep(~bad)
-            if epoch == epochs:
-                break
-            if minibatch:
-                assert batch_size is not None
-                _minibatch_epoch(active, X1_t, Y_t, batch_size, grad_scale, activation, sizes)
-            else:
-                grads = _backward(active.Wbs, ws, ws.out, _scale(grad_scale, n), activation)
-                _update(active.Wbs, grads, active.lr)
-        active.drop(np.ones(len(active.index), dtype=bool), final)
-    lengths = np.where(diverged_epoch >= 0, diverged_epoch, epochs + 1)
-    return PopulationResult(histories, lengths, diverged_epoch, final)
+    population.advance(X, Y, epochs)
+    return population.result()
 
 
 def _minibatch_epoch(

@@ -6,12 +6,14 @@ loads only the training code (numpy, pyarrow, gdsearch's maths), not the driver'
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pyarrow as pa
 import ray
 
 from gdsearch.trial import Trial
-from gdsearch.unit import train_unit
+from gdsearch.unit import UnitState, advance_unit, start_unit, train_unit
 
 TASK_RETRIES = 3
 """How often Ray runs a unit again when its worker dies."""
@@ -24,3 +26,22 @@ def train_unit_task(
     """Train one work unit on a Ray worker; its rows name the node it ran on."""
     X, Y = data
     return train_unit(X, Y, trials, node=ray.get_runtime_context().get_node_id())
+
+
+@ray.remote(num_cpus=1, max_retries=TASK_RETRIES, num_returns=3)
+def advance_unit_task(
+    data: tuple[np.ndarray, np.ndarray],
+    unit: list[Trial] | UnitState,
+    until: int,
+    prune: list[str],
+    metric: str,
+) -> tuple[tuple[pa.Table, pa.Table] | None, dict[str, float], UnitState]:
+    """Carry a unit (its trials, or its state from the last rung) on to epoch ``until``.
+
+    The state arrives read-only from Ray's object store, and a retried task must start from it
+    unchanged, so it is copied before training moves it on.
+    """
+    X, Y = data
+    state = start_unit(X, Y, unit) if isinstance(unit, list) else copy.deepcopy(unit)
+    node = ray.get_runtime_context().get_node_id()
+    return advance_unit(X, Y, state, until, prune, metric, node)

@@ -178,6 +178,10 @@ def figure_final_vs_lr(
             ax.axvspan(edge, frame["lr"].max() * 1.5, color="C3", alpha=0.12, label="diverged")
         if label in limits:
             ax.axvline(limits[label], color="k", linestyle="--", label="2/λ_max at init")
+        pruned = frame.loc[frame["pruned_fraction"] > 0, "lr"]
+        if len(pruned):  # their SSE is from a rung, not the end: marked on the axis only
+            ax.plot(pruned, np.full(len(pruned), 0.03), "x", color="0.4",
+                    transform=ax.get_xaxis_transform(), label="some seeds pruned")  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(label, fontsize=9)
@@ -289,6 +293,7 @@ def summary_table(
             "predicted limit 2/λ_max": limits.get(label, np.nan),
             "diverged": f"{round((frame['diverged_fraction'] * frame['trials']).sum())}"
                         f" / {int(frame['trials'].sum())}",
+            "pruned": round((frame["pruned_fraction"] * frame["trials"]).sum()),
         })  # fmt: skip
     return pd.DataFrame(rows)
 

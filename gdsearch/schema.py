@@ -19,6 +19,7 @@ TRIALS_SCHEMA = pa.schema(
         ("final_sse", pa.float64()),
         ("min_sse", pa.float64()),
         ("diverged_epoch", pa.int32()),
+        ("stopped_epoch", pa.int32()),
         ("node", pa.string()),
         ("wall_s", pa.float64()),
     ]

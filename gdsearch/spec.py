@@ -19,7 +19,12 @@ import numpy as np
 from gdsearch.data import DATASETS, check_options, dataset_options, load_dataset
 from gdsearch.errors import DataError, JobError
 from gdsearch.inits import DEFAULT_SCALE
-from gdsearch.mlp import DEFAULT_DIVERGENCE_FACTOR, GRAD_SCALES
+from gdsearch.mlp import (
+    DEFAULT_DIVERGENCE_FACTOR,
+    DEFAULT_PATIENCE_TOLERANCE,
+    GRAD_SCALES,
+    RUNG_METRICS,
+)
 from gdsearch.space import AXIS_CHECKS, Axis, grid, grid_size, parse_axis, sample
 from gdsearch.trial import SAMPLER_STREAM, SCALED_INITS, Trial
 
@@ -37,6 +42,8 @@ MODES = ("grid", "random", "bracket")
 BRACKET_KEYS = {"bracket_width", "bracket_points", "bracket_rounds"}
 MAX_BRACKET_POINTS = 64
 MAX_BRACKET_ROUNDS = 50
+SCHEDULERS = ("none", "halving")
+HALVING_KEYS = {"scheduler", "min_epochs", "reduction_factor", "rung_metric"}
 
 # Where an axis lives when it is fixed rather than searched.
 HOME = {"activation": "model", "init_scale": "model", "batch_size": "train"}
@@ -52,8 +59,15 @@ SECTION_KEYS = {
     "job": {"name", "seed", "description"},
     "data": None,  # the data set's own options, checked by gdsearch.data
     "model": {"activation", "init_scale"},
-    "train": {"epochs", "grad_scale", "batch_size", "divergence_factor"},
-    "search": {"mode", "samples", *BRACKET_KEYS, *AXIS_CHECKS},
+    "train": {
+        "epochs",
+        "grad_scale",
+        "batch_size",
+        "divergence_factor",
+        "patience",
+        "patience_tolerance",
+    },
+    "search": {"mode", "samples", *BRACKET_KEYS, *HALVING_KEYS, *AXIS_CHECKS},
 }
 
 
@@ -75,6 +89,12 @@ class JobSpec:
     bracket_width: float = 0.05
     bracket_points: int = 3
     bracket_rounds: int = 10
+    patience: int = 0
+    patience_tolerance: float = DEFAULT_PATIENCE_TOLERANCE
+    scheduler: str = "none"
+    min_epochs: int = 0
+    reduction_factor: int = 3
+    rung_metric: str = "sse"
     description: str = ""
     source: str = ""
     path: str = ""
@@ -96,12 +116,14 @@ class JobSpec:
         else:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, SAMPLER_STREAM]))
             points = sample(self.axes, self.samples, rng)
-        fixed = (
+        fixed: tuple[tuple[str, Any], ...] = (
             ("data", {"dataset": self.dataset, **self.data_options}),
             ("epochs", self.epochs),
             ("grad_scale", self.grad_scale),
             ("divergence_factor", self.divergence_factor),
         )
+        if self.patience:  # only then, so that other jobs' trial_ids stay as they were
+            fixed += (("patience", self.patience), ("patience_tolerance", self.patience_tolerance))
         unique: dict[str, Trial] = {}
         for point in points:
             trial = self._trial({**self.fixed_axes, **point}, fixed)
@@ -248,6 +270,25 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
     if mode != "random" and "samples" in search:
         raise JobError(f'[search] samples: only for mode = "random", but got {samples!r}')
     bracket = _bracket_settings(search, mode)
+    halving = _halving_settings(search, epochs)
+    if halving and mode == "bracket":
+        raise JobError(
+            '[search] scheduler: "halving" stops trials before they can show whether they '
+            'diverge, which mode = "bracket" needs; use one or the other, but got "halving"'
+        )
+    patience = _get(train, "train", "patience", int, 0)
+    if not 0 <= patience <= MAX_EPOCHS:
+        raise JobError(
+            f"[train] patience: must be an integer in [0, {MAX_EPOCHS}] (0: never stop a "
+            f"trial for not improving), but got {patience!r}"
+        )
+    tolerance = float(
+        _get(train, "train", "patience_tolerance", float, DEFAULT_PATIENCE_TOLERANCE)
+    )
+    if not 0 <= tolerance < 1:
+        raise JobError(
+            f"[train] patience_tolerance: must be a number in [0, 1), but got {tolerance!r}"
+        )
     if "lr" not in search:
         raise JobError("[search] lr: missing; every job searches learning rates")
 
@@ -292,6 +333,9 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
         axes=axes,
         fixed_axes=fixed_axes,
         **bracket,
+        **halving,
+        patience=patience,
+        patience_tolerance=float(tolerance),
         description=description,
         source=text,
         path=path,
@@ -324,6 +368,39 @@ def _bracket_settings(search: dict[str, Any], mode: str) -> dict[str, Any]:
             f"but got {rounds!r}"
         )
     return {"bracket_width": width, "bracket_points": points, "bracket_rounds": rounds}
+
+
+def _halving_settings(search: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """The scheduler keys, checked; ``min_epochs`` and the rest only with a scheduler."""
+    scheduler = _get(search, "search", "scheduler", str, "none")
+    if scheduler not in SCHEDULERS:
+        raise JobError(
+            f"[search] scheduler: must be one of {', '.join(SCHEDULERS)}, but got {scheduler!r}"
+        )
+    if scheduler == "none":
+        for key in sorted((HALVING_KEYS - {"scheduler"}) & search.keys()):
+            raise JobError(
+                f'[search] {key}: only with scheduler = "halving", but got {search[key]!r}'
+            )
+        return {}
+    min_epochs = _get(search, "search", "min_epochs", int, None)
+    if not 1 <= min_epochs < epochs:
+        raise JobError(
+            f"[search] min_epochs: must be an integer in [1, epochs) = [1, {epochs}), "
+            f"but got {min_epochs!r}"
+        )
+    factor = _get(search, "search", "reduction_factor", int, 3)
+    if not 2 <= factor <= 100:
+        raise JobError(
+            f"[search] reduction_factor: must be an integer in [2, 100], but got {factor!r}"
+        )
+    metric = _get(search, "search", "rung_metric", str, "sse")
+    if metric not in RUNG_METRICS:
+        raise JobError(
+            f"[search] rung_metric: must be one of {', '.join(RUNG_METRICS)}, but got {metric!r}"
+        )
+    return {"scheduler": scheduler, "min_epochs": min_epochs, "reduction_factor": factor,
+            "rung_metric": metric}  # fmt: skip
 
 
 def _table(doc: dict[str, Any], section: str) -> dict[str, Any]:

@@ -9,17 +9,23 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from gdsearch.mlp import (
-    PopulationResult,
+    DEFAULT_PATIENCE_TOLERANCE,
+    PLATEAUED,
+    PRUNED,
+    RUNNING,
+    STATUS_CODES,
+    Population,
     init_params,
     layer_sizes,
+    rung_metric,
     stack_params,
-    train_population,
 )
 from gdsearch.schema import HISTORY_SCHEMA, TRIALS_SCHEMA
 from gdsearch.trial import Trial
@@ -35,15 +41,20 @@ POPULATION_ELEMENTS = 65_536
 per-call cost is shared by many trials. Results do not depend on it."""
 
 
-def plan_units(trials: Sequence[Trial], n_cpus: int) -> list[list[Trial]]:
+def plan_units(
+    trials: Sequence[Trial],
+    n_cpus: int,
+    apart: Callable[[Trial], Hashable] | None = None,
+) -> list[list[Trial]]:
     """Group compatible trials and cut each group into units of about equal work.
 
     Units aim at ``WAVES_PER_CPU`` per CPU; a group is dealt round-robin, so every unit gets
     a mix of learning rates (large ones diverge and finish early) rather than a run of them.
+    ``apart`` keeps trials with different keys in different units.
     """
     groups: dict[tuple[object, ...], list[Trial]] = defaultdict(list)
     for trial in trials:
-        groups[trial.group_key()].append(trial)
+        groups[(trial.group_key(), apart(trial) if apart else None)].append(trial)
     target = max(1, math.ceil(len(trials) / (max(1, n_cpus) * WAVES_PER_CPU)))
     epochs = int(dict(trials[0].fixed)["epochs"]) if trials else 0
     target = min(target, MAX_UNIT_TRIALS, max(1, HISTORY_VALUES_PER_UNIT // (epochs + 1)))
@@ -54,10 +65,90 @@ def plan_units(trials: Sequence[Trial], n_cpus: int) -> list[list[Trial]]:
     return units
 
 
+@dataclass
+class UnitState:
+    """A work unit between calls of :func:`advance_unit`: its trials, their cache-sized
+    populations, and which trials' rows have been handed out. Picklable, so a scheduler can
+    carry a unit on in another task."""
+
+    trials: list[Trial]
+    populations: list[Population]
+    offsets: list[int]  # where each population's trials start in ``trials``
+    emitted: np.ndarray  # (K,) bool: this trial's rows were returned already
+    wall: np.ndarray  # (K,) seconds of training, shared out by epochs trained
+
+
+def start_unit(X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial]) -> UnitState:
+    """Initial weights for a unit's trials, in populations of about ``POPULATION_ELEMENTS``."""
+    first = trials[0]
+    sizes = layer_sizes(X.shape[1], first.hidden, Y.shape[1])
+    chunk = max(1, POPULATION_ELEMENTS // (X.shape[0] * max(sizes)))
+    offsets = list(range(0, len(trials), chunk))
+    populations = [_population(X, trials[i : i + chunk], sizes) for i in offsets]
+    K = len(trials)
+    return UnitState(list(trials), populations, offsets, np.zeros(K, bool), np.zeros(K))
+
+
+def advance_unit(
+    X: np.ndarray,
+    Y: np.ndarray,
+    state: UnitState,
+    until: int,
+    prune: Collection[str] = (),
+    metric: str = "sse",
+    node: str = "",
+) -> tuple[tuple[pa.Table, pa.Table] | None, dict[str, float], UnitState]:
+    """Prune some running trials, train the rest until epoch ``until``, hand out finished rows.
+
+    Args:
+        X, Y: the job's data.
+        state: from :func:`start_unit` or an earlier call.
+        until: the epoch to train to (the job's epochs ends every trial still running).
+        prune: trial_ids to stop as pruned at the epoch they reached.
+        metric: one of ``RUNG_METRICS``, reported for the trials still running at ``until``.
+        node: recorded in the rows.
+
+    Returns:
+        The trials and history tables of the trials that finished in this call (None if none
+        did), the rung metric of each trial still running, and the state to carry on.
+    """
+    ids = [t.trial_id for t in state.trials]
+    at = {trial_id: i for i, trial_id in enumerate(ids)}
+    for population, offset in zip(state.populations, state.offsets, strict=True):
+        mine = [at[t] - offset for t in prune if offset <= at[t] < offset + len(population.status)]
+        if mine:
+            population.prune(np.array(mine))
+        was, first = population.running, max(population.epoch - 1, 0)
+        start = time.perf_counter()
+        population.advance(X, Y, until)
+        elapsed = time.perf_counter() - start
+        if was.size:  # the call's time, shared out by epochs trained
+            trained = np.maximum(population.result().lengths[was] - first, 1)
+            state.wall[offset + was] += elapsed * trained / trained.sum()
+    results = [p.result() for p in state.populations]
+    histories = np.concatenate([r.histories for r in results])
+    lengths = np.concatenate([r.lengths for r in results])
+    diverged = np.concatenate([r.diverged_epoch for r in results])
+    status = np.concatenate([r.status for r in results])
+    done = (status != RUNNING) & ~state.emitted
+    rows = None
+    if done.any():
+        picked = np.flatnonzero(done)
+        trials = [state.trials[i] for i in picked]
+        kept = (histories[picked], lengths[picked])
+        table = _trials_table(trials, *kept, diverged[picked], status[picked], node,
+                              state.wall[picked])  # fmt: skip
+        rows = (table, _history_table(trials, *kept))
+        state.emitted |= done
+    running = np.flatnonzero(status == RUNNING)
+    values = rung_metric(histories[running], until, metric)
+    return rows, {ids[i]: float(v) for i, v in zip(running, values, strict=True)}, state
+
+
 def train_unit(
     X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial], node: str = ""
 ) -> tuple[pa.Table, pa.Table]:
-    """Train a unit's trials, in stacked populations of about ``POPULATION_ELEMENTS`` values.
+    """Train a unit's trials to the end, in stacked populations of about ``POPULATION_ELEMENTS``.
 
     Args:
         X, Y: the job's data, (n, d) and (n, k).
@@ -67,45 +158,32 @@ def train_unit(
     Returns:
         The unit's trials table and history table (``TRIALS_SCHEMA``, ``HISTORY_SCHEMA``).
     """
-    first = trials[0]
-    sizes = layer_sizes(X.shape[1], first.hidden, Y.shape[1])
-    chunk = max(1, POPULATION_ELEMENTS // (X.shape[0] * max(sizes)))
-    start = time.perf_counter()
-    parts = [
-        _train_chunk(X, Y, trials[i : i + chunk], sizes) for i in range(0, len(trials), chunk)
-    ]
-    wall = time.perf_counter() - start
-    histories = np.concatenate([p.histories for p in parts])
-    lengths = np.concatenate([p.lengths for p in parts])
-    diverged_epoch = np.concatenate([p.diverged_epoch for p in parts])
-    return (
-        _trials_table(trials, histories, lengths, diverged_epoch, node, wall),
-        _history_table(trials, histories, lengths),
-    )
+    epochs = int(dict(trials[0].fixed)["epochs"])
+    rows, _, _ = advance_unit(X, Y, start_unit(X, Y, trials), epochs, node=node)
+    assert rows is not None
+    return rows
 
 
-def _train_chunk(
-    X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial], sizes: list[int]
-) -> PopulationResult:
-    """Train one cache-sized population of a unit's trials."""
+def _population(X: np.ndarray, trials: Sequence[Trial], sizes: list[int]) -> Population:
+    """One cache-sized population of a unit's trials, at their initial weights."""
     first = trials[0]
     fixed = dict(first.fixed)
-    batch_size = first.batch_size or None
+    minibatch = bool(first.batch_size) and first.batch_size < X.shape[0]
     params = stack_params(
         [init_params(sizes, t.init, t.init_seed(), t.init_scale) for t in trials]
     )
-    rngs = [np.random.default_rng(t.shuffle_seed()) for t in trials] if batch_size else None
-    return train_population(
+    rngs = [np.random.default_rng(t.shuffle_seed()) for t in trials] if minibatch else None
+    return Population(
         params,
-        X,
-        Y,
         np.array([t.lr for t in trials]),
         fixed["epochs"],
         activation=first.activation,
         grad_scale=fixed["grad_scale"],
-        batch_size=batch_size,
+        batch_size=first.batch_size if minibatch else None,
         shuffle_rngs=rngs,
         divergence_factor=fixed["divergence_factor"],
+        patience=fixed.get("patience", 0),
+        patience_tolerance=fixed.get("patience_tolerance", DEFAULT_PATIENCE_TOLERANCE),
     )
 
 
@@ -126,8 +204,9 @@ def _trials_table(
     histories: np.ndarray,
     lengths: np.ndarray,
     diverged_epoch: np.ndarray,
+    status: np.ndarray,
     node: str,
-    wall: float,
+    wall: np.ndarray,
 ) -> pa.Table:
     K = len(trials)
     last = np.where(lengths > 0, histories[np.arange(K), np.maximum(lengths - 1, 0)], np.nan)
@@ -138,7 +217,7 @@ def _trials_table(
             np.nan,
         )
     diverged = diverged_epoch >= 0
-    share = wall * lengths / max(int(lengths.sum()), 1)  # the unit's time, by epochs trained
+    stopped = (status == PLATEAUED) | (status == PRUNED)
     columns = {
         "trial_id": [t.trial_id for t in trials],
         "lr": [t.lr for t in trials],
@@ -149,11 +228,12 @@ def _trials_table(
         "batch_size": [t.batch_size for t in trials],
         "seed": [t.seed for t in trials],
         "epochs": [dict(t.fixed)["epochs"] for t in trials],
-        "status": np.where(diverged, "diverged", "ok").tolist(),
+        "status": [STATUS_CODES[code] for code in status],
         "final_sse": pa.array(last, from_pandas=True),
         "min_sse": pa.array(lowest, from_pandas=True),
         "diverged_epoch": pa.array(diverged_epoch.astype(np.int32), mask=~diverged),
+        "stopped_epoch": pa.array((lengths - 1).astype(np.int32), mask=~stopped),
         "node": [node] * K,
-        "wall_s": share,
+        "wall_s": wall,
     }
     return pa.Table.from_pydict(columns, schema=TRIALS_SCHEMA)

@@ -158,3 +158,29 @@ seed = [0, 1]
     ]
     third = next_round(spec, known, statuses)
     assert [t.lr for t in third] == pytest.approx([0.08 * 2**0.5] * 2)
+
+
+def test_pruned_trials_are_classed_apart_and_say_nothing_about_the_bracket() -> None:
+    falling = np.geomspace(10.0, 1.0, EPOCHS + 1)
+    results = _results(
+        {
+            "a": (0.01, falling, "ok"),
+            "b": (0.1, falling[:31], "pruned"),  # stopped at a rung: might still diverge
+            "c": (1.0, np.array([10.0, 1e3]), "diverged"),
+        }
+    )
+    metrics = trial_metrics_by_id(results)
+    assert metrics["b"] == "pruned"
+    ((lr_converged, lr_diverged),) = analysis.critical_lr(results)[
+        ["lr_converged", "lr_diverged"]
+    ].to_numpy()
+    assert (lr_converged, lr_diverged) == (0.01, 1.0)
+    table = analysis.convergence_table(results).set_index("lr")
+    assert table.loc[0.1, "pruned_fraction"] == 1.0
+    assert np.isnan(table.loc[0.1, "median_final_sse"])  # its SSE is a rung's, not the end's
+    assert table["best"].tolist() == [True, False, False]
+
+
+def trial_metrics_by_id(results: Results) -> dict[str, str]:
+    metrics = analysis.trial_metrics(results)
+    return dict(zip(metrics["trial_id"], metrics["convergence"], strict=True))

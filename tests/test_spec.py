@@ -138,6 +138,57 @@ BAD_JOBS = [
         "but got 1000",
     ),
     bad(
+        "scheduler-unknown",
+        job_text(search='lr = [0.1, 1.0]\nscheduler = "asha"'),
+        "[search] scheduler",
+        "'asha'",
+    ),
+    bad(
+        "halving-without-min-epochs",
+        job_text(search='lr = [0.1, 1.0]\nscheduler = "halving"'),
+        "[search] min_epochs",
+        "missing",
+    ),
+    bad(
+        "halving-min-epochs-not-below-epochs",
+        job_text(train="epochs = 50", search='lr = [0.1]\nscheduler = "halving"\nmin_epochs = 50'),
+        "[search] min_epochs",
+        "but got 50",
+    ),
+    bad(
+        "halving-factor-one",
+        job_text(search='lr = [0.1]\nscheduler = "halving"\nmin_epochs = 5\nreduction_factor = 1'),
+        "[search] reduction_factor",
+        "but got 1",
+    ),
+    bad(
+        "halving-metric-unknown",
+        job_text(search='lr = [0.1]\nscheduler = "halving"\nmin_epochs = 5\nrung_metric = "acc"'),
+        "[search] rung_metric",
+        "'acc'",
+    ),
+    bad(
+        "halving-key-without-scheduler",
+        job_text(search="lr = [0.1]\nmin_epochs = 5"),
+        "[search] min_epochs",
+        'only with scheduler = "halving"',
+    ),
+    bad(
+        "halving-with-bracket",
+        job_text(
+            search='mode = "bracket"\nlr = [0.1, 1.0]\nscheduler = "halving"\nmin_epochs = 5'
+        ),
+        "[search] scheduler",
+        'mode = "bracket"',
+    ),
+    bad("patience-negative", job_text(train="patience = -1"), "[train] patience", "but got -1"),
+    bad(
+        "patience-tolerance-one",
+        job_text(train="patience = 5\npatience_tolerance = 1.0"),
+        "[train] patience_tolerance",
+        "but got 1.0",
+    ),
+    bad(
         "mode-unknown",
         job_text(search='mode = "bisect"\nlr = [0.1, 1.0]'),
         "[search] mode",

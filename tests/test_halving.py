@@ -1,0 +1,256 @@
+"""Successive halving and the patience stopper, checked against rules applied by hand to full
+histories (trained with neither), and through Ray end to end, fresh and resumed."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import gdsearch
+from gdsearch import halving, mlp
+from gdsearch.bracket import comparison_key
+from gdsearch.spec import parse_job
+from gdsearch.unit import advance_unit, start_unit, train_unit
+
+HALVING_JOB = """
+[job]
+name = "halving"
+seed = 3
+
+[data]
+dataset = "moons"
+n_samples = 60
+noise = 0.2
+
+[train]
+epochs = 120
+
+[search]
+lr = { log = [0.003, 40.0], num = 9 }
+init = ["normal", "xavier"]
+hidden = [[5]]
+seed = [0, 1]
+scheduler = "halving"
+min_epochs = 10
+reduction_factor = 3
+"""
+
+
+def test_rungs_grow_by_the_factor_below_the_epochs() -> None:
+    assert halving.rungs(10, 3, 120) == [10, 30, 90]
+    assert halving.rungs(10, 3, 90) == [10, 30]
+    assert halving.rungs(1, 2, 9) == [1, 2, 4, 8]
+
+
+def test_survivors_are_the_best_third_rounded_up_ties_to_the_smaller_id() -> None:
+    metrics = {"e": 5.0, "d": 4.0, "c": 1.0, "b": 2.0, "a": 2.0}
+    assert halving.survivors(metrics, 3) == {"c", "a"}
+    assert halving.survivors({"x": 1.0}, 3) == {"x"}
+    assert halving.survivors({}, 3) == set()
+
+
+def test_who_took_part_in_a_rung_follows_from_status_and_stop_epochs() -> None:
+    trials = pd.DataFrame(
+        {
+            "status": ["ok", "pruned", "pruned", "plateaued", "plateaued", "diverged", "diverged"],
+            "diverged_epoch": [None, None, None, None, None, 30, 31],
+            "stopped_epoch": [None, 30, 10, 30, 31, None, None],
+        }
+    ).astype({"diverged_epoch": "Int32", "stopped_epoch": "Int32"})
+    assert halving.took_part(trials, 30).tolist() == [True, True, False, False, True, False, True]
+
+
+def _reference(spec_text: str) -> pd.DataFrame:
+    """Train every trial to the end without a scheduler, then apply successive halving by hand:
+    per comparison group and rung, the trials still going, ranked by SSE at the rung (ties to
+    the smaller id), keep the best ceil(m / 3). Returns status and history length per trial."""
+    spec = parse_job(spec_text.replace('scheduler = "halving"\n', "").replace(
+        "min_epochs = 10\nreduction_factor = 3\n", ""))  # fmt: skip
+    X, Y = spec.load_data()
+    trials = spec.trials()
+    table, history = train_unit(X, Y, trials)
+    rows = table.to_pandas().set_index("trial_id")
+    sse = history.to_pandas().pivot(index="trial_id", columns="epoch", values="sse")
+    status = {t.trial_id: rows.loc[t.trial_id, "status"] for t in trials}
+    length = {t.trial_id: int(sse.loc[t.trial_id].notna().sum()) for t in trials}
+    for rung in (10, 30, 90):
+        for key in {comparison_key(t) for t in trials}:
+            going = [
+                t.trial_id
+                for t in trials
+                if comparison_key(t) == key
+                and status[t.trial_id] != "pruned"
+                and length[t.trial_id] > rung  # measured at the rung and not stopped there
+            ]
+            ranked = sorted(going, key=lambda i: (sse.loc[i, rung], i))
+            for trial_id in ranked[math.ceil(len(ranked) / 3) :]:
+                status[trial_id], length[trial_id] = "pruned", rung + 1
+    return pd.DataFrame({"status": status, "length": length})
+
+
+def _outcome(results: gdsearch.Results) -> pd.DataFrame:
+    lengths = results.history.groupby("trial_id").size()
+    return pd.DataFrame(
+        {"status": results.trials.set_index("trial_id")["status"], "length": lengths}
+    )
+
+
+@pytest.fixture
+def halving_run(local_ray: None, tmp_path: Path) -> gdsearch.Results:
+    job = tmp_path / "halving.toml"
+    job.write_text(HALVING_JOB)
+    summary = gdsearch.run_search(job, tmp_path / "results", show_progress=False)
+    return gdsearch.load_results(summary.path)
+
+
+def test_halving_on_ray_prunes_exactly_what_the_rule_prunes_on_full_histories(
+    halving_run: gdsearch.Results,
+) -> None:
+    expected = _reference(HALVING_JOB)
+    outcome = _outcome(halving_run)
+    pd.testing.assert_frame_equal(
+        outcome.sort_index(), expected.sort_index(), check_dtype=False, check_names=False
+    )
+    assert set(outcome["status"]) >= {"ok", "pruned", "diverged"}
+    pruned = halving_run.trials[halving_run.trials["status"] == "pruned"]
+    assert set(pruned["stopped_epoch"]) <= {10, 30, 90}
+    assert pruned["diverged_epoch"].isna().all()
+
+
+def test_halving_histories_are_the_unscheduled_histories_cut_at_the_rung(
+    halving_run: gdsearch.Results,
+) -> None:
+    spec = parse_job(HALVING_JOB)
+    X, Y = spec.load_data()
+    _, full = train_unit(X, Y, spec.trials())
+    full_sse = full.to_pandas().set_index(["trial_id", "epoch"])["sse"]
+    stored = halving_run.history.set_index(["trial_id", "epoch"])["sse"]
+    np.testing.assert_array_equal(stored.to_numpy(), full_sse.loc[stored.index].to_numpy())
+
+
+def test_a_resumed_halving_run_takes_the_same_decisions(
+    halving_run: gdsearch.Results, tmp_path: Path
+) -> None:
+    root = Path(halving_run.path)
+    parts = sorted((root / "trials").glob("part-*.parquet"))
+    assert len(parts) >= 4
+    for part in parts[::2]:  # lose every other part, as if the run had stopped there
+        part.unlink()
+        (root / "history" / part.name).unlink()
+    again = gdsearch.run_search(
+        tmp_path / "halving.toml", tmp_path / "results", show_progress=False
+    )
+    assert 0 < again.ran < again.total
+    resumed = gdsearch.load_results(root)
+    assert resumed.trials["trial_id"].is_unique
+    pd.testing.assert_frame_equal(_outcome(resumed), _outcome(halving_run))
+    pd.testing.assert_frame_equal(resumed.history, halving_run.history)
+
+
+def test_a_unit_carried_on_across_rungs_matches_one_trained_in_one_go() -> None:
+    spec = parse_job(HALVING_JOB)
+    X, Y = spec.load_data()
+    trials = spec.trials()[:9]
+    whole, whole_history = train_unit(X, Y, trials)
+    state = start_unit(X, Y, trials)
+    parts = []
+    for until in (10, 30, 90, 120):
+        rows, at_rung, state = advance_unit(X, Y, state, until)
+        parts.extend([rows] if rows else [])
+        assert set(at_rung) == {
+            t.trial_id for t, s in zip(trials, state.emitted, strict=True) if not s
+        }
+    history = pd.concat([h.to_pandas() for _, h in parts]).sort_values(["trial_id", "epoch"])
+    expected = whole_history.to_pandas().sort_values(["trial_id", "epoch"])
+    pd.testing.assert_frame_equal(history.reset_index(drop=True), expected.reset_index(drop=True))
+    rows = pd.concat([t.to_pandas() for t, _ in parts]).drop(columns="wall_s")
+    pd.testing.assert_frame_equal(
+        rows.sort_values("trial_id", ignore_index=True),
+        whole.to_pandas().drop(columns="wall_s").sort_values("trial_id", ignore_index=True),
+    )
+
+
+def _patience_reference(history: np.ndarray, patience: int, tolerance: float) -> int:
+    """The epoch where the patience rule stops a trial with this full history, or -1."""
+    best, since = history[0], 0
+    for epoch, sse in enumerate(history):
+        if sse < best * (1 - tolerance):
+            best, since = sse, epoch
+        elif epoch - since >= patience:
+            return epoch
+    return -1
+
+
+@pytest.mark.parametrize("lr", [0.001, 0.01, 0.03])
+def test_patience_stops_where_the_rule_says_on_the_full_history(lr: float) -> None:
+    X, Y = gdsearch.data.load_dataset("sine")
+    params = mlp.init_params([1, 1], "normal", 0, 1.0)
+    full, _ = mlp.train(params, X, Y, lr=lr, epochs=3000)
+    stop = _patience_reference(full, 50, 1e-3)
+    assert stop > 0  # every one of these flattens out within 3000 epochs
+    result = mlp.train_population(
+        mlp.stack_params([params]), X, Y, np.array([lr]), 3000, patience=50,
+        patience_tolerance=1e-3,
+    )  # fmt: skip
+    assert mlp.STATUS_CODES[result.status[0]] == "plateaued"
+    assert result.lengths[0] == stop + 1
+    np.testing.assert_array_equal(result.histories[0, : stop + 1], full[: stop + 1])
+
+
+def test_patience_job_marks_trials_plateaued_with_their_stop_epoch() -> None:
+    spec = parse_job(
+        """
+[job]
+name = "patience"
+[data]
+dataset = "sine"
+[model]
+init_scale = 1.0
+[train]
+epochs = 3000
+patience = 50
+patience_tolerance = 1e-3
+[search]
+lr = [0.001, 0.03, 0.05]
+init = ["normal"]
+"""
+    )
+    X, Y = spec.load_data()
+    table = train_unit(X, Y, spec.trials())[0].to_pandas().set_index("lr")
+    assert table.loc[0.05, "status"] == "diverged"
+    assert (table.loc[[0.001, 0.03], "status"] == "plateaued").all()
+    assert (table.loc[[0.001, 0.03], "stopped_epoch"] < 3000).all()
+
+
+def test_halving_keeps_the_fastest_rates_where_their_order_is_known_in_advance(
+    local_ray: None, tmp_path: Path
+) -> None:
+    # The linear sine fit from one start: for lr <= 1/λ_max (0.0171) every mode of the error
+    # shrinks faster with a larger lr, so SSE at any epoch falls with lr and the ranking at
+    # every rung is the lr order: rung 10 keeps the 3 largest of 9, rung 30 and 90 the largest.
+    job = tmp_path / "known.toml"
+    job.write_text(
+        """
+[job]
+name = "known"
+[data]
+dataset = "sine"
+[model]
+init_scale = 1.0
+[train]
+epochs = 200
+[search]
+lr = { log = [1e-4, 1.5e-2], num = 9 }
+init = ["normal"]
+scheduler = "halving"
+min_epochs = 10
+"""
+    )
+    summary = gdsearch.run_search(job, tmp_path / "results", show_progress=False)
+    trials = gdsearch.load_results(summary.path).trials.sort_values("lr")
+    assert trials["status"].tolist() == ["pruned"] * 8 + ["ok"]
+    assert trials["stopped_epoch"].tolist()[:8] == [10] * 6 + [30] * 2
