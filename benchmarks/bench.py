@@ -37,6 +37,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 W1 = REPO / "jobs" / "moons_lr_init.toml"
+W1_HALVING = REPO / "jobs" / "moons_halving.toml"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -81,6 +82,7 @@ def measure_gdsearch(job: str) -> dict[str, Any]:
     import ray
 
     import gdsearch
+    from gdsearch import analysis
     from gdsearch.driver import run_search  # imported before the clock starts, as the CLI does
 
     results = tempfile.mkdtemp(prefix="gdsearch-bench-")
@@ -94,7 +96,12 @@ def measure_gdsearch(job: str) -> dict[str, Any]:
     t3 = time.perf_counter()
     res = gdsearch.load_results(summary.path)
     histories = {k: v.to_numpy() for k, v in res.history.groupby("trial_id")["sse"]}
+    table = analysis.convergence_table(res)
+    best = {row.init: row.lr for row in table[table["best"]].itertuples()}
+    cpus = len(os.sched_getaffinity(0))
     return {
+        "best_lr": best,
+        "busy": float(res.trials["wall_s"].sum()) / (cpus * (t2 - t1)),
         "ray_start_s": t1 - t0,
         "search_s": t2 - t1,
         "ray_stop_s": t3 - t2,
@@ -387,6 +394,22 @@ def main() -> None:
             )
             summary[label]["rows"] = rows
     _print_ratios(summary)
+    _print_halving(summary["W1"]["gdsearch"], _median_run("gdsearch", W1_HALVING, args.runs))
+
+
+def _print_halving(full: dict[str, Any], halved: dict[str, Any]) -> None:
+    """W1 with and without successive halving: compute spent, and the best lr per init."""
+    print(f"\nW1 with successive halving ({W1_HALVING.name}: rungs 30, 90, 270, 810; η = 3)\n")
+    print("| run | trial-epochs | of W1 | wall s | CPUs busy training | best lr per init |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, run in (("W1, every trial to the end", full), ("W1, halving", halved)):
+        best = ", ".join(f"{init} {lr:.3g}" for init, lr in sorted(run["best_lr"].items()))
+        share = run["trial_epochs"] / full["trial_epochs"]
+        print(f"| {name} | {run['trial_epochs']:,} | {share:.0%} | {run['wall_s']:.2f} "
+              f"| {run['busy']:.0%} | {best} |")  # fmt: skip
+    same = sorted(i for i in full["best_lr"] if halved["best_lr"].get(i) == full["best_lr"][i])
+    print(f"\nsame best lr under halving: {len(same)} of {len(full['best_lr'])} inits"
+          f" ({', '.join(same) or 'none'})")  # fmt: skip
 
 
 LOOP = "plain numpy loop, one trial at a time"

@@ -17,9 +17,12 @@ from gdsearch.unit import UnitState, advance_unit, start_unit, train_unit
 
 TASK_RETRIES = 3
 """How often Ray runs a unit again when its worker dies."""
+PLACEMENT = "SPREAD"
+"""Units are spread over the cluster's nodes, not packed onto the first node with a free
+worker: a node whose workers are still starting gets its share instead of none."""
 
 
-@ray.remote(num_cpus=1, max_retries=TASK_RETRIES)
+@ray.remote(num_cpus=1, max_retries=TASK_RETRIES, scheduling_strategy=PLACEMENT)
 def train_unit_task(
     data: tuple[np.ndarray, np.ndarray], trials: list[Trial]
 ) -> tuple[pa.Table, pa.Table]:
@@ -28,7 +31,7 @@ def train_unit_task(
     return train_unit(X, Y, trials, node=ray.get_runtime_context().get_node_id())
 
 
-@ray.remote(num_cpus=1, max_retries=TASK_RETRIES, num_returns=3)
+@ray.remote(num_cpus=1, max_retries=TASK_RETRIES, num_returns=3, scheduling_strategy=PLACEMENT)
 def advance_unit_task(
     data: tuple[np.ndarray, np.ndarray],
     unit: list[Trial] | UnitState,
