@@ -7,6 +7,7 @@ loads only the training code (numpy, pyarrow, gdsearch's maths), not the driver'
 from __future__ import annotations
 
 import copy
+from typing import Final
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +18,7 @@ from gdsearch.unit import UnitState, advance_unit, start_unit, train_unit
 
 TASK_RETRIES = 3
 """How often Ray runs a unit again when its worker dies."""
-PLACEMENT = "SPREAD"
+PLACEMENT: Final = "SPREAD"
 """Units are spread over the cluster's nodes, not packed onto the first node with a free
 worker: a node whose workers are still starting gets its share instead of none."""
 
