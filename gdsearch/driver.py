@@ -21,7 +21,9 @@ import pyarrow.compute as pc
 import ray
 
 from gdsearch import __version__
-from gdsearch.errors import InputError, ResultsError, RunError
+from gdsearch.data import data_digest
+from gdsearch.errors import InputError, ResultsError, RunError, shown
+from gdsearch.lock import ResultsLock
 from gdsearch.progress import Progress
 from gdsearch.remote import train_unit_task
 from gdsearch.spec import JobSpec, load_job
@@ -63,6 +65,8 @@ def run_search(
     address: str | None = None,
     fresh: bool = False,
     show_progress: bool = True,
+    wait: bool = False,
+    break_lock: bool = False,
 ) -> RunSummary:
     """Run a search job on Ray and store its results under ``results_root/NAME``.
 
@@ -74,6 +78,9 @@ def run_search(
             Ray on all cores. If Ray is already initialised in this process, it is used.
         fresh: delete what is stored for this job first, instead of resuming.
         show_progress: draw a progress bar on stderr.
+        wait: if another run writes to the same result set, wait for it to end instead of
+            refusing (see :mod:`gdsearch.lock`).
+        break_lock: take over the result set's lock from a run on another host that is gone.
 
     Returns:
         A :class:`RunSummary`.
@@ -84,7 +91,34 @@ def run_search(
     store = ResultsStore(join(str(results_root), spec.name))
     X, Y = spec.load_data()  # a bad data file stops us before anything is touched
     trials = spec.trials()
-    _check_compatible(store, spec, fresh)
+    compat = _compat_key(spec, X, Y)
+    _check_compatible(store, compat, fresh)
+    with ResultsLock(store, wait=wait, break_foreign=break_lock):
+        _check_compatible(store, compat, fresh)  # a run we waited for may have stored others
+        ran, counts = _run_locked(
+            spec, store, X, Y, trials, compat,
+            address=address, fresh=fresh, show_progress=show_progress,
+            started=started, started_at=started_at,
+        )  # fmt: skip
+    wall = time.perf_counter() - started
+    return RunSummary(store.location, len(trials), len(trials) - ran, ran, counts, wall)
+
+
+def _run_locked(
+    spec: JobSpec,
+    store: ResultsStore,
+    X: np.ndarray,
+    Y: np.ndarray,
+    trials: list[Trial],
+    compat: dict[str, Any],
+    *,
+    address: str | None,
+    fresh: bool,
+    show_progress: bool,
+    started: float,
+    started_at: str,
+) -> tuple[int, dict[str, int]]:
+    """The run proper, under the lock: returns how many trials it trained and the counts."""
     started_ray = _connect(address)  # so is an address where no cluster answers
     try:
         if fresh:
@@ -94,7 +128,7 @@ def run_search(
         todo = [t for t in trials if t.trial_id not in stored]
         previous = store.read_manifest()
         cluster = _cluster_info()
-        manifest = _manifest(spec, previous, started_at, cluster, X, Y, len(trials))
+        manifest = _manifest(spec, compat, previous, started_at, cluster, X, Y, len(trials))
         store.write_manifest({**manifest, "status": "running"})
         units = plan_units(todo, cluster["cpus"])
         _log_plan(units, len(trials), cluster["cpus"])
@@ -119,8 +153,7 @@ def run_search(
         counts=counts,
     )
     store.write_manifest(manifest)
-    skipped = len(trials) - len(todo)
-    return RunSummary(store.location, len(trials), skipped, len(todo), counts, wall)
+    return len(todo), counts
 
 
 def _log_plan(units: list[list[Trial]], total: int, cpus: int) -> None:
@@ -235,33 +268,48 @@ def _cluster_info() -> dict[str, Any]:
     }
 
 
-def _compat_key(spec: JobSpec) -> dict[str, Any]:
-    """The settings every stored trial of a result set must share."""
+def _compat_key(spec: JobSpec, X: np.ndarray, Y: np.ndarray) -> dict[str, Any]:
+    """The settings every stored trial of a result set must share, the data's content too."""
     return {
         "job_seed": spec.seed,
         "data": {"dataset": spec.dataset, **spec.data_options},
+        "data_sha256": data_digest(X, Y),
         "epochs": spec.epochs,
         "grad_scale": spec.grad_scale,
         "divergence_factor": spec.divergence_factor,
     }
 
 
-def _check_compatible(store: ResultsStore, spec: JobSpec, fresh: bool) -> None:
+def _check_compatible(store: ResultsStore, wanted: dict[str, Any], fresh: bool) -> None:
+    """Refuse to add trials to results computed under other settings or on other data.
+
+    A setting that an older manifest does not record is not compared.
+    """
     if fresh or not store.exists():
         return
     stored = store.read_manifest().get("compat")
-    wanted = _compat_key(spec)
-    if stored is not None and stored != wanted:
-        changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
-        raise ResultsError(
-            f"{store.location}: holds results of this job name with other {', '.join(changed)} "
-            f"(stored {', '.join(f'{k}={stored.get(k)!r}' for k in changed)}); "
-            "run with --fresh to start over, or give the job another [job] name"
-        )
+    if stored is None:
+        return
+    changed = sorted(k for k in wanted if k in stored and stored[k] != wanted[k])
+    if not changed:
+        return
+    differences = [
+        "data contents (the data changed since they were stored: sha256 "
+        f"{str(stored[k])[:12]}… then, {wanted[k][:12]}… now)"
+        if k == "data_sha256"
+        else f"{k} (stored {shown(stored[k])}, now {shown(wanted[k])})"
+        for k in changed
+    ]
+    raise ResultsError(
+        f"{store.location}: holds results of this job name with other "
+        f"{'; '.join(differences)}; run with --fresh to start over, or give the job another "
+        "[job] name"
+    )
 
 
 def _manifest(
     spec: JobSpec,
+    compat: dict[str, Any],
     previous: dict[str, Any],
     started_at: str,
     cluster: dict[str, Any],
@@ -275,7 +323,7 @@ def _manifest(
         "name": spec.name,
         "job_file": spec.path,
         "spec": spec.document,
-        "compat": _compat_key(spec),
+        "compat": compat,
         "data_shape": {
             "n_samples": int(X.shape[0]),
             "n_inputs": int(X.shape[1]),
@@ -286,6 +334,7 @@ def _manifest(
         "started_at": started_at,
         "cluster": cluster,
         "runs": previous.get("runs", []),
+        **({"repairs": previous["repairs"]} if "repairs" in previous else {}),
     }
 
 
