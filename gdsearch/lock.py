@@ -58,7 +58,7 @@ class Holder:
 
     def __str__(self) -> str:
         if not self.host:
-            return "a run unknown: the lock file is empty or damaged"
+            return "an unknown run: the lock file is empty or damaged"
         return f"pid {self.pid} on host {self.host} since {self.since}"
 
     @staticmethod

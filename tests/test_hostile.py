@@ -125,7 +125,10 @@ CASES: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
         ("more than 1,048,576 bytes",),
     ),
     "job-file-of-binary-garbage": (job_file(bytes(range(256)) * 64), ("not UTF-8",)),
-    "data-nan": (on_file("nan.csv", "a,b,y\n1,2,0\n3,,1\n5,6,0\n"), ("nan.csv", "'b' row 1", "nan")),
+    "data-nan": (
+        on_file("nan.csv", "a,b,y\n1,2,0\n3,,1\n5,6,0\n"),
+        ("nan.csv", "'b' row 1", "nan"),
+    ),
     "data-text-in-a-number-column": (
         on_file("text.csv", "a,b,y\n1,2,0\n3,abc,1\n"),
         ("text.csv", "column 'b'", "'abc'"),
