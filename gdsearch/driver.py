@@ -1,6 +1,7 @@
 """The search driver: expand a job, fan its work units out over Ray, store every finished one.
 
-The driver is the single writer of a results directory. It keeps a bounded number of units in
+The driver is the single writer of a results directory, and holds its lock (``gdsearch.lock``)
+while it writes, so a second run there waits or is refused. It keeps a bounded number of units in
 flight, commits each finished unit as one Parquet part as soon as it arrives (so it never holds
 all histories), and skips trials that are already stored, so running a job again resumes it.
 """

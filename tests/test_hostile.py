@@ -60,6 +60,32 @@ def job_file(content: str | bytes) -> Callable[[Path], Path]:
     return write
 
 
+def sparse_csv_over_1_gib(folder: Path) -> Path:
+    """A data file of 1 GiB and a byte (sparse: it takes no room on the disk)."""
+    write = on_file("huge.csv", "x,y\n1,2\n")
+    job = write(folder)
+    os.truncate(folder / "huge.csv", (1 << 30) + 1)
+    return job
+
+
+def device_as_csv(folder: Path) -> Path:
+    """A data "file" that is /dev/zero: endless, were it read."""
+    job = on_file("zeros.csv", "")(folder)
+    (folder / "zeros.csv").unlink()
+    (folder / "zeros.csv").symlink_to("/dev/zero")
+    return job
+
+
+def wide_parquet(folder: Path) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    job = on_file("wide.parquet", b"")(folder)
+    columns = {f"c{i}": pa.array([1.0]) for i in range(20_000)}
+    pq.write_table(pa.table({**columns, "y": pa.array([0.0])}), folder / "wide.parquet")
+    return job
+
+
 def wide_csv() -> str:
     names = ",".join(f"c{i}" for i in range(1_000_000))
     return f"{names},y\n" + ",".join(["1"] * 1_000_001) + "\n"
@@ -146,6 +172,12 @@ CASES: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
     "data-binary-garbage": (
         on_file("garbage.csv", bytes(range(255, -1, -1)) * 64),
         ("garbage.csv", "cannot be read"),
+    ),
+    "data-file-over-1-GiB": (sparse_csv_over_1_gib, ("huge.csv", "1,073,741,825 bytes")),
+    "data-file-that-is-dev-zero": (device_as_csv, ("/dev/zero", "not a regular file")),
+    "data-parquet-of-20001-columns": (
+        wide_parquet,
+        ("wide.parquet", "20,001 columns, more than the 10,000 allowed"),
     ),
     "data-parquet-that-is-not-parquet": (
         on_file("table.parquet", "a,y\n1,0\n2,1\n"),
