@@ -66,9 +66,13 @@ class Holder:
         """The holder a lock file names; an unreadable one (a run killed between creating and
         writing it) names no host, and its token is its content."""
         try:
-            return Holder(**json.loads(data))
+            holder = Holder(**json.loads(data))
         except (ValueError, TypeError):
-            return Holder(host="", pid=0, since="", token=f"unreadable {data!r}")
+            holder = None
+        fields = (holder.host, holder.since, holder.token, holder.process) if holder else ()
+        if holder and isinstance(holder.pid, int) and all(isinstance(f, str) for f in fields):
+            return holder
+        return Holder(host="", pid=0, since="", token=f"unreadable {data!r}")
 
     def encode(self) -> bytes:
         """The lock file's content."""
