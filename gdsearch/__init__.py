@@ -21,27 +21,32 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 if TYPE_CHECKING:
     from gdsearch.driver import RunSummary, run_search
     from gdsearch.errors import GdsearchError
+    from gdsearch.repair import RepairReport, repair_results
     from gdsearch.spec import JobSpec, load_job
     from gdsearch.store import Results, load_results
 
 _HOMES = {
     "GdsearchError": "gdsearch.errors",
     "JobSpec": "gdsearch.spec",
+    "RepairReport": "gdsearch.repair",
     "Results": "gdsearch.store",
     "RunSummary": "gdsearch.driver",
     "load_job": "gdsearch.spec",
     "load_results": "gdsearch.store",
+    "repair_results": "gdsearch.repair",
     "run_search": "gdsearch.driver",
 }
 
 __all__ = [
     "GdsearchError",
     "JobSpec",
+    "RepairReport",
     "Results",
     "RunSummary",
     "__version__",
     "load_job",
     "load_results",
+    "repair_results",
     "run_search",
 ]
 

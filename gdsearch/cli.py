@@ -17,6 +17,9 @@ import pandas as pd
 
 from gdsearch.errors import GdsearchError, InputError
 
+MAX_MESSAGE_CHARS = 2000
+"""An error line is cut here; the messages name user values shortened already, so it rarely is."""
+
 
 def _run(args: argparse.Namespace) -> int:
     from gdsearch.driver import run_search
@@ -27,6 +30,8 @@ def _run(args: argparse.Namespace) -> int:
         address=args.address,
         fresh=args.fresh,
         show_progress=not args.no_progress,
+        wait=args.wait,
+        break_lock=args.break_lock,
     )
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     print(
@@ -53,6 +58,22 @@ def _validate(args: argparse.Namespace) -> int:
         f"{args.job}: OK — {spec.n_trials} trials ({how}); data {spec.dataset}: "
         f"{X.shape[0]} samples, {X.shape[1]} inputs, {Y.shape[1]} outputs; {spec.epochs} epochs"
     )
+    return 0
+
+
+def _repair(args: argparse.Namespace) -> int:
+    from gdsearch.repair import repair_results
+
+    report = repair_results(args.results, dry_run=args.dry_run)
+    for item in report.dropped:
+        print(f"{'would drop' if report.dry_run else 'dropped'} {item.path}: {item.reason}")
+    verb = "would be dropped" if report.dry_run else "dropped"
+    what = f"{len(report.dropped)} files {verb}" if report.dropped else "nothing to repair"
+    stored = f"{report.stored} of {'?' if report.total is None else report.total} trials stored"
+    missing = (report.total or 0) - report.stored
+    if missing > 0:
+        stored += f"; the next `gdsearch run` of the job trains the other {missing}"
+    print(f"{report.location}: {what}; {stored}")
     return 0
 
 
@@ -226,7 +247,29 @@ def _parser() -> argparse.ArgumentParser:
         "--fresh", action="store_true", help="delete stored results of this job first"
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another run writes to the same results, wait for it (default: refuse)",
+    )
+    run.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="take the results' lock from a run on another host that is gone",
+    )
     run.set_defaults(handler=_run)
+
+    repair = commands.add_parser(
+        "repair",
+        help="drop damaged or half-written parts of a result set, so a run trains them again",
+        description="Check every Parquet part of a result set (footer, schema, page "
+        "checksums) and drop unreadable parts, parts whose partner is missing and files left "
+        "by interrupted writes; the next `gdsearch run` of the job trains their trials again. "
+        "Frees the lock of a run that is gone.",
+    )
+    repair.add_argument("results", help="a results directory or URI, e.g. results/seed-sine")
+    repair.add_argument("--dry-run", action="store_true", help="report, drop nothing")
+    repair.set_defaults(handler=_repair)
 
     validate = commands.add_parser(
         "validate",
@@ -283,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except GdsearchError as exc:
         message = " ".join(str(exc).split())  # one line, whatever the message held
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[: MAX_MESSAGE_CHARS - 1] + "…"
         print(f"gdsearch: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

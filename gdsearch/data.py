@@ -7,15 +7,18 @@ two arms, becomes one-hot columns, so classification is SSE on one-hot labels.
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import inspect
 import math
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gdsearch.errors import DataError
+from gdsearch.errors import DataError, shown
 
 if TYPE_CHECKING:  # pandas loads only when a file is read: Ray workers never need it
     import pandas as pd
@@ -24,6 +27,13 @@ Dataset = tuple[np.ndarray, np.ndarray]
 
 MAX_SAMPLES = 10_000_000
 MAX_FILE_COLUMNS = 10_000
+MAX_DATA_VALUES = 100_000_000
+"""Samples × (inputs + outputs) of a data set: 800 MB as float64."""
+MAX_FILE_BYTES = 1 << 30
+MAX_HEADER_BYTES = 1 << 20
+"""A CSV file's first line, read to count its columns before the file is parsed."""
+MAX_FOOTER_BYTES = 1 << 26
+"""A Parquet file's metadata, read before its data (about 200 bytes per column and row group)."""
 
 
 def _column(values: np.ndarray) -> np.ndarray:
@@ -107,64 +117,123 @@ def file(
     """
     if not path:
         raise DataError("dataset 'file' needs option 'path'")
-    frame = _read_table(Path(path))
+    where = f"data file {shown(path, 300)}"
+    frame = _read_table(Path(path), where)
     targets = [target] if isinstance(target, str) else list(target)
     if not targets or targets == [""]:
-        raise DataError(f"data file {path!r}: `target` must name a column")
+        raise DataError(f"{where}: `target` must name a column")
     feature_names = (
         [c for c in frame.columns if c not in targets] if features is None else list(features)
     )
     for name in (*targets, *feature_names):
         if name not in frame.columns:
             raise DataError(
-                f"data file {path!r}: no column {name!r}; "
-                f"columns: {', '.join(map(str, frame.columns))}"
+                f"{where}: no column {shown(name)}; columns: {shown(list(frame.columns))}"
             )
     if not feature_names:
-        raise DataError(f"data file {path!r}: no feature columns")
-    X = np.column_stack([_numeric(frame[name], path, name) for name in feature_names])
+        raise DataError(f"{where}: no feature columns")
+    X = np.column_stack([_numeric(frame[name], where, name) for name in feature_names])
     import pandas as pd
 
     if len(targets) == 1 and not pd.api.types.is_numeric_dtype(frame[targets[0]]):
-        Y = _one_hot(frame[targets[0]], path)
+        Y = _one_hot(frame[targets[0]], where, n_inputs=X.shape[1])
     else:
-        Y = np.column_stack([_numeric(frame[name], path, name) for name in targets])
+        Y = np.column_stack([_numeric(frame[name], where, name) for name in targets])
     if standardize:
         std = X.std(axis=0)
         X = (X - X.mean(axis=0)) / np.where(std > 0, std, 1.0)
     return X, Y
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_table(path: Path, where: str) -> pd.DataFrame:
+    """Read a data file whose size, columns and rows are checked first, as far as they can be."""
     import pandas as pd
 
-    if not path.is_file():
-        raise DataError(f"data file {str(path)!r}: not found")
+    try:
+        info = path.stat()
+    except OSError:
+        raise DataError(f"{where}: not found") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{where}: not a regular file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise DataError(
+            f"{where}: {info.st_size:,} bytes, more than the {MAX_FILE_BYTES:,} allowed"
+        )
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise DataError(f"{where}: expected .csv, .parquet or .pq")
     try:
         if suffix == ".csv":
+            _check_csv_header(path, where)
             frame = pd.read_csv(path)
-        elif suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
         else:
-            raise DataError(f"data file {str(path)!r}: expected .csv, .parquet or .pq")
+            _check_parquet_shape(path, where, info.st_size)
+            frame = pd.read_parquet(path)
     except DataError:
         raise
     except Exception as exc:  # pandas' parsers raise many types; the reason is what matters
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"data file {str(path)!r}: cannot be read: {reason}") from exc
+        raise DataError(f"{where}: cannot be read: {shown(reason, 300)[1:-1]}") from exc
     if not frame.index.equals(pd.RangeIndex(len(frame))):
-        raise DataError(f"data file {str(path)!r}: a row has more fields than the header")
+        raise DataError(f"{where}: a row has more fields than the header")
     if frame.empty:
-        raise DataError(f"data file {str(path)!r}: has no rows")
-    if frame.shape[1] > MAX_FILE_COLUMNS:
-        raise DataError(
-            f"data file {str(path)!r}: {frame.shape[1]} columns, more than {MAX_FILE_COLUMNS}"
-        )
+        raise DataError(f"{where}: has no rows")
+    _check_shape(where, *frame.shape)
     return frame
 
 
-def _numeric(column: pd.Series, path: str, name: str) -> np.ndarray:
+def _check_shape(where: str, rows: int, columns: int) -> None:
+    """Refuse a table past the column, row or value limits."""
+    if columns > MAX_FILE_COLUMNS:
+        raise DataError(
+            f"{where}: {columns:,} columns, more than the {MAX_FILE_COLUMNS:,} allowed"
+        )
+    if rows > MAX_SAMPLES:
+        raise DataError(f"{where}: {rows:,} rows, more than the {MAX_SAMPLES:,} allowed")
+    if rows * columns > MAX_DATA_VALUES:
+        raise DataError(
+            f"{where}: {rows:,} rows × {columns:,} columns, more than the "
+            f"{MAX_DATA_VALUES:,} values allowed"
+        )
+
+
+def _check_csv_header(path: Path, where: str) -> None:
+    """Count a CSV file's columns from its first line, before pandas reads the whole file."""
+    with path.open("rb") as handle:
+        head = handle.read(MAX_HEADER_BYTES)
+    line, newline, _ = head.partition(b"\n")
+    complete = bool(newline) or len(head) < MAX_HEADER_BYTES
+    fields = next(csv.reader([line.decode("utf-8", errors="replace")]), [])
+    if len(fields) > MAX_FILE_COLUMNS:
+        at_least = "" if complete else "at least "
+        raise DataError(
+            f"{where}: {at_least}{len(fields):,} columns, more than the "
+            f"{MAX_FILE_COLUMNS:,} allowed"
+        )
+    if not complete:
+        raise DataError(f"{where}: a header line longer than {MAX_HEADER_BYTES:,} bytes")
+
+
+def _check_parquet_shape(path: Path, where: str, size: int) -> None:
+    """Check a Parquet file's columns and rows from its footer, before any data is read."""
+    with path.open("rb") as handle:  # a Parquet file ends: metadata, its length, b"PAR1"
+        handle.seek(max(0, size - 8))
+        tail = handle.read(8)
+    if len(tail) < 8 or tail[4:] != b"PAR1":
+        raise DataError(f"{where}: cannot be read: not a Parquet file (it does not end in PAR1)")
+    footer = int.from_bytes(tail[:4], "little")
+    if footer > MAX_FOOTER_BYTES:
+        raise DataError(
+            f"{where}: {footer:,} bytes of Parquet metadata, more than the "
+            f"{MAX_FOOTER_BYTES:,} allowed (too many columns or row groups)"
+        )
+    import pyarrow.parquet as pq  # pandas reads Parquet with it; here for the footer alone
+
+    metadata = pq.read_metadata(path)
+    _check_shape(where, metadata.num_rows, metadata.num_columns)
+
+
+def _numeric(column: pd.Series, where: str, name: str) -> np.ndarray:
     import pandas as pd
 
     values = pd.to_numeric(column, errors="coerce")
@@ -174,19 +243,28 @@ def _numeric(column: pd.Series, path: str, name: str) -> np.ndarray:
         value = column.iloc[row]
         value = value.item() if isinstance(value, np.generic) else value
         raise DataError(
-            f"data file {path!r}: column {name!r} row {row}: {value!r} is not a finite number"
+            f"{where}: column {shown(name)} row {row}: {shown(value)} is not a finite number"
         )
     return values.to_numpy(dtype=np.float64)
 
 
-def _one_hot(column: pd.Series, path: str) -> np.ndarray:
+def _one_hot(column: pd.Series, where: str, n_inputs: int) -> np.ndarray:
+    name = shown(column.name)
     if column.isna().any():
         row = int(np.flatnonzero(column.isna().to_numpy())[0])
-        raise DataError(f"data file {path!r}: column {column.name!r} row {row}: missing label")
+        raise DataError(f"{where}: column {name} row {row}: missing label")
     classes, codes = np.unique(column.astype(str).to_numpy(), return_inverse=True)
     if len(classes) < 2:
-        raise DataError(f"data file {path!r}: column {column.name!r} has one class only")
-    return np.eye(len(classes))[codes]
+        raise DataError(f"{where}: column {name} has one class only")
+    if len(column) * (n_inputs + len(classes)) > MAX_DATA_VALUES:
+        raise DataError(
+            f"{where}: column {name} has {len(classes):,} classes: {len(column):,} samples × "
+            f"({n_inputs} inputs + {len(classes):,} one-hot outputs) is more than the "
+            f"{MAX_DATA_VALUES:,} values allowed"
+        )
+    one_hot = np.zeros((len(column), len(classes)))  # (n_samples, n_classes)
+    one_hot[np.arange(len(column)), codes] = 1.0
+    return one_hot
 
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
@@ -202,7 +280,7 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 def dataset_options(name: str) -> dict[str, Any]:
     """The options a data set takes and their defaults (``inspect.Parameter.empty`` if none)."""
     if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; valid: {', '.join(sorted(DATASETS))}")
+        raise DataError(f"unknown dataset {shown(name)}; valid: {', '.join(sorted(DATASETS))}")
     return {p.name: p.default for p in inspect.signature(DATASETS[name]).parameters.values()}
 
 
@@ -215,12 +293,16 @@ def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     known = dataset_options(name)
     for key, value in options.items():
         if key not in known:
-            raise DataError(f"dataset {name!r} has no option {key!r}; valid: {', '.join(known)}")
+            raise DataError(
+                f"dataset {shown(name)} has no option {shown(key)}; valid: {', '.join(known)}"
+            )
         if not _fits(known[key], value):
-            raise DataError(f"dataset {name!r} option {key!r}: wrong type, got {value!r}")
+            raise DataError(
+                f"dataset {shown(name)} option {shown(key)}: wrong type, got {shown(value)}"
+            )
     for key, default in known.items():
         if default is inspect.Parameter.empty and key not in options:
-            raise DataError(f"dataset {name!r} needs option {key!r}")
+            raise DataError(f"dataset {shown(name)} needs option {shown(key)}")
     n_samples = options.get("n_samples", 1)
     if (
         not isinstance(n_samples, int)
@@ -228,7 +310,7 @@ def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
         or not 1 <= n_samples <= MAX_SAMPLES
     ):
         raise DataError(
-            f"`n_samples` must be an integer in [1, {MAX_SAMPLES}], but got {n_samples!r}"
+            f"`n_samples` must be an integer in [1, {MAX_SAMPLES}], but got {shown(n_samples)}"
         )
     for key in ("noise", "turns", "factor"):
         value = options.get(key, 0.0)
@@ -238,12 +320,17 @@ def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
             or not math.isfinite(value)
             or value < 0
         ):
-            raise DataError(f"`{key}` must be a finite number >= 0, but got {value!r}")
+            raise DataError(f"`{key}` must be a finite number >= 0, but got {shown(value)}")
     if not 0.0 < options.get("factor", 0.5) < 1.0:
-        raise DataError(f"`factor` must lie in (0, 1), but got {options['factor']!r}")
+        raise DataError(f"`factor` must lie in (0, 1), but got {shown(options['factor'])}")
     arms = options.get("arms", 2)
     if not isinstance(arms, int) or isinstance(arms, bool) or not 2 <= arms <= 100:
-        raise DataError(f"`arms` must be an integer in [2, 100], but got {arms!r}")
+        raise DataError(f"`arms` must be an integer in [2, 100], but got {shown(arms)}")
+    if arms > 2 and n_samples * (2 + arms) > MAX_DATA_VALUES:
+        raise DataError(
+            f"`n_samples` × (2 inputs + `arms` one-hot outputs) must be at most "
+            f"{MAX_DATA_VALUES:,}, but got {n_samples:,} × (2 + {arms})"
+        )
     return {k: float(v) if isinstance(known[k], float) else v for k, v in options.items()}
 
 
@@ -258,6 +345,16 @@ def _fits(default: Any, value: Any) -> bool:
     if isinstance(value, list) or default is None:  # features, or several numeric targets
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     return isinstance(value, str)
+
+
+def data_digest(X: np.ndarray, Y: np.ndarray) -> str:
+    """The sha256 of a data set's shapes and values: what a result set was computed on."""
+    digest = hashlib.sha256()
+    for array in (X, Y):
+        values = np.ascontiguousarray(array, dtype="<f8")
+        digest.update(f"{values.shape};".encode())
+        digest.update(values.data)
+    return digest.hexdigest()
 
 
 def load_dataset(name: str, **options: Any) -> Dataset:

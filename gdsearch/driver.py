@@ -1,6 +1,7 @@
 """The search driver: expand a job, fan its work units out over Ray, store every finished one.
 
-The driver is the single writer of a results directory. It keeps a bounded number of units in
+The driver is the single writer of a results directory, and holds its lock (``gdsearch.lock``)
+while it writes, so a second run there waits or is refused. It keeps a bounded number of units in
 flight, commits each finished unit as one Parquet part as soon as it arrives (so it never holds
 all histories), and skips trials that are already stored, so running a job again resumes it.
 """
@@ -24,7 +25,9 @@ import ray
 
 from gdsearch import __version__, halving
 from gdsearch.bracket import comparison_key, next_round
-from gdsearch.errors import InputError, ResultsError, RunError
+from gdsearch.data import data_digest
+from gdsearch.errors import InputError, ResultsError, RunError, shown
+from gdsearch.lock import ResultsLock
 from gdsearch.progress import Progress
 from gdsearch.remote import advance_unit_task, train_unit_task
 from gdsearch.spec import JobSpec, load_job
@@ -35,6 +38,8 @@ from gdsearch.unit import plan_units
 log = logging.getLogger("gdsearch")
 
 IN_FLIGHT_PER_CPU = 2
+SWITCHES = ("patience", "scheduler")
+"""Compatibility keys present only when the feature is on (so other result sets still match)."""
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -66,6 +71,8 @@ def run_search(
     address: str | None = None,
     fresh: bool = False,
     show_progress: bool = True,
+    wait: bool = False,
+    break_lock: bool = False,
 ) -> RunSummary:
     """Run a search job on Ray and store its results under ``results_root/NAME``.
 
@@ -77,6 +84,9 @@ def run_search(
             Ray on all cores. If Ray is already initialised in this process, it is used.
         fresh: delete what is stored for this job first, instead of resuming.
         show_progress: draw a progress bar on stderr.
+        wait: if another run writes to the same result set, wait for it to end instead of
+            refusing (see :mod:`gdsearch.lock`).
+        break_lock: take over the result set's lock from a run on another host that is gone.
 
     Returns:
         A :class:`RunSummary`.
@@ -87,7 +97,35 @@ def run_search(
     store = ResultsStore(join(str(results_root), spec.name))
     X, Y = spec.load_data()  # a bad data file stops us before anything is touched
     trials = spec.trials()
-    _check_compatible(store, spec, fresh)
+    compat = _compat_key(spec, X, Y)
+    _check_compatible(store, compat, fresh)
+    with ResultsLock(store, wait=wait, break_foreign=break_lock):
+        _check_compatible(store, compat, fresh)  # a run we waited for may have stored others
+        total, ran, counts = _run_locked(
+            spec, store, X, Y, trials, compat,
+            address=address, fresh=fresh, show_progress=show_progress,
+            started=started, started_at=started_at,
+        )  # fmt: skip
+    wall = time.perf_counter() - started
+    return RunSummary(store.location, total, total - ran, ran, counts, wall)
+
+
+def _run_locked(
+    spec: JobSpec,
+    store: ResultsStore,
+    X: np.ndarray,
+    Y: np.ndarray,
+    trials: list[Trial],
+    compat: dict[str, Any],
+    *,
+    address: str | None,
+    fresh: bool,
+    show_progress: bool,
+    started: float,
+    started_at: str,
+) -> tuple[int, int, dict[str, int]]:
+    """The run proper, under the lock: returns the trials in the job (all rounds), how many it
+    trained, and the stored counts by status."""
     started_ray = _connect(address)  # so is an address where no cluster answers
     try:
         if fresh:
@@ -95,7 +133,7 @@ def run_search(
         store.prepare(spec.source)
         previous = store.read_manifest()
         cluster = _cluster_info()
-        manifest = _manifest(spec, previous, started_at, cluster, X, Y, len(trials))
+        manifest = _manifest(spec, compat, previous, started_at, cluster, X, Y, len(trials))
         store.write_manifest({**manifest, "status": "running"})
         try:
             rounds = _run_rounds(spec, trials, X, Y, store, cluster["cpus"], show_progress)
@@ -123,7 +161,7 @@ def run_search(
     if spec.mode == "bracket":
         manifest["bracket_rounds"] = rounds
     store.write_manifest(manifest)
-    return RunSummary(store.location, total, total - ran, ran, counts, wall)
+    return total, ran, counts
 
 
 def _run_rounds(
@@ -401,11 +439,12 @@ def _cluster_info() -> dict[str, Any]:
     }
 
 
-def _compat_key(spec: JobSpec) -> dict[str, Any]:
-    """The settings every stored trial of a result set must share."""
+def _compat_key(spec: JobSpec, X: np.ndarray, Y: np.ndarray) -> dict[str, Any]:
+    """The settings every stored trial of a result set must share, the data's content too."""
     key: dict[str, Any] = {
         "job_seed": spec.seed,
         "data": {"dataset": spec.dataset, **spec.data_options},
+        "data_sha256": data_digest(X, Y),
         "epochs": spec.epochs,
         "grad_scale": spec.grad_scale,
         "divergence_factor": spec.divergence_factor,
@@ -418,22 +457,40 @@ def _compat_key(spec: JobSpec) -> dict[str, Any]:
     return key
 
 
-def _check_compatible(store: ResultsStore, spec: JobSpec, fresh: bool) -> None:
+def _check_compatible(store: ResultsStore, wanted: dict[str, Any], fresh: bool) -> None:
+    """Refuse to add trials to results computed under other settings or on other data.
+
+    A setting that an older manifest does not record is not compared, except ``SWITCHES``,
+    which are recorded only when on.
+    """
     if fresh or not store.exists():
         return
     stored = store.read_manifest().get("compat")
-    wanted = _compat_key(spec)
-    if stored is not None and stored != wanted:
-        changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
-        raise ResultsError(
-            f"{store.location}: holds results of this job name with other {', '.join(changed)} "
-            f"(stored {', '.join(f'{k}={stored.get(k)!r}' for k in changed)}); "
-            "run with --fresh to start over, or give the job another [job] name"
-        )
+    if stored is None:
+        return
+    keys = wanted.keys() | (stored.keys() & set(SWITCHES))
+    changed = sorted(
+        k for k in keys if (k in stored or k in SWITCHES) and stored.get(k) != wanted.get(k)
+    )
+    if not changed:
+        return
+    differences = [
+        "data contents (the data changed since they were stored: sha256 "
+        f"{str(stored[k])[:12]}… then, {wanted[k][:12]}… now)"
+        if k == "data_sha256"
+        else f"{k} (stored {shown(stored.get(k, 'off'))}, now {shown(wanted.get(k, 'off'))})"
+        for k in changed
+    ]
+    raise ResultsError(
+        f"{store.location}: holds results of this job name with other "
+        f"{'; '.join(differences)}; run with --fresh to start over, or give the job another "
+        "[job] name"
+    )
 
 
 def _manifest(
     spec: JobSpec,
+    compat: dict[str, Any],
     previous: dict[str, Any],
     started_at: str,
     cluster: dict[str, Any],
@@ -447,7 +504,7 @@ def _manifest(
         "name": spec.name,
         "job_file": spec.path,
         "spec": spec.document,
-        "compat": _compat_key(spec),
+        "compat": compat,
         "data_shape": {
             "n_samples": int(X.shape[0]),
             "n_inputs": int(X.shape[1]),
@@ -458,6 +515,7 @@ def _manifest(
         "started_at": started_at,
         "cluster": cluster,
         "runs": previous.get("runs", []),
+        **({"repairs": previous["repairs"]} if "repairs" in previous else {}),
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import reprlib
+
 
 class GdsearchError(Exception):
     """Base class of every error gdsearch raises deliberately."""
@@ -29,3 +31,16 @@ class ResultsError(InputError):
 
 class RunError(GdsearchError):
     """A search that started but could not finish. The CLI exits with 1."""
+
+
+def shown(value: object, width: int = 100) -> str:
+    """``repr(value)`` cut to a readable size, for error messages about values from user files.
+
+    A job or data file may hold a megabyte string or a list nested a thousand deep; the message
+    names it with its ends and elides the middle, so it still fits on one line.
+    """
+    short = reprlib.Repr()
+    short.maxlevel = 4
+    short.maxstring = short.maxother = width
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 8
+    return short.repr(value)

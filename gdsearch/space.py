@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from gdsearch.activations import ACTIVATIONS
-from gdsearch.errors import JobError
+from gdsearch.errors import JobError, shown
 from gdsearch.inits import INIT_SCHEMES
 
 MAX_WIDTH = 4096
@@ -25,7 +25,7 @@ def _is_number(value: Any) -> bool:
 def _positive_number(key: str, value: Any) -> float:
     if not _is_number(value) or not math.isfinite(value) or value <= 0:
         raise JobError(
-            f"[search] {key}: every value must be a finite number > 0, but got {value!r}"
+            f"[search] {key}: every value must be a finite number > 0, but got {shown(value)}"
         )
     return float(value)
 
@@ -34,7 +34,7 @@ def _name_in(table: dict[str, Any]) -> Callable[[str, Any], str]:
     def check(key: str, value: Any) -> str:
         if value not in table:
             raise JobError(
-                f"[search] {key}: unknown name {value!r}; valid: {', '.join(sorted(table))}"
+                f"[search] {key}: unknown name {shown(value)}; valid: {', '.join(sorted(table))}"
             )
         return str(value)
 
@@ -43,13 +43,17 @@ def _name_in(table: dict[str, Any]) -> Callable[[str, Any], str]:
 
 def _non_negative_int(key: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
-        raise JobError(f"[search] {key}: every value must be an integer >= 0, but got {value!r}")
+        raise JobError(
+            f"[search] {key}: every value must be an integer >= 0, but got {shown(value)}"
+        )
     return value
 
 
 def _positive_int(key: str, value: Any) -> int:
     if _non_negative_int(key, value) < 1:
-        raise JobError(f"[search] {key}: every value must be an integer >= 1, but got {value!r}")
+        raise JobError(
+            f"[search] {key}: every value must be an integer >= 1, but got {shown(value)}"
+        )
     return int(value)
 
 
@@ -60,7 +64,7 @@ def _hidden(key: str, value: Any) -> tuple[int, ...]:
     if not ok:
         raise JobError(
             f"[search] {key}: every value must be a list of layer widths in [1, {MAX_WIDTH}] "
-            f"([] is the linear model), but got {value!r}"
+            f"([] is the linear model), but got {shown(value)}"
         )
     if len(value) > MAX_DEPTH:
         raise JobError(f"[search] {key}: at most {MAX_DEPTH} hidden layers, but got {len(value)}")
@@ -131,7 +135,7 @@ def _parse_axis(key: str, raw: Any, mode: str) -> Axis:
     elif isinstance(raw, dict) and set(raw) == {"choice"} and isinstance(raw["choice"], list):
         values = raw["choice"]
     else:
-        raise JobError(f"[search] {key}: must be a list of values, but got {raw!r}")
+        raise JobError(f"[search] {key}: must be a list of values, but got {shown(raw)}")
     if not values:
         raise JobError(f"[search] {key}: must hold at least one value, but got []")
     checked = tuple(check(key, value) for value in values)
@@ -147,16 +151,16 @@ def _range_form(key: str, raw: dict[str, Any], mode: str) -> Axis | list[float]:
         raise JobError(
             f"[search] {key}: a range is {{log = [lo, hi], num = N}}, "
             f"{{linear = [lo, hi], num = N}}"
-            f", {{loguniform = [lo, hi]}} or {{uniform = [lo, hi]}}, but got {raw!r}"
+            f", {{loguniform = [lo, hi]}} or {{uniform = [lo, hi]}}, but got {shown(raw)}"
         )
     if form == "choice":
         return list(raw["choice"]) if isinstance(raw["choice"], list) else [raw["choice"]]
     bounds = raw[form]
     if not (isinstance(bounds, list) and len(bounds) == 2):
-        raise JobError(f"[search] {key}.{form}: must be [lo, hi], but got {bounds!r}")
+        raise JobError(f"[search] {key}.{form}: must be [lo, hi], but got {shown(bounds)}")
     low, high = (_positive_number(f"{key}.{form}", b) for b in bounds)
     if not low <= high:
-        raise JobError(f"[search] {key}.{form}: `lo <= hi` must hold, but got {bounds!r}")
+        raise JobError(f"[search] {key}.{form}: `lo <= hi` must hold, but got {shown(bounds)}")
     if form in ("loguniform", "uniform"):
         if mode != "random":
             raise JobError(
@@ -166,7 +170,8 @@ def _range_form(key: str, raw: dict[str, Any], mode: str) -> Axis | list[float]:
     num = raw.get("num")
     if not isinstance(num, int) or isinstance(num, bool) or not 1 <= num <= MAX_RANGE_POINTS:
         raise JobError(
-            f"[search] {key}.num: must be an integer in [1, {MAX_RANGE_POINTS}], but got {num!r}"
+            f"[search] {key}.num: must be an integer in [1, {MAX_RANGE_POINTS}], "
+            f"but got {shown(num)}"
         )
     points = np.geomspace(low, high, num) if form == "log" else np.linspace(low, high, num)
     return [_clean(p) for p in points]

@@ -9,12 +9,16 @@ with credentials and endpoint from the standard AWS environment variables). Layo
     manifest.json               spec, version, timings, counts, cluster
     job.toml                    the job file as it was run
 
+    .lock                       while a run writes here (``gdsearch.lock``)
+
 A finished work unit becomes one history part and one trials part with the same name. The
 history part is written first and the trials part last, so a trial counts as stored exactly
 when its trials row exists; a history part without its partner (a run killed in between) is
 removed before the next run. On a local disk each file is written under a hidden temporary
 name, flushed and renamed (Parquet readers skip names that start with "." or "_"); on an object
-store each file is one put, which becomes visible whole or not at all.
+store each file is one put, which becomes visible whole or not at all. Every page of a part
+carries a CRC checksum, which ``load_results`` verifies, so a part damaged later on the disk is
+named on load rather than read as other numbers; ``gdsearch.repair`` drops such parts.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 JOB_COPY = "job.toml"
+LOCK = ".lock"
+TEMPORARY_PREFIX = ".tmp-"
+KINDS = ("trials", "history")
+SCHEMAS = {"trials": TRIALS_SCHEMA, "history": HISTORY_SCHEMA}
 
 
 @dataclass
@@ -100,7 +108,7 @@ class ResultsStore:
         committed = {name for name in self._parts(self.trials_dir)}
         for directory in (self.trials_dir, self.history_dir):
             for info in self._listing(directory):
-                if info.base_name.startswith(".tmp-"):
+                if info.base_name.startswith(TEMPORARY_PREFIX):
                     self.fs.delete_file(info.path)
         for name in self._parts(self.history_dir):
             if name not in committed:
@@ -108,9 +116,14 @@ class ResultsStore:
         self._write_bytes(f"{self.root}/{JOB_COPY}", job_text.encode())
 
     def remove(self) -> None:
-        """Delete everything stored here (``--fresh``)."""
-        if self._info(self.root).type != pafs.FileType.NotFound:
-            self.fs.delete_dir(self.root)
+        """Delete everything stored here (``--fresh``) but the lock of the run doing it."""
+        for info in self._listing(self.root):
+            if info.base_name == LOCK:
+                continue
+            if info.type == pafs.FileType.Directory:
+                self.fs.delete_dir(info.path)
+            else:
+                self.fs.delete_file(info.path)
 
     def stored_trial_ids(self) -> set[str]:
         """The trial_ids whose trials row is committed."""
@@ -136,24 +149,57 @@ class ResultsStore:
         return name
 
     def read_table(self, kind: str, columns: list[str] | None = None) -> pa.Table:
-        """All committed parts of ``trials`` or ``history`` as one table."""
-        directory, schema = (
-            (self.trials_dir, TRIALS_SCHEMA)
-            if kind == "trials"
-            else (self.history_dir, HISTORY_SCHEMA)
-        )
+        """All committed parts of ``trials`` or ``history`` as one table.
+
+        Raises:
+            ResultsError: a part cannot be read whole; the message names it and the remedy.
+        """
+        schema = SCHEMAS[kind]
         tables = []
-        for name in self._parts(directory):
-            path = f"{directory}/{name}"
+        for name in self.parts(kind):
             try:
-                tables.append(
-                    pq.read_table(path, columns=columns, schema=schema, filesystem=self.fs)
-                )
+                tables.append(self.read_part(kind, name, columns))
             except (OSError, pa.ArrowException) as exc:
-                raise ResultsError(f"{path}: not a readable Parquet part: {exc}") from None
+                raise ResultsError(
+                    f"{self.directory(kind)}/{name}: not a readable Parquet part "
+                    f"({_reason(exc)}); `gdsearch repair {self.location}` drops it and its "
+                    "partner so that the next run trains their trials again"
+                ) from None
         if not tables:
             return schema.empty_table().select(columns or schema.names)
         return pa.concat_tables(tables)
+
+    def directory(self, kind: str) -> str:
+        """The directory of ``trials`` or ``history`` parts."""
+        return self.trials_dir if kind == "trials" else self.history_dir
+
+    def parts(self, kind: str) -> list[str]:
+        """The names of the parts of ``trials`` or ``history``, sorted."""
+        return self._parts(self.directory(kind))
+
+    def read_part(self, kind: str, name: str, columns: list[str] | None = None) -> pa.Table:
+        """One part, every page checked against its checksum (if it was written with one)."""
+        return pq.read_table(
+            f"{self.directory(kind)}/{name}",
+            columns=columns,
+            schema=SCHEMAS[kind],
+            filesystem=self.fs,
+            page_checksum_verification=True,
+        )
+
+    def temporary_files(self) -> list[str]:
+        """Paths of files a writer left under a temporary name (it died before committing)."""
+        return [
+            info.path
+            for kind in KINDS
+            for info in self._listing(self.directory(kind))
+            if info.base_name.startswith(TEMPORARY_PREFIX)
+        ]
+
+    def delete(self, path: str) -> None:
+        """Delete one file of this result set, if it is still there."""
+        if self._info(path).type != pafs.FileType.NotFound:
+            self.fs.delete_file(path)
 
     def read_manifest(self) -> dict[str, Any]:
         """The manifest, or {} if there is none yet."""
@@ -204,11 +250,11 @@ class ResultsStore:
     def _write_table(self, table: pa.Table, path: str) -> None:
         if not self.local:
             with self.fs.open_output_stream(path) as stream:
-                pq.write_table(table, stream)
+                pq.write_table(table, stream, write_page_checksum=True)
             return
         tmp = _temporary(path)
         with open(tmp, "wb") as handle:
-            pq.write_table(table, handle)
+            pq.write_table(table, handle, write_page_checksum=True)
             handle.flush()
             os.fsync(handle.fileno())
         _commit_local(tmp, path)
@@ -216,7 +262,12 @@ class ResultsStore:
 
 def _temporary(path: str) -> str:
     head, _, name = path.rpartition("/")
-    return f"{head}/.tmp-{uuid.uuid4().hex}-{name}"
+    return f"{head}/{TEMPORARY_PREFIX}{uuid.uuid4().hex}-{name}"
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's message on one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _commit_local(tmp: str, path: str) -> None:

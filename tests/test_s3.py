@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
 import gdsearch
+from gdsearch.cli import main
+from gdsearch.lock import ResultsLock
+from gdsearch.store import ResultsStore
 
 pytestmark = pytest.mark.ray
 
@@ -77,3 +82,49 @@ def test_resuming_on_s3_runs_nothing_twice(
     second = gdsearch.run_search(small_job, f"s3://{BUCKET}/again", show_progress=False)
     assert (first.ran, second.ran, second.skipped) == (32, 0, 32)
     assert gdsearch.load_results(second.path).trials["trial_id"].is_unique
+
+
+def test_damaged_part_on_s3_is_named_on_load_then_repaired_and_rerun(
+    local_ray: None,
+    s3_endpoint: str,
+    small_job: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    remote = gdsearch.run_search(small_job, f"s3://{BUCKET}/damaged", show_progress=False)
+    local = gdsearch.run_search(small_job, tmp_path, show_progress=False)
+    s3, _ = pafs.FileSystem.from_uri(f"s3://{BUCKET}")
+    parts = s3.get_file_info(pafs.FileSelector(f"{BUCKET}/damaged/small/trials"))
+    part = sorted(info.path for info in parts)[0]
+    with s3.open_input_stream(part) as stream:
+        whole = stream.read()
+    with s3.open_output_stream(part) as stream:  # a torn upload, as a foreign writer might leave
+        stream.write(whole[: len(whole) // 2])
+    lost = pq.read_table(pa.BufferReader(whole)).num_rows
+
+    with pytest.raises(gdsearch.GdsearchError, match=part.rpartition("/")[2]):
+        gdsearch.load_results(remote.path)
+    capsys.readouterr()
+    assert main(["repair", remote.path]) == 0
+    out = capsys.readouterr().out
+    assert f"{32 - lost} of 32 trials stored" in out and "unreadable" in out
+    again = gdsearch.run_search(small_job, f"s3://{BUCKET}/damaged", show_progress=False)
+    assert (again.ran, again.skipped) == (lost, 32 - lost)
+
+    repaired, intact = gdsearch.load_results(remote.path), gdsearch.load_results(local.path)
+    pd.testing.assert_frame_equal(repaired.history, intact.history)
+    varying = ["node", "wall_s"]
+    pd.testing.assert_frame_equal(
+        repaired.trials.drop(columns=varying), intact.trials.drop(columns=varying)
+    )
+
+
+def test_lock_on_s3_refuses_a_second_taker_and_is_gone_once_released(
+    s3_endpoint: str,
+) -> None:
+    store = ResultsStore(f"s3://{BUCKET}/locked/small")
+    with ResultsLock(store) as lock:
+        assert store.fs.get_file_info(lock.path).type == pafs.FileType.File
+        with pytest.raises(gdsearch.GdsearchError, match=f"pid {os.getpid()}"):
+            ResultsLock(store).acquire()
+    assert store.fs.get_file_info(lock.path).type == pafs.FileType.NotFound

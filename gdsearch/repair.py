@@ -1,0 +1,156 @@
+"""Repair a result set: drop what a crash or a damaged disk left, so that a run trains it again.
+
+A finished work unit is one history part and one trials part of the same name, and its trials
+count as stored exactly when both are there and whole. :func:`repair_results` reads every part
+(its footer, its schema, every page against its checksum) and drops
+
+- files left under a temporary name by a write that never finished,
+- parts that cannot be read whole, together with their partner,
+- parts whose partner is missing, and pairs whose two parts name different trials.
+
+The next ``gdsearch run`` of the job then trains exactly the trials of the dropped parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gdsearch.errors import ResultsError
+from gdsearch.lock import ResultsLock
+from gdsearch.store import KINDS, ResultsStore
+
+REQUIRED = {"trials": ("trial_id", "status"), "history": ("trial_id", "epoch", "sse")}
+"""Columns every row of a part must have."""
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """One file a repair removed, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What a repair found and did.
+
+    Attributes:
+        location: the result set.
+        dropped: the files removed (or, in a dry run, that would be), trials parts first.
+        stored: trials stored after the repair.
+        total: trials of the job as its manifest records them (None without a manifest).
+        dry_run: whether nothing was removed.
+    """
+
+    location: str
+    dropped: tuple[Dropped, ...]
+    stored: int
+    total: int | None
+    dry_run: bool
+
+
+def repair_results(location: str | Path, *, dry_run: bool = False) -> RepairReport:
+    """Check every part of a result set and drop the damaged ones and what depends on them.
+
+    The repair holds the result set's lock while it works: it refuses while a run of this host
+    writes there, takes over the lock of a run of this host that died, and breaks the lock of
+    a run on another host (a repair says that run is gone).
+
+    Args:
+        location: the results directory (``results/NAME``) or URI.
+        dry_run: only report what would be dropped.
+
+    Returns:
+        A :class:`RepairReport`.
+    """
+    store = ResultsStore(location)
+    if not store.has_trials_dir():
+        raise ResultsError(f"{store.location}: no results here (no trials/ directory)")
+    if dry_run:
+        dropped = _damage(store)
+        return _report(store, dropped, dry_run, _stored_after(store, dropped))
+    with ResultsLock(store, break_foreign=True):
+        dropped = _damage(store)
+        for item in dropped:
+            store.delete(item.path)
+        if dropped and store.exists():
+            _record(store, dropped)
+        return _report(store, dropped, dry_run, len(store.stored_trial_ids()))
+
+
+def _damage(store: ResultsStore) -> list[Dropped]:
+    """Every file to drop, each trials part before its history partner."""
+    # In that order a repair that is itself interrupted leaves no trials part without history.
+    unfinished = "left by a write that did not finish"
+    dropped = [Dropped(path, unfinished) for path in store.temporary_files()]
+    names = {kind: set(store.parts(kind)) for kind in KINDS}
+    for name in sorted(names["trials"] | names["history"]):
+        problems = {
+            kind: _check_part(store, kind, name) if name in names[kind] else "missing"
+            for kind in KINDS
+        }
+        if not any(problems.values()) and not _same_trials(store, name):
+            problems["trials"] = problems["history"] = "names other trials than its partner"
+        for kind, other in (("trials", "history"), ("history", "trials")):
+            if name in names[kind] and (problems[kind] or problems[other]):
+                reason = problems[kind] or f"its {other} part is {_as_state(problems[other])}"
+                dropped.append(Dropped(f"{store.directory(kind)}/{name}", reason))
+    return dropped
+
+
+def _check_part(store: ResultsStore, kind: str, name: str) -> str:
+    """What is wrong with one part, or "" if it reads whole."""
+    try:
+        table = store.read_part(kind, name)
+    except (OSError, pa.ArrowException) as exc:
+        return "unreadable: " + (" ".join(str(exc).split()) or type(exc).__name__)
+    if table.num_rows == 0:
+        return "unreadable: it has no rows"
+    for column in REQUIRED[kind]:
+        if table.column(column).null_count:
+            return f"unreadable: column {column} has missing values"
+    return ""
+
+
+def _same_trials(store: ResultsStore, name: str) -> bool:
+    """Whether a unit's trials part and history part name the same trials."""
+    trials = store.read_part("trials", name, ["trial_id"]).column("trial_id")
+    history = store.read_part("history", name, ["trial_id"]).column("trial_id")
+    return set(pc.unique(trials).to_pylist()) == set(pc.unique(history).to_pylist())
+
+
+def _as_state(problem: str) -> str:
+    return "missing" if problem == "missing" else problem.split(":")[0]
+
+
+def _stored_after(store: ResultsStore, dropped: list[Dropped]) -> int:
+    """Trials that would stay stored once ``dropped`` is gone (for a dry run)."""
+    gone = {item.path for item in dropped}
+    kept = [
+        name for name in store.parts("trials") if f"{store.directory('trials')}/{name}" not in gone
+    ]
+    return sum(store.read_part("trials", name, ["trial_id"]).num_rows for name in kept)
+
+
+def _record(store: ResultsStore, dropped: list[Dropped]) -> None:
+    """Note the repair in the manifest: what was dropped, and the counts that remain."""
+    manifest = store.read_manifest()
+    repairs = manifest.get("repairs", [])
+    at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    repairs.append({"at": at, "dropped": [item.path for item in dropped]})
+    store.write_manifest(
+        {**manifest, "repairs": repairs, "status": "repaired", "counts": store.status_counts()}
+    )
+
+
+def _report(
+    store: ResultsStore, dropped: list[Dropped], dry_run: bool, stored: int
+) -> RepairReport:
+    total = store.read_manifest().get("trials_total") if store.exists() else None
+    return RepairReport(store.location, tuple(dropped), stored, total, dry_run)
