@@ -254,3 +254,16 @@ min_epochs = 10
     trials = gdsearch.load_results(summary.path).trials.sort_values("lr")
     assert trials["status"].tolist() == ["pruned"] * 8 + ["ok"]
     assert trials["stopped_epoch"].tolist()[:8] == [10] * 6 + [30] * 2
+
+
+def test_the_same_job_without_halving_is_refused_on_halving_results(
+    halving_run: gdsearch.Results, tmp_path: Path
+) -> None:
+    plain = tmp_path / "plain.toml"
+    plain.write_text(HALVING_JOB.replace('scheduler = "halving"\n', "").replace(
+        "min_epochs = 10\nreduction_factor = 3\n", ""))  # fmt: skip
+    before = {p: p.read_bytes() for p in Path(halving_run.path).rglob("*") if p.is_file()}
+    with pytest.raises(gdsearch.GdsearchError, match=r"scheduler \(stored \['halving'"):
+        gdsearch.run_search(plain, tmp_path / "results", show_progress=False)
+    after = {p: p.read_bytes() for p in Path(halving_run.path).rglob("*") if p.is_file()}
+    assert after == before
