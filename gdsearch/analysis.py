@@ -6,6 +6,7 @@ learning rate and replicate seed (same init, architecture, activation, init scal
 
 Trial classes, in the order they are decided:
 
+- ``failed``: the trial raised an error and has no history (its status is failed).
 - ``diverged``: the trial's status is diverged.
 - ``converged``: its final SSE is within ``tolerance`` (relative) of its group's best SSE.
 - ``oscillating``: over the late phase (the last ``LATE_FRACTION`` of its epochs) its SSE rose
@@ -90,12 +91,13 @@ def trial_metrics(
     reached = final <= threshold
     classes = np.select(
         [
+            (trials["status"] == "failed").to_numpy(),
             (trials["status"] == "diverged").to_numpy(),
             reached,
             rises >= OSCILLATION_SHARE,
             ~(gain >= PLATEAU_GAIN),
         ],
-        ["diverged", "converged", "oscillating", "plateaued"],
+        ["failed", "diverged", "converged", "oscillating", "plateaued"],
         default="slow",
     )
     trials["convergence"] = classes
@@ -174,16 +176,21 @@ def lr_summary(trials: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         A DataFrame with columns init, hidden, activation, lr, trials, median_final_sse
-        (over trials that did not diverge; NaN if all did), min_final_sse and diverged.
+        (over trials that did not diverge; NaN if all did), min_final_sse and diverged; and
+        failed, if any trial failed (failed trials have no SSE).
     """
     frame = trials.assign(
         converged_sse=trials["final_sse"].where(trials["status"] != "diverged"),
         is_diverged=trials["status"] == "diverged",
+        is_failed=trials["status"] == "failed",
     )
     table = frame.groupby(["init", "hidden", "activation", "lr"], sort=True, dropna=False).agg(
         trials=("trial_id", "size"),
         median_final_sse=("converged_sse", "median"),
         min_final_sse=("converged_sse", "min"),
         diverged=("is_diverged", "sum"),
+        failed=("is_failed", "sum"),
     )
+    if not frame["is_failed"].any():
+        table = table.drop(columns="failed")
     return table.reset_index()

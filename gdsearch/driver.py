@@ -3,6 +3,11 @@
 The driver is the single writer of a results directory. It keeps a bounded number of units in
 flight, commits each finished unit as one Parquet part as soon as it arrives (so it never holds
 all histories), and skips trials that are already stored, so running a job again resumes it.
+
+Nothing a unit does ends the run. Ray runs a unit again when its worker or node dies
+(``remote.TASK_RETRIES``); if that is not enough, the driver submits it afresh up to
+``RESUBMITS`` times, and then records its trials as ``failed``, as it does when a unit raises.
+Failed trials are stored with their error and tried again by the next run of the job.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
@@ -27,12 +33,21 @@ from gdsearch.remote import train_unit_task
 from gdsearch.spec import JobSpec, load_job
 from gdsearch.store import ResultsStore, join
 from gdsearch.trial import Trial
-from gdsearch.unit import plan_units
+from gdsearch.unit import failed_tables, plan_units
 
 log = logging.getLogger("gdsearch")
 
 IN_FLIGHT_PER_CPU = 2
 CONNECT_TIMEOUT_S = 5.0
+RESUBMITS = 2
+"""How often the driver submits a unit again after Ray's own retries ended in a lost worker,
+node or object."""
+LOST = (
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.OutOfMemoryError,
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,8 @@ class RunSummary:
         ran: trials trained by this run.
         counts: stored trials by status after the run.
         wall_s: the run's wall time in seconds, Ray start-up included.
+        retried: failed trials of an earlier run that this run trained again.
+        first_error: the error text of one trial that failed in this run, if any did.
     """
 
     path: str
@@ -54,6 +71,8 @@ class RunSummary:
     ran: int
     counts: dict[str, int]
     wall_s: float
+    retried: int = 0
+    first_error: str | None = None
 
 
 def run_search(
@@ -90,6 +109,7 @@ def run_search(
         if fresh:
             store.remove()
         store.prepare(spec.source)
+        retried = store.drop_failed({t.trial_id for t in trials})
         stored = store.stored_trial_ids()
         todo = [t for t in trials if t.trial_id not in stored]
         previous = store.read_manifest()
@@ -97,9 +117,9 @@ def run_search(
         manifest = _manifest(spec, previous, started_at, cluster, X, Y, len(trials))
         store.write_manifest({**manifest, "status": "running"})
         units = plan_units(todo, cluster["cpus"])
-        _log_plan(units, len(trials), cluster["cpus"])
+        _log_plan(units, len(trials), cluster["cpus"], retried)
         try:
-            _run_units(units, X, Y, store, cluster["cpus"], len(todo), show_progress)
+            first_error = _run_units(units, X, Y, store, cluster["cpus"], len(todo), show_progress)
         except BaseException:
             store.write_manifest(
                 {**manifest, "status": "interrupted", "counts": store.status_counts()}
@@ -120,17 +140,20 @@ def run_search(
     )
     store.write_manifest(manifest)
     skipped = len(trials) - len(todo)
-    return RunSummary(store.location, len(trials), skipped, len(todo), counts, wall)
+    return RunSummary(
+        store.location, len(trials), skipped, len(todo), counts, wall, retried, first_error
+    )
 
 
-def _log_plan(units: list[list[Trial]], total: int, cpus: int) -> None:
+def _log_plan(units: list[list[Trial]], total: int, cpus: int, retried: int) -> None:
     if not units:
         log.info("all %d trials are stored already", total)
         return
     sizes = [len(u) for u in units]
+    again = f", {retried} of them failed before and tried again" if retried else ""
     log.info(
-        "%d trials to run (%d already stored) in %d work units of %d-%d trials on %d CPUs",
-        sum(sizes), total - sum(sizes), len(units), min(sizes), max(sizes), cpus,
+        "%d trials to run%s (%d already stored) in %d work units of %d-%d trials on %d CPUs",
+        sum(sizes), again, total - sum(sizes), len(units), min(sizes), max(sizes), cpus,
     )  # fmt: skip
 
 
@@ -142,29 +165,42 @@ def _run_units(
     cpus: int,
     total: int,
     show_progress: bool,
-) -> None:
-    """Submit units with at most ``IN_FLIGHT_PER_CPU`` per CPU pending; commit each as it ends."""
+) -> str | None:
+    """Submit units with at most ``IN_FLIGHT_PER_CPU`` per CPU pending; commit each as it ends.
+
+    Returns the error text of one trial that failed, or None if none did.
+    """
     progress = Progress(total) if show_progress and total else None
     data = ray.put((X, Y))
-    pending: list[ray.ObjectRef] = []
+    pending: dict[ray.ObjectRef, tuple[list[Trial], int]] = {}  # unit and its resubmissions
+    first_error: str | None = None
+
+    def submit(unit: list[Trial], resubmissions: int) -> None:
+        pending[train_unit_task.remote(data, unit)] = (unit, resubmissions)
 
     def commit_one() -> None:
-        nonlocal pending
-        ready, pending = ray.wait(pending, num_returns=1)
-        try:
-            trials_table, history_table = ray.get(ready[0])
-        except ray.exceptions.RayError as exc:
-            raise RunError(f"a work unit failed: {str(exc).strip().splitlines()[-1]}") from exc
+        nonlocal first_error
+        [ref], _ = ray.wait(list(pending), num_returns=1)
+        unit, resubmissions = pending.pop(ref)
+        tables = _unit_tables(ref, unit, resubmissions)
+        if tables is None:
+            submit(unit, resubmissions + 1)
+            return
+        trials_table, history_table = tables
         store.write_part(trials_table, history_table)
+        status = trials_table.column("status")
+        failed = pc.sum(pc.equal(status, "failed")).as_py() or 0
+        if failed and first_error is None:
+            first_error = pc.drop_null(trials_table.column("error"))[0].as_py()
         if progress:
-            diverged = pc.sum(pc.equal(trials_table.column("status"), "diverged")).as_py() or 0
-            progress.update(trials_table.num_rows, diverged)
+            diverged = pc.sum(pc.equal(status, "diverged")).as_py() or 0
+            progress.update(trials_table.num_rows, diverged, failed)
 
     try:
         for unit in units:
             if len(pending) >= IN_FLIGHT_PER_CPU * cpus:
                 commit_one()
-            pending.append(train_unit_task.remote(data, unit))
+            submit(unit, 0)
         while pending:
             commit_one()
     finally:
@@ -172,6 +208,33 @@ def _run_units(
             ray.cancel(ref, force=True)
         if progress:
             progress.close()
+    return first_error
+
+
+def _unit_tables(
+    ref: ray.ObjectRef, unit: list[Trial], resubmissions: int
+) -> tuple[pa.Table, pa.Table] | None:
+    """A finished unit's tables; its trials as failed if it raised or was lost too often;
+    None if it was lost and should be submitted again."""
+    try:
+        trials_table, history_table = ray.get(ref)
+        return trials_table, history_table
+    except LOST as exc:
+        if resubmissions < RESUBMITS:
+            log.warning("a work unit was lost (%s); submitting it again", _last_line(exc))
+            return None
+        reason = f"lost {resubmissions + 1} times: {_last_line(exc)}"
+    except ray.exceptions.RayTaskError as exc:
+        reason = _last_line(exc)
+    except ray.exceptions.RayError as exc:
+        raise RunError(f"a work unit failed: {_last_line(exc)}") from exc
+    log.warning("%d trials failed: %s", len(unit), reason)
+    return failed_tables(unit, reason)
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[-1].strip() if lines else type(exc).__name__
 
 
 def _connect(address: str | None) -> bool:

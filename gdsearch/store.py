@@ -12,7 +12,9 @@ with credentials and endpoint from the standard AWS environment variables). Layo
 A finished work unit becomes one history part and one trials part with the same name. The
 history part is written first and the trials part last, so a trial counts as stored exactly
 when its trials row exists; a history part without its partner (a run killed in between) is
-removed before the next run. On a local disk each file is written under a hidden temporary
+removed before the next run. A ``failed`` trial's row (it has no history rows) is dropped by
+rewriting its part before the trial is trained again, so no trial is ever stored twice. On a
+local disk each file is written under a hidden temporary
 name, flushed and renamed (Parquet readers skip names that start with "." or "_"); on an object
 store each file is one put, which becomes visible whole or not at all.
 """
@@ -129,6 +131,35 @@ class ResultsStore:
         self._write_table(trials.cast(TRIALS_SCHEMA), f"{self.trials_dir}/{name}")
         return name
 
+    def drop_failed(self, trial_ids: set[str]) -> int:
+        """Remove the ``failed`` rows of these trials, so that they count as not stored.
+
+        Each trials part holding such rows is replaced whole (atomically) by one without them,
+        or removed with its history partner if nothing is left; failed trials have no history
+        rows. A crash in between leaves each part either old or new, so no trial is ever
+        stored twice. Returns how many rows were dropped.
+        """
+        dropped = 0
+        for name in self._parts(self.trials_dir):
+            path = f"{self.trials_dir}/{name}"
+            table = self._read_part(path, TRIALS_SCHEMA)
+            retry = pc.and_(
+                pc.equal(table.column("status"), "failed"),
+                pc.is_in(table.column("trial_id"), value_set=pa.array(sorted(trial_ids))),
+            )
+            n_retry = pc.sum(retry).as_py() or 0
+            if not n_retry:
+                continue
+            kept = table.filter(pc.invert(retry))
+            if kept.num_rows:
+                self._write_table(kept, path)
+            else:  # trials first: a lone history part is an interrupted write, removed later
+                self.fs.delete_file(path)
+                if self._info(f"{self.history_dir}/{name}").type == pafs.FileType.File:
+                    self.fs.delete_file(f"{self.history_dir}/{name}")
+            dropped += n_retry
+        return dropped
+
     def read_table(self, kind: str, columns: list[str] | None = None) -> pa.Table:
         """All committed parts of ``trials`` or ``history`` as one table."""
         directory, schema = (
@@ -136,15 +167,10 @@ class ResultsStore:
             if kind == "trials"
             else (self.history_dir, HISTORY_SCHEMA)
         )
-        tables = []
-        for name in self._parts(directory):
-            path = f"{directory}/{name}"
-            try:
-                tables.append(
-                    pq.read_table(path, columns=columns, schema=schema, filesystem=self.fs)
-                )
-            except (OSError, pa.ArrowException) as exc:
-                raise ResultsError(f"{path}: not a readable Parquet part: {exc}") from None
+        tables = [
+            self._read_part(f"{directory}/{name}", schema, columns)
+            for name in self._parts(directory)
+        ]
         if not tables:
             return schema.empty_table().select(columns or schema.names)
         return pa.concat_tables(tables)
@@ -165,6 +191,15 @@ class ResultsStore:
         """Replace the manifest atomically."""
         text = json.dumps(manifest, indent=2, default=str)
         self._write_bytes(f"{self.root}/{MANIFEST}", text.encode())
+
+    def _read_part(
+        self, path: str, schema: pa.Schema, columns: list[str] | None = None
+    ) -> pa.Table:
+        """One part, read against ``schema`` (columns it lacks, added later, come back null)."""
+        try:
+            return pq.read_table(path, columns=columns, schema=schema, filesystem=self.fs)
+        except (OSError, pa.ArrowException) as exc:
+            raise ResultsError(f"{path}: not a readable Parquet part: {exc}") from None
 
     # --- file primitives: atomic on a local disk by rename, on an object store by one put ----
 
