@@ -14,9 +14,9 @@ history part is written first and the trials part last, so a trial counts as sto
 when its trials row exists; a history part without its partner (a run killed in between) is
 removed before the next run. A ``failed`` trial's row (it has no history rows) is dropped by
 rewriting its part before the trial is trained again, so no trial is ever stored twice. On a
-local disk each file is written under a hidden temporary
-name, flushed and renamed (Parquet readers skip names that start with "." or "_"); on an object
-store each file is one put, which becomes visible whole or not at all.
+local disk each file is written under a hidden temporary name, flushed and renamed (Parquet
+readers skip names that start with "." or "_"); on an object store each file is one put, which
+becomes visible whole or not at all.
 """
 
 from __future__ import annotations
