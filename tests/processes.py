@@ -27,13 +27,18 @@ class Driver:
 
     args: list[str]
     extra_env: dict[str, str] = field(default_factory=dict)
+    base_env: dict[str, str] | None = None  # default: this process's environment
     temp_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="gdsk-", dir="/tmp"))
 
     def __post_init__(self) -> None:
-        env = {**os.environ, "RAY_TMPDIR": self.temp_dir, **self.extra_env}
+        base = os.environ if self.base_env is None else self.base_env
+        env = {**base, "RAY_TMPDIR": self.temp_dir, **self.extra_env}
         env.pop("RAY_ADDRESS", None)
         self.stdout_path = Path(self.temp_dir) / "stdout.txt"
         self.stderr_path = Path(self.temp_dir) / "stderr.txt"
+        self.started_at = time.monotonic()
+        self.started_wall = time.time()
+        self.leftovers: list[int] = []  # pids that outlived the driver, killed by the sweep
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gdsearch.cli", *self.args],
@@ -59,17 +64,17 @@ class Driver:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
-        kill_leftovers(self.temp_dir)
+        self.leftovers += kill_leftovers(self.temp_dir)
 
     def remove(self) -> None:
         """Delete the temp dir (after :meth:`kill` or :meth:`wait`)."""
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def processes_of(temp_dir: str) -> list[int]:
-    """Live processes, other than this one, whose environment has RAY_TMPDIR=temp_dir or whose
+def processes_of(temp_dir: str, variable: str = "RAY_TMPDIR") -> list[int]:
+    """Live processes, other than this one, whose environment has ``variable=temp_dir`` or whose
     command line names temp_dir."""
-    marker = f"RAY_TMPDIR={temp_dir}".encode()
+    marker = f"{variable}={temp_dir}".encode()
     path = temp_dir.encode()
     found = []
     for entry in os.listdir("/proc"):
@@ -87,11 +92,14 @@ def processes_of(temp_dir: str) -> list[int]:
     return found
 
 
-def kill_leftovers(temp_dir: str, timeout: float = 30.0) -> list[int]:
-    """SIGKILL every process of ``temp_dir`` until none is left; returns the pids killed."""
+def kill_leftovers(
+    temp_dir: str, variable: str = "RAY_TMPDIR", timeout: float = 30.0
+) -> list[int]:
+    """SIGKILL every process of ``temp_dir`` (see :func:`processes_of`) until none is left;
+    returns the pids killed."""
     killed: list[int] = []
     deadline = time.monotonic() + timeout
-    while pids := processes_of(temp_dir):
+    while pids := processes_of(temp_dir, variable):
         if time.monotonic() > deadline:
             raise TimeoutError(f"processes of {temp_dir} survive SIGKILL: {pids}")
         for pid in pids:
