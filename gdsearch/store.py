@@ -139,25 +139,29 @@ class ResultsStore:
         rows. A crash in between leaves each part either old or new, so no trial is ever
         stored twice. Returns how many rows were dropped.
         """
+        wanted = pa.array(sorted(trial_ids), pa.string())
+
+        def retry(table: pa.Table) -> pa.ChunkedArray:
+            return pc.and_(
+                pc.equal(table.column("status"), "failed"),
+                pc.is_in(table.column("trial_id"), value_set=wanted),
+            )
+
         dropped = 0
         for name in self._parts(self.trials_dir):
             path = f"{self.trials_dir}/{name}"
-            table = self._read_part(path, TRIALS_SCHEMA)
-            retry = pc.and_(
-                pc.equal(table.column("status"), "failed"),
-                pc.is_in(table.column("trial_id"), value_set=pa.array(sorted(trial_ids))),
-            )
-            n_retry = pc.sum(retry).as_py() or 0
-            if not n_retry:
+            n_retry = pc.sum(retry(self._read_part(path, TRIALS_SCHEMA, ["trial_id", "status"])))
+            if not n_retry.as_py():
                 continue
-            kept = table.filter(pc.invert(retry))
+            table = self._read_part(path, TRIALS_SCHEMA)
+            kept = table.filter(pc.invert(retry(table)))
             if kept.num_rows:
                 self._write_table(kept, path)
             else:  # trials first: a lone history part is an interrupted write, removed later
                 self.fs.delete_file(path)
                 if self._info(f"{self.history_dir}/{name}").type == pafs.FileType.File:
                     self.fs.delete_file(f"{self.history_dir}/{name}")
-            dropped += n_retry
+            dropped += table.num_rows - kept.num_rows
         return dropped
 
     def read_table(self, kind: str, columns: list[str] | None = None) -> pa.Table:
