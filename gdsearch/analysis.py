@@ -6,6 +6,7 @@ learning rate and replicate seed (same init, architecture, activation, init scal
 
 Trial classes, in the order they are decided:
 
+- ``failed``: the trial raised an error and has no history (its status is failed).
 - ``diverged``: the trial's status is diverged.
 - ``pruned``: a scheduler stopped it at a rung (status pruned); its history ends there.
 - ``converged``: its final SSE is within ``tolerance`` (relative) of its group's best SSE.
@@ -96,13 +97,14 @@ def trial_metrics(
     reached = final <= threshold
     classes = np.select(
         [
+            (trials["status"] == "failed").to_numpy(),
             (trials["status"] == "diverged").to_numpy(),
             (trials["status"] == "pruned").to_numpy(),
             reached,
             rises >= OSCILLATION_SHARE,
             ~(gain >= PLATEAU_GAIN),
         ],
-        ["diverged", "pruned", "converged", "oscillating", "plateaued"],
+        ["failed", "diverged", "pruned", "converged", "oscillating", "plateaued"],
         default="slow",
     )
     trials["convergence"] = classes
@@ -209,13 +211,14 @@ def lr_summary(trials: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         A DataFrame with columns init, hidden, activation, lr, trials, median_final_sse
-        (over trials that trained to the end; NaN if none did), min_final_sse, diverged and
-        pruned.
+        (over trials that trained to the end; NaN if none did), min_final_sse, diverged,
+        pruned; and failed, if any trial failed (failed trials have no SSE).
     """
     frame = trials.assign(
         converged_sse=trials["final_sse"].where(~trials["status"].isin(STOPPED_EARLY)),
         is_diverged=trials["status"] == "diverged",
         is_pruned=trials["status"] == "pruned",
+        is_failed=trials["status"] == "failed",
     )
     table = frame.groupby(["init", "hidden", "activation", "lr"], sort=True, dropna=False).agg(
         trials=("trial_id", "size"),
@@ -223,5 +226,8 @@ def lr_summary(trials: pd.DataFrame) -> pd.DataFrame:
         min_final_sse=("converged_sse", "min"),
         diverged=("is_diverged", "sum"),
         pruned=("is_pruned", "sum"),
+        failed=("is_failed", "sum"),
     )
+    if not frame["is_failed"].any():
+        table = table.drop(columns="failed")
     return table.reset_index()

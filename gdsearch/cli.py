@@ -38,7 +38,16 @@ def _run(args: argparse.Namespace) -> int:
         f"{summary.path}: {summary.total} trials ({counts}); ran {summary.ran}, "
         f"{summary.skipped} already stored; {summary.wall_s:.1f} s"
     )
-    return 1 if summary.counts.get("failed") else 0
+    failed = summary.counts.get("failed", 0)
+    if failed:
+        example = f" (e.g. {summary.first_error})" if summary.first_error else ""
+        print(
+            f"gdsearch: {failed} of {summary.total} trials failed{example}; their errors are "
+            "in the trials table's error column; run the same command again to retry them",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -91,6 +100,14 @@ def _show(args: argparse.Namespace) -> int:
         f"trials stored ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}), "
         f"{manifest.get('status', 'unknown')}"
     )
+    failed = trials[trials["status"] == "failed"]
+    if len(failed):
+        errors = failed["error"].value_counts()
+        print(
+            f"{len(failed)} failed ({errors.index[0]!s}"
+            f"{f'; and {len(errors) - 1} other errors' if len(errors) > 1 else ''}); "
+            "running the job again retries them"
+        )
     if trials.empty:
         return 0
     table = lr_summary(trials)

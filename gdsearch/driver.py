@@ -4,6 +4,11 @@ The driver is the single writer of a results directory, and holds its lock (``gd
 while it writes, so a second run there waits or is refused. It keeps a bounded number of units in
 flight, commits each finished unit as one Parquet part as soon as it arrives (so it never holds
 all histories), and skips trials that are already stored, so running a job again resumes it.
+
+Nothing a unit does ends the run. Ray runs a unit again when its worker or node dies
+(``remote.TASK_RETRIES``); if that is not enough, the driver submits it afresh up to
+``RESUBMITS`` times, and then records its trials as ``failed``, as it does when a unit raises.
+Failed trials are stored with their error and tried again by the next run of the job.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from gdsearch.remote import advance_unit_task, train_unit_task
 from gdsearch.spec import JobSpec, load_job
 from gdsearch.store import ResultsStore, join
 from gdsearch.trial import Trial
-from gdsearch.unit import plan_units
+from gdsearch.unit import failed_tables, plan_units
 
 log = logging.getLogger("gdsearch")
 
@@ -41,6 +46,15 @@ IN_FLIGHT_PER_CPU = 2
 SWITCHES = ("patience", "scheduler")
 """Compatibility keys present only when the feature is on (so other result sets still match)."""
 CONNECT_TIMEOUT_S = 5.0
+RESUBMITS = 2
+"""How often the driver submits a unit again after Ray's own retries ended in a lost worker,
+node or object."""
+LOST = (
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.OutOfMemoryError,
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,8 @@ class RunSummary:
         ran: trials trained by this run.
         counts: stored trials by status after the run.
         wall_s: the run's wall time in seconds, Ray start-up included.
+        retried: failed trials of an earlier run that this run trained again.
+        first_error: the error text of one trial that failed in this run, if any did.
     """
 
     path: str
@@ -62,6 +78,8 @@ class RunSummary:
     ran: int
     counts: dict[str, int]
     wall_s: float
+    retried: int = 0
+    first_error: str | None = None
 
 
 def run_search(
@@ -101,13 +119,11 @@ def run_search(
     _check_compatible(store, compat, fresh)
     with ResultsLock(store, wait=wait, break_foreign=break_lock):
         _check_compatible(store, compat, fresh)  # a run we waited for may have stored others
-        total, ran, counts = _run_locked(
+        return _run_locked(
             spec, store, X, Y, trials, compat,
             address=address, fresh=fresh, show_progress=show_progress,
             started=started, started_at=started_at,
         )  # fmt: skip
-    wall = time.perf_counter() - started
-    return RunSummary(store.location, total, total - ran, ran, counts, wall)
 
 
 def _run_locked(
@@ -123,9 +139,8 @@ def _run_locked(
     show_progress: bool,
     started: float,
     started_at: str,
-) -> tuple[int, int, dict[str, int]]:
-    """The run proper, under the lock: returns the trials in the job (all rounds), how many it
-    trained, and the stored counts by status."""
+) -> RunSummary:
+    """The run proper, under the lock."""
     started_ray = _connect(address)  # so is an address where no cluster answers
     try:
         if fresh:
@@ -161,7 +176,9 @@ def _run_locked(
     if spec.mode == "bracket":
         manifest["bracket_rounds"] = rounds
     store.write_manifest(manifest)
-    return total, ran, counts
+    retried = sum(r["retried"] for r in rounds)
+    first_error = next((r["first_error"] for r in rounds if r["first_error"]), None)
+    return RunSummary(store.location, total, total - ran, ran, counts, wall, retried, first_error)
 
 
 def _run_rounds(
@@ -179,19 +196,21 @@ def _run_rounds(
     known = list(trials)
     current = trials
     while True:
+        retried = store.drop_failed({t.trial_id for t in current})
         stored = store.stored_trial_ids()
         todo = [t for t in current if t.trial_id not in stored]
         halving = spec.scheduler == "halving"
         units = plan_units(todo, cpus, apart=comparison_key if halving else None)
         if spec.mode == "bracket":
             log.info("bracket round %d: %d trials", len(rounds), len(current))
-        _log_plan(units, len(current), cpus)
+        _log_plan(units, len(current), cpus, retried)
         if halving:
-            _run_halving(spec, current, units, X, Y, store, cpus, show_progress)
+            first_error = _run_halving(spec, current, units, X, Y, store, cpus, show_progress)
         else:
-            _run_units(units, X, Y, store, cpus, len(todo), show_progress)
+            first_error = _run_units(units, X, Y, store, cpus, len(todo), show_progress)
         rounds.append({"round": len(rounds), "trials": len(current), "ran": len(todo),
-                       "units": len(units)})  # fmt: skip
+                       "units": len(units), "retried": retried,
+                       "first_error": first_error})  # fmt: skip
         if spec.mode != "bracket" or len(rounds) > spec.bracket_rounds:
             return rounds
         current = next_round(spec, known, store.trial_statuses())
@@ -200,14 +219,15 @@ def _run_rounds(
         known.extend(current)
 
 
-def _log_plan(units: list[list[Trial]], total: int, cpus: int) -> None:
+def _log_plan(units: list[list[Trial]], total: int, cpus: int, retried: int) -> None:
     if not units:
         log.info("all %d trials are stored already", total)
         return
     sizes = [len(u) for u in units]
+    again = f", {retried} of them failed before and tried again" if retried else ""
     log.info(
-        "%d trials to run (%d already stored) in %d work units of %d-%d trials on %d CPUs",
-        sum(sizes), total - sum(sizes), len(units), min(sizes), max(sizes), cpus,
+        "%d trials to run%s (%d already stored) in %d work units of %d-%d trials on %d CPUs",
+        sum(sizes), again, total - sum(sizes), len(units), min(sizes), max(sizes), cpus,
     )  # fmt: skip
 
 
@@ -219,27 +239,36 @@ def _run_units(
     cpus: int,
     total: int,
     show_progress: bool,
-) -> None:
-    """Submit units with at most ``IN_FLIGHT_PER_CPU`` per CPU pending; commit each as it ends."""
+) -> str | None:
+    """Submit units with at most ``IN_FLIGHT_PER_CPU`` per CPU pending; commit each as it ends.
+
+    Returns the error text of one trial that failed, or None if none did.
+    """
     progress = Progress(total) if show_progress and total else None
     data = ray.put((X, Y))
-    pending: list[ray.ObjectRef] = []
+    pending: dict[ray.ObjectRef, tuple[list[Trial], int]] = {}  # unit and its resubmissions
+    first_error: str | None = None
+
+    def submit(unit: list[Trial], resubmissions: int) -> None:
+        pending[train_unit_task.remote(data, unit)] = (unit, resubmissions)
 
     def commit_one() -> None:
-        nonlocal pending
-        ready, pending = ray.wait(pending, num_returns=1)
-        try:
-            trials_table, history_table = ray.get(ready[0])
-        except ray.exceptions.RayError as exc:
-            raise RunError(f"a work unit failed: {str(exc).strip().splitlines()[-1]}") from exc
+        nonlocal first_error
+        [ref], _ = ray.wait(list(pending), num_returns=1)
+        unit, resubmissions = pending.pop(ref)
+        tables = _unit_tables(ref, unit, resubmissions)
+        if tables is None:
+            submit(unit, resubmissions + 1)
+            return
+        trials_table, history_table = tables
         store.write_part(trials_table, history_table)
-        _count(progress, trials_table)
+        first_error = first_error or _count(progress, trials_table)
 
     try:
         for unit in units:
             if len(pending) >= IN_FLIGHT_PER_CPU * cpus:
                 commit_one()
-            pending.append(train_unit_task.remote(data, unit))
+            submit(unit, 0)
         while pending:
             commit_one()
     finally:
@@ -247,6 +276,33 @@ def _run_units(
             ray.cancel(ref, force=True)
         if progress:
             progress.close()
+    return first_error
+
+
+def _unit_tables(
+    ref: ray.ObjectRef, unit: list[Trial], resubmissions: int
+) -> tuple[pa.Table, pa.Table] | None:
+    """A finished unit's tables; its trials as failed if it raised or was lost too often;
+    None if it was lost and should be submitted again."""
+    try:
+        trials_table, history_table = ray.get(ref)
+        return trials_table, history_table
+    except LOST as exc:
+        if resubmissions < RESUBMITS:
+            log.warning("a work unit was lost (%s); submitting it again", _last_line(exc))
+            return None
+        reason = f"lost {resubmissions + 1} times: {_last_line(exc)}"
+    except ray.exceptions.RayTaskError as exc:
+        reason = _last_line(exc)
+    except ray.exceptions.RayError as exc:
+        raise RunError(f"a work unit failed: {_last_line(exc)}") from exc
+    log.warning("%d trials failed: %s", len(unit), reason)
+    return failed_tables(unit, reason)
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[-1].strip() if lines else type(exc).__name__
 
 
 @dataclass
@@ -268,12 +324,13 @@ def _run_halving(
     store: ResultsStore,
     cpus: int,
     show_progress: bool,
-) -> None:
+) -> str | None:
     """Train units rung by rung; at each rung, stop all but the best of each comparison group.
 
     A group decides a rung once all its trials still training have reached it, counting stored
     trials' histories too (:mod:`gdsearch.halving`), so a resumed run decides the same. A unit
     goes on as soon as its trials' groups have decided; meanwhile the other units train.
+    Failures are handled as in :func:`_run_units`; returns one failed trial's error, if any.
     """
     rung_epochs = halving.rungs(spec.min_epochs, spec.reduction_factor, spec.epochs)
     targets = [*rung_epochs, spec.epochs]
@@ -291,7 +348,16 @@ def _run_halving(
     waiting: set[int] = set()
     progress = Progress(sum(map(len, units))) if show_progress and units else None
     data = ray.put((X, Y))
-    in_flight: dict[ray.ObjectRef, tuple[int, ray.ObjectRef]] = {}
+    by_id = {t.trial_id: t for unit in units for t in unit}
+    in_flight: dict[ray.ObjectRef, tuple[int, ray.ObjectRef, Any, list[str], int]] = {}
+    first_error: str | None = None
+
+    def submit(index: int, stop: list[str], resubmissions: int) -> None:
+        unit = pool[index]
+        before = unit.state
+        refs = advance_unit_task.remote(data, before, targets[unit.rung], stop, spec.rung_metric)
+        rows_ref, rung_ref, unit.state = cast(list[ray.ObjectRef], refs)
+        in_flight[rung_ref] = (index, rows_ref, before, stop, resubmissions)
 
     def decide(k: int) -> None:
         """Take every rung-k decision that can be taken, and send on the units it frees."""
@@ -314,28 +380,27 @@ def _run_halving(
     try:
         while ready or in_flight:
             while ready and len(in_flight) < IN_FLIGHT_PER_CPU * cpus:
-                index, stop = ready.popleft()
-                unit = pool[index]
-                refs = advance_unit_task.remote(
-                    data, unit.state, targets[unit.rung], stop, spec.rung_metric
-                )
-                rows_ref, rung_ref, unit.state = cast(list[ray.ObjectRef], refs)
-                in_flight[rung_ref] = (index, rows_ref)
+                submit(*ready.popleft(), 0)
             (done,), _ = ray.wait(list(in_flight), num_returns=1)
-            index, rows_ref = in_flight.pop(done)
+            index, rows_ref, before, stop, resubmissions = in_flight.pop(done)
+            unit = pool[index]
             try:
                 at_rung, rows = ray.get(done), ray.get(rows_ref)
+            except (*LOST, ray.exceptions.RayTaskError) as exc:
+                if isinstance(exc, LOST) and resubmissions < RESUBMITS:
+                    log.warning("a work unit was lost (%s); submitting it again", _last_line(exc))
+                    unit.state = before
+                    submit(index, stop, resubmissions + 1)
+                    continue
+                # Its trials still training (and those it was to prune) are recorded as failed.
+                lost = [by_id[t] for t in sorted(unit.live | set(stop))]
+                log.warning("%d trials failed: %s", len(lost), _last_line(exc))
+                at_rung, rows = {}, failed_tables(lost, _last_line(exc))
             except ray.exceptions.RayError as exc:
-                reason = str(exc).strip().splitlines()[-1]
-                raise RunError(f"a work unit failed: {reason}") from exc
+                raise RunError(f"a work unit failed: {_last_line(exc)}") from exc
             if rows is not None:
                 store.write_part(*rows)
-                if progress:
-                    status = rows[0].column("status")
-                    progress.update(
-                        rows[0].num_rows, pc.sum(pc.equal(status, "diverged")).as_py() or 0
-                    )
-            unit = pool[index]
+                first_error = first_error or _count(progress, rows[0])
             k = unit.rung
             if k == len(rung_epochs):
                 continue  # the last stretch: every trial of the unit has finished
@@ -352,6 +417,7 @@ def _run_halving(
             ray.cancel(ref, force=True)
         if progress:
             progress.close()
+    return first_error
 
 
 def _stored_rung_metrics(
@@ -371,11 +437,14 @@ def _stored_rung_metrics(
     )
 
 
-def _count(progress: Progress | None, trials_table: pa.Table) -> None:
-    """Move the progress bar on by a stored part's trials."""
+def _count(progress: Progress | None, trials_table: pa.Table) -> str | None:
+    """Move the progress bar on by a stored part's trials; returns one failed trial's error."""
+    status = trials_table.column("status")
+    failed = pc.sum(pc.equal(status, "failed")).as_py() or 0
     if progress:
-        diverged = pc.sum(pc.equal(trials_table.column("status"), "diverged")).as_py() or 0
-        progress.update(trials_table.num_rows, diverged)
+        diverged = pc.sum(pc.equal(status, "diverged")).as_py() or 0
+        progress.update(trials_table.num_rows, diverged, failed)
+    return pc.drop_null(trials_table.column("error"))[0].as_py() if failed else None
 
 
 def _connect(address: str | None) -> bool:

@@ -401,6 +401,11 @@ class Population:
         self.stop_epoch[self.active.index[mask]] = epoch
         self.active.drop(mask, self.final)
 
+    def discard(self, indices: np.ndarray) -> None:
+        """Take the given running trials out of training, leaving their records as they are
+        (their training is being redone elsewhere)."""
+        self.active.drop(np.isin(self.active.index, indices), self.final)
+
     @property
     def running(self) -> np.ndarray:
         """Indices of the trials still training."""

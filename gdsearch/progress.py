@@ -1,4 +1,4 @@
-"""A one-line progress bar for a search: trials done of total, diverged so far, and ETA."""
+"""A one-line progress bar for a search: trials done of total, diverged and failed, ETA."""
 
 from __future__ import annotations
 
@@ -18,16 +18,18 @@ class Progress:
         self.total = total
         self.done = 0
         self.diverged = 0
+        self.failed = 0
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty()
         self.every_s = 0.1 if self.tty else every_s
         self.start = time.monotonic()
         self.last_drawn = -float("inf")
 
-    def update(self, done: int, diverged: int) -> None:
-        """Add ``done`` finished trials, ``diverged`` of them diverged, and redraw if due."""
+    def update(self, done: int, diverged: int, failed: int = 0) -> None:
+        """Add ``done`` finished trials, ``diverged`` and ``failed`` of them, and redraw if due."""
         self.done += done
         self.diverged += diverged
+        self.failed += failed
         now = time.monotonic()
         if now - self.last_drawn >= self.every_s or self.done >= self.total:
             self.last_drawn = now
@@ -49,9 +51,10 @@ class Progress:
         else:
             eta = "--:--" if self.done < self.total else _clock(elapsed)
         label = "ETA" if self.done < self.total else "took"
+        failed = f"{self.failed} failed  " if self.failed else ""
         return (
             f"[{'#' * filled}{'-' * (30 - filled)}] {self.done}/{self.total} trials  "
-            f"{self.diverged} diverged  {label} {eta}"
+            f"{self.diverged} diverged  {failed}{label} {eta}"
         )
 
     def _draw(self, now: float) -> None:

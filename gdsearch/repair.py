@@ -110,8 +110,8 @@ def _check_part(store: ResultsStore, kind: str, name: str) -> str:
         table = store.read_part(kind, name)
     except (OSError, pa.ArrowException) as exc:
         return "unreadable: " + (" ".join(str(exc).split()) or type(exc).__name__)
-    if table.num_rows == 0:
-        return "unreadable: it has no rows"
+    if table.num_rows == 0 and kind == "trials":  # a history part may be empty: its trials
+        return "unreadable: it has no rows"  # may all have failed or diverged at epoch 0
     for column in REQUIRED[kind]:
         if table.column(column).null_count:
             return f"unreadable: column {column} has missing values"
@@ -119,10 +119,17 @@ def _check_part(store: ResultsStore, kind: str, name: str) -> str:
 
 
 def _same_trials(store: ResultsStore, name: str) -> bool:
-    """Whether a unit's trials part and history part name the same trials."""
-    trials = store.read_part("trials", name, ["trial_id"]).column("trial_id")
+    """Whether a unit's history part holds the trials of its trials part: every trial that
+    has a history (all but failed ones and those diverged at epoch 0), and no other."""
+    trials = store.read_part("trials", name, ["trial_id", "status", "diverged_epoch"])
     history = store.read_part("history", name, ["trial_id"]).column("trial_id")
-    return set(pc.unique(trials).to_pylist()) == set(pc.unique(history).to_pylist())
+    no_history = pc.or_(
+        pc.equal(trials.column("status"), "failed"),
+        pc.fill_null(pc.equal(trials.column("diverged_epoch"), 0), False),
+    )
+    listed = set(trials.column("trial_id").to_pylist())
+    with_history = set(trials.filter(pc.invert(no_history)).column("trial_id").to_pylist())
+    return with_history <= set(pc.unique(history).to_pylist()) <= listed
 
 
 def _as_state(problem: str) -> str:

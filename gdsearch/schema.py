@@ -1,4 +1,8 @@
-"""The columns of the results tables (DESIGN.md): what workers produce and the store writes."""
+"""The columns of the results tables (DESIGN.md): what workers produce and the store writes.
+
+Parts written before a column was added load with that column null (``ResultsStore.read_table``
+reads every part against these schemas).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ TRIALS_SCHEMA = pa.schema(
         ("stopped_epoch", pa.int32()),
         ("node", pa.string()),
         ("wall_s", pa.float64()),
+        ("error", pa.string()),  # why a failed trial failed; null otherwise
     ]
 )
 HISTORY_SCHEMA = pa.schema(

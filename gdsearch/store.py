@@ -14,11 +14,13 @@ with credentials and endpoint from the standard AWS environment variables). Layo
 A finished work unit becomes one history part and one trials part with the same name. The
 history part is written first and the trials part last, so a trial counts as stored exactly
 when its trials row exists; a history part without its partner (a run killed in between) is
-removed before the next run. On a local disk each file is written under a hidden temporary
-name, flushed and renamed (Parquet readers skip names that start with "." or "_"); on an object
-store each file is one put, which becomes visible whole or not at all. Every page of a part
-carries a CRC checksum, which ``load_results`` verifies, so a part damaged later on the disk is
-named on load rather than read as other numbers; ``gdsearch.repair`` drops such parts.
+removed before the next run. A ``failed`` trial's row (it has no history rows) is dropped by
+rewriting its part before the trial is trained again, so no trial is ever stored twice. On a
+local disk each file is written under a hidden temporary name, flushed and renamed (Parquet
+readers skip names that start with "." or "_"); on an object store each file is one put, which
+becomes visible whole or not at all. Every page of a part carries a CRC checksum, which
+``load_results`` verifies, so a part damaged later on the disk is named on load rather than
+read as other numbers; ``gdsearch.repair`` drops such parts.
 """
 
 from __future__ import annotations
@@ -148,6 +150,39 @@ class ResultsStore:
         self._write_table(trials.cast(TRIALS_SCHEMA), f"{self.trials_dir}/{name}")
         return name
 
+    def drop_failed(self, trial_ids: set[str]) -> int:
+        """Remove the ``failed`` rows of these trials, so that they count as not stored.
+
+        Each trials part holding such rows is replaced whole (atomically) by one without them,
+        or removed with its history partner if nothing is left; failed trials have no history
+        rows. A crash in between leaves each part either old or new, so no trial is ever
+        stored twice. Returns how many rows were dropped.
+        """
+        wanted = pa.array(sorted(trial_ids), pa.string())
+
+        def retry(table: pa.Table) -> pa.ChunkedArray:
+            return pc.and_(
+                pc.equal(table.column("status"), "failed"),
+                pc.is_in(table.column("trial_id"), value_set=wanted),
+            )
+
+        dropped = 0
+        for name in self._parts(self.trials_dir):
+            path = f"{self.trials_dir}/{name}"
+            n_retry = pc.sum(retry(self._read_checked("trials", name, ["trial_id", "status"])))
+            if not n_retry.as_py():
+                continue
+            table = self._read_checked("trials", name)
+            kept = table.filter(pc.invert(retry(table)))
+            if kept.num_rows:
+                self._write_table(kept, path)
+            else:  # trials first: a lone history part is an interrupted write, removed later
+                self.fs.delete_file(path)
+                if self._info(f"{self.history_dir}/{name}").type == pafs.FileType.File:
+                    self.fs.delete_file(f"{self.history_dir}/{name}")
+            dropped += table.num_rows - kept.num_rows
+        return dropped
+
     def read_table(self, kind: str, columns: list[str] | None = None) -> pa.Table:
         """All committed parts of ``trials`` or ``history`` as one table.
 
@@ -155,16 +190,7 @@ class ResultsStore:
             ResultsError: a part cannot be read whole; the message names it and the remedy.
         """
         schema = SCHEMAS[kind]
-        tables = []
-        for name in self.parts(kind):
-            try:
-                tables.append(self.read_part(kind, name, columns))
-            except (OSError, pa.ArrowException) as exc:
-                raise ResultsError(
-                    f"{self.directory(kind)}/{name}: not a readable Parquet part "
-                    f"({_reason(exc)}); `gdsearch repair {self.location}` drops it and its "
-                    "partner so that the next run trains their trials again"
-                ) from None
+        tables = [self._read_checked(kind, name, columns) for name in self.parts(kind)]
         if not tables:
             return schema.empty_table().select(columns or schema.names)
         return pa.concat_tables(tables)
@@ -186,6 +212,17 @@ class ResultsStore:
             filesystem=self.fs,
             page_checksum_verification=True,
         )
+
+    def _read_checked(self, kind: str, name: str, columns: list[str] | None = None) -> pa.Table:
+        """:meth:`read_part`, with a part that cannot be read named in a ResultsError."""
+        try:
+            return self.read_part(kind, name, columns)
+        except (OSError, pa.ArrowException) as exc:
+            raise ResultsError(
+                f"{self.directory(kind)}/{name}: not a readable Parquet part "
+                f"({_reason(exc)}); `gdsearch repair {self.location}` drops it and its "
+                "partner so that the next run trains their trials again"
+            ) from None
 
     def temporary_files(self) -> list[str]:
         """Paths of files a writer left under a temporary name (it died before committing)."""

@@ -2,11 +2,21 @@
 
 This module knows nothing of Ray: the driver ships a unit to a Ray task, and tests or a plain
 loop can call :func:`train_unit` directly and get the same tables.
+
+A trial that raises is recorded, not fatal: when a population raises, its running trials are
+trained again one at a time from their initial weights (a trial's history does not depend on
+its population, so those that succeed get the values they would have had), and each that still
+raises gets status ``failed``, its error text in ``error``, and no history rows.
+
+Fault injection: the environment variable ``GDSEARCH_FAULT_TRIALS`` (comma-separated trial_ids),
+read here and nowhere else, makes those trials raise, so that tests can fail a trial on a real
+Ray worker. Unset, it costs one lookup per population and call.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Hashable, Sequence
@@ -17,8 +27,6 @@ import pyarrow as pa
 
 from gdsearch.mlp import (
     DEFAULT_PATIENCE_TOLERANCE,
-    PLATEAUED,
-    PRUNED,
     RUNNING,
     STATUS_CODES,
     Population,
@@ -39,6 +47,8 @@ POPULATION_ELEMENTS = 65_536
 """A unit trains its trials in populations of about this many values per activation array
 (K × samples × widest layer): small enough for the CPU's cache, large enough that numpy's
 per-call cost is shared by many trials. Results do not depend on it."""
+MAX_ERROR_CHARS = 500
+FAULT_VARIABLE = "GDSEARCH_FAULT_TRIALS"
 
 
 def plan_units(
@@ -67,15 +77,17 @@ def plan_units(
 
 @dataclass
 class UnitState:
-    """A work unit between calls of :func:`advance_unit`: its trials, their cache-sized
-    populations, and which trials' rows have been handed out. Picklable, so a scheduler can
-    carry a unit on in another task."""
+    """A work unit between calls of :func:`advance_unit`: its trials, their populations, and
+    which trials' rows have been handed out. Picklable, so a scheduler can carry a unit on in
+    another task."""
 
     trials: list[Trial]
+    sizes: list[int]
     populations: list[Population]
-    offsets: list[int]  # where each population's trials start in ``trials``
+    members: list[np.ndarray]  # each population's rows, as indices into ``trials``
     emitted: np.ndarray  # (K,) bool: this trial's rows were returned already
     wall: np.ndarray  # (K,) seconds of training, shared out by epochs trained
+    errors: list[str | None]  # a failed trial's error text
 
 
 def start_unit(X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial]) -> UnitState:
@@ -83,10 +95,12 @@ def start_unit(X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial]) -> UnitSta
     first = trials[0]
     sizes = layer_sizes(X.shape[1], first.hidden, Y.shape[1])
     chunk = max(1, POPULATION_ELEMENTS // (X.shape[0] * max(sizes)))
-    offsets = list(range(0, len(trials), chunk))
-    populations = [_population(X, trials[i : i + chunk], sizes) for i in offsets]
     K = len(trials)
-    return UnitState(list(trials), populations, offsets, np.zeros(K, bool), np.zeros(K))
+    members = [np.arange(i, min(i + chunk, K)) for i in range(0, K, chunk)]
+    populations = [_population(X, [trials[j] for j in rows], sizes) for rows in members]
+    return UnitState(
+        list(trials), sizes, populations, members, np.zeros(K, bool), np.zeros(K), [None] * K
+    )
 
 
 def advance_unit(
@@ -113,36 +127,84 @@ def advance_unit(
         did), the rung metric of each trial still running, and the state to carry on.
     """
     ids = [t.trial_id for t in state.trials]
-    at = {trial_id: i for i, trial_id in enumerate(ids)}
-    for population, offset in zip(state.populations, state.offsets, strict=True):
-        mine = [at[t] - offset for t in prune if offset <= at[t] < offset + len(population.status)]
-        if mine:
-            population.prune(np.array(mine))
+    pruned = np.array([i for i, trial_id in enumerate(ids) if trial_id in set(prune)], int)
+    for index in range(len(state.populations)):
+        population, members = state.populations[index], state.members[index]
+        mine = np.flatnonzero(np.isin(members, pruned))
+        if mine.size:
+            population.prune(mine)
         was, first = population.running, max(population.epoch - 1, 0)
         start = time.perf_counter()
-        population.advance(X, Y, until)
+        try:
+            _inject_fault([state.trials[j] for j in members[was]])
+            population.advance(X, Y, until)
+        except Exception as exc:
+            population.discard(was)
+            _one_at_a_time(X, Y, state, members[was], until, exc)
+            continue
         elapsed = time.perf_counter() - start
         if was.size:  # the call's time, shared out by epochs trained
             trained = np.maximum(population.result().lengths[was] - first, 1)
-            state.wall[offset + was] += elapsed * trained / trained.sum()
-    results = [p.result() for p in state.populations]
-    histories = np.concatenate([r.histories for r in results])
-    lengths = np.concatenate([r.lengths for r in results])
-    diverged = np.concatenate([r.diverged_epoch for r in results])
-    status = np.concatenate([r.status for r in results])
-    done = (status != RUNNING) & ~state.emitted
+            state.wall[members[was]] += elapsed * trained / trained.sum()
+    histories, lengths, diverged, status = _gather(state)
+    failed = np.array([e is not None for e in state.errors])
+    done = ((status != RUNNING) | failed) & ~state.emitted
     rows = None
     if done.any():
         picked = np.flatnonzero(done)
         trials = [state.trials[i] for i in picked]
-        kept = (histories[picked], lengths[picked])
-        table = _trials_table(trials, *kept, diverged[picked], status[picked], node,
-                              state.wall[picked])  # fmt: skip
+        kept = (histories[picked], np.where(failed[picked], 0, lengths[picked]))
+        statuses = ["failed" if failed[i] else STATUS_CODES[status[i]] for i in picked]
+        table = _trials_table(trials, *kept, diverged[picked], statuses, node, state.wall[picked],
+                              [state.errors[i] for i in picked])  # fmt: skip
         rows = (table, _history_table(trials, *kept))
         state.emitted |= done
-    running = np.flatnonzero(status == RUNNING)
+    running = np.flatnonzero((status == RUNNING) & ~failed)
     values = rung_metric(histories[running], until, metric)
     return rows, {ids[i]: float(v) for i, v in zip(running, values, strict=True)}, state
+
+
+def _one_at_a_time(
+    X: np.ndarray,
+    Y: np.ndarray,
+    state: UnitState,
+    rows: np.ndarray,
+    until: int,
+    error: Exception,
+) -> None:
+    """After a population raised: train its running trials alone, from their initial weights,
+    to ``until``; record each that still raises as failed. A lone trial is not tried again."""
+    if len(rows) == 1:
+        state.errors[rows[0]] = _describe(error)
+        return
+    for j in rows:
+        trial = state.trials[j]
+        single = _population(X, [trial], state.sizes)
+        try:
+            _inject_fault([trial])
+            single.advance(X, Y, until)
+        except Exception as exc:
+            state.errors[j] = _describe(exc)
+            continue
+        state.populations.append(single)
+        state.members.append(np.array([j]))
+
+
+def _gather(state: UnitState) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every trial's history, length, divergence epoch and status code, from the population
+    that trains it now (a trial trained again alone is found in its own, added later)."""
+    results = [p.result() for p in state.populations]
+    K = len(state.trials)
+    histories = np.full((K, results[0].histories.shape[1]), np.nan)
+    lengths = np.zeros(K, dtype=np.int64)
+    diverged = np.full(K, -1, dtype=np.int64)
+    status = np.full(K, RUNNING, dtype=np.int8)
+    for result, members in zip(results, state.members, strict=True):
+        histories[members] = result.histories
+        lengths[members] = result.lengths
+        diverged[members] = result.diverged_epoch
+        status[members] = result.status
+    return histories, lengths, diverged, status
 
 
 def train_unit(
@@ -157,11 +219,22 @@ def train_unit(
 
     Returns:
         The unit's trials table and history table (``TRIALS_SCHEMA``, ``HISTORY_SCHEMA``).
+        A trial that raised has status ``failed``, its error text, and no history rows.
     """
-    epochs = int(dict(trials[0].fixed)["epochs"])
-    rows, _, _ = advance_unit(X, Y, start_unit(X, Y, trials), epochs, node=node)
+    rows, _, _ = advance_unit(X, Y, start_unit(X, Y, trials), _epochs(trials[0]), node=node)
     assert rows is not None
     return rows
+
+
+def failed_tables(
+    trials: Sequence[Trial], error: str, node: str = ""
+) -> tuple[pa.Table, pa.Table]:
+    """The tables of a unit none of whose trials could be trained: all ``failed``, no history."""
+    K = len(trials)
+    histories, lengths = np.full((K, 1), np.nan), np.zeros(K, dtype=np.int64)
+    table = _trials_table(trials, histories, lengths, np.full(K, -1), ["failed"] * K, node,
+                          np.zeros(K), [_one_line(error)] * K)  # fmt: skip
+    return table, _history_table(trials, histories, lengths)
 
 
 def _population(X: np.ndarray, trials: Sequence[Trial], sizes: list[int]) -> Population:
@@ -187,6 +260,29 @@ def _population(X: np.ndarray, trials: Sequence[Trial], sizes: list[int]) -> Pop
     )
 
 
+def _inject_fault(trials: Sequence[Trial]) -> None:
+    """Raise if ``GDSEARCH_FAULT_TRIALS`` names one of these trials (tests only)."""
+    named = os.environ.get(FAULT_VARIABLE)
+    if not named:
+        return
+    hit = set(named.split(",")).intersection(t.trial_id for t in trials)
+    if hit:
+        raise RuntimeError(f"fault injected by {FAULT_VARIABLE} into trial {min(hit)}")
+
+
+def _epochs(trial: Trial) -> int:
+    return int(dict(trial.fixed)["epochs"])
+
+
+def _describe(exc: BaseException) -> str:
+    return _one_line(f"{type(exc).__name__}: {exc}")
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
+
+
 def _history_table(
     trials: Sequence[Trial], histories: np.ndarray, lengths: np.ndarray
 ) -> pa.Table:
@@ -204,9 +300,10 @@ def _trials_table(
     histories: np.ndarray,
     lengths: np.ndarray,
     diverged_epoch: np.ndarray,
-    status: np.ndarray,
+    statuses: list[str],
     node: str,
     wall: np.ndarray,
+    errors: list[str | None],
 ) -> pa.Table:
     K = len(trials)
     last = np.where(lengths > 0, histories[np.arange(K), np.maximum(lengths - 1, 0)], np.nan)
@@ -217,7 +314,7 @@ def _trials_table(
             np.nan,
         )
     diverged = diverged_epoch >= 0
-    stopped = (status == PLATEAUED) | (status == PRUNED)
+    stopped = np.isin(statuses, ["plateaued", "pruned"])
     columns = {
         "trial_id": [t.trial_id for t in trials],
         "lr": [t.lr for t in trials],
@@ -228,12 +325,13 @@ def _trials_table(
         "batch_size": [t.batch_size for t in trials],
         "seed": [t.seed for t in trials],
         "epochs": [dict(t.fixed)["epochs"] for t in trials],
-        "status": [STATUS_CODES[code] for code in status],
+        "status": statuses,
         "final_sse": pa.array(last, from_pandas=True),
         "min_sse": pa.array(lowest, from_pandas=True),
         "diverged_epoch": pa.array(diverged_epoch.astype(np.int32), mask=~diverged),
         "stopped_epoch": pa.array((lengths - 1).astype(np.int32), mask=~stopped),
         "node": [node] * K,
         "wall_s": wall,
+        "error": errors,
     }
     return pa.Table.from_pydict(columns, schema=TRIALS_SCHEMA)

@@ -4,6 +4,7 @@ No Docker engine runs here, so the compose file is checked statically, and its `
 commands run as plain processes: a head and a worker node, each with its own ports, sharing one
 temp dir of the test's, token authentication on. Jobs go in through Ray's Jobs API, as
 `gdsearch submit` sends them, in separate processes with the environment a user would have.
+A third node, joined for one test, is SIGKILLed mid-run to show that a lost node loses nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +40,15 @@ TOKEN_VARIABLES = (
     "RAY_ADDRESS",
     "RAY_API_SERVER_ADDRESS",
 )
+
+
+HEAD_HEALTH_CHECKS = {
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "1000",
+    "RAY_health_check_failure_threshold": "3",
+}
+"""The head declares a silent node dead after about 3 s instead of Ray's default 15 s, so the
+node-loss test stays short; nothing else depends on it."""
 
 
 def _compose() -> dict[str, Any]:
@@ -113,6 +123,16 @@ class RunningCluster:
     token: str
     env: dict[str, str]
     processes: list[subprocess.Popen[bytes]]
+    gcs_address: str
+
+
+def _worker_command(gcs_address: str) -> list[str]:
+    """The compose file's worker node, 1 CPU, joining the head at ``gcs_address``."""
+    return _as_process(
+        _compose()["services"]["ray-worker"]["command"],
+        {"--address": gcs_address, "--num-cpus": "1"},
+        ["--node-ip-address=127.0.0.1", f"--dashboard-agent-listen-port={_free_port()}"],
+    )
 
 
 def _wait_for_nodes(dashboard: str, env: dict[str, str], count: int, deadline: float) -> None:
@@ -147,23 +167,22 @@ def cluster() -> Iterator[RunningCluster]:
          f"--ray-client-server-port={_free_port()}",
          f"--dashboard-agent-listen-port={_free_port()}"],
     )  # fmt: skip
-    worker = _as_process(
-        services["ray-worker"]["command"],
-        {"--address": f"127.0.0.1:{gcs}", "--num-cpus": "1"},
-        ["--node-ip-address=127.0.0.1", f"--dashboard-agent-listen-port={_free_port()}"],
-    )
+    worker = _worker_command(f"127.0.0.1:{gcs}")
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for command in (head, worker):
             log = open(Path(temp) / f"{command[2].lstrip('-').split('=')[0]}.log", "wb")  # noqa: SIM115
+            own_env = {**env, **HEAD_HEALTH_CHECKS} if command is head else env
             processes.append(
-                subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
+                subprocess.Popen(
+                    command, env=own_env, stdout=log, stderr=log, start_new_session=True
+                )
             )
             if command is head:
                 time.sleep(3.0)
         address = f"http://127.0.0.1:{dashboard}"
         _wait_for_nodes(address, env, 2, time.monotonic() + 120)
-        yield RunningCluster(address, token, env, processes)
+        yield RunningCluster(address, token, env, processes, f"127.0.0.1:{gcs}")
     finally:
         for process in reversed(processes):  # only what this fixture started, by its handle
             if process.poll() is None:
@@ -274,3 +293,123 @@ def test_stop_ends_a_running_submission(cluster: RunningCluster, tmp_path: Path)
             break
         time.sleep(1.0)
     assert f"{submission_id}: STOPPED" in state
+
+
+# --- a node lost mid-run ----------------------------------------------------------------------
+
+NODE_LOSS_JOB = """
+[job]
+name = "node-loss"
+seed = 11
+
+[data]
+dataset = "moons"
+n_samples = 40
+
+[train]
+epochs = 6000
+
+[search]
+lr = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
+hidden = [[4], [6]]
+seed = [0, 1, 2, 3, 4, 5, 6, 7]
+"""
+NODE_MARKER = "GDSEARCH_TEST_NODE"  # set on the extra node only: its processes carry it
+
+
+def _cluster_state(dashboard: str, env: dict[str, str]) -> tuple[set[str], set[tuple[Any, ...]]]:
+    """The alive nodes' ids, and (task_id, node_id, state, attempt) of every unit task so far."""
+    probe = (
+        "import json; from ray.util.state import list_nodes, list_tasks; "
+        f"nodes = list_nodes(address={dashboard!r}); "
+        f"tasks = list_tasks(address={dashboard!r}, detail=True, limit=10000, "
+        "filters=[('name', '=', 'train_unit_task')]); "
+        "print(json.dumps([[n.node_id for n in nodes if n.state == 'ALIVE'], "
+        "[(t.task_id, t.node_id, t.state, t.attempt_number) for t in tasks]]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    nodes, tasks = json.loads(done.stdout.strip().splitlines()[-1])
+    return set(nodes), {tuple(task) for task in tasks}
+
+
+def _training_on(marker: str) -> bool:
+    """Whether a worker of the node that carries ``marker`` is training a unit right now."""
+    from tests.processes import processes_of
+
+    for pid in processes_of(marker, NODE_MARKER):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if handle.read().startswith(b"ray::train_unit_task"):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def test_a_worker_node_lost_mid_run_the_run_completes_on_the_rest(
+    cluster: RunningCluster, tmp_path: Path, local_ray: None
+) -> None:
+    """A third node joins and is SIGKILLed (its process group, by the Popen handle, then every
+    process that carries its marker) while it trains a unit; Ray runs that unit again elsewhere."""
+    from tests.processes import Driver, kill_leftovers, processes_of
+
+    job = tmp_path / "node-loss.toml"
+    job.write_text(NODE_LOSS_JOB)
+    before, attempts_before = _cluster_state(cluster.dashboard, cluster.env)
+    marker = tempfile.mkdtemp(prefix="gdsn-", dir="/tmp")
+    with open(Path(marker) / "node.log", "wb") as log:
+        node = subprocess.Popen(
+            _worker_command(cluster.gcs_address),
+            env={**cluster.env, NODE_MARKER: marker},
+            stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+    results = tmp_path / "results"
+    driver = None
+    try:
+        deadline = time.monotonic() + 120
+        while not (new := _cluster_state(cluster.dashboard, cluster.env)[0] - before):
+            assert time.monotonic() < deadline, "the third node did not come up"
+            time.sleep(0.5)
+        [lost] = new
+        driver = Driver(
+            ["run", str(job), "--address", cluster.gcs_address, "--results-dir", str(results),
+             "--no-progress"],
+            base_env=cluster.env,
+        )  # fmt: skip
+        deadline = time.monotonic() + 240
+        while not _training_on(marker):
+            assert driver.process.poll() is None, driver.stderr()
+            assert time.monotonic() < deadline, "the new node never trained a unit"
+            time.sleep(0.01)
+        os.killpg(node.pid, signal.SIGKILL)  # the node's raylet and agents, by the handle
+        node.wait(timeout=30)
+        kill_leftovers(marker, NODE_MARKER)  # its workers, in process groups of their own
+        assert processes_of(marker, NODE_MARKER) == []
+        assert driver.wait(timeout=300) == 0, driver.stderr()[-3000:]
+        assert "on 3 CPUs" in driver.stderr()  # the plan counted the lost node
+    finally:
+        if node.poll() is None:
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait(timeout=30)
+        kill_leftovers(marker, NODE_MARKER)
+        if driver is not None:
+            driver.kill()
+            driver.remove()
+        shutil.rmtree(marker, ignore_errors=True)
+
+    attempts = _cluster_state(cluster.dashboard, cluster.env)[1] - attempts_before
+    failed = {
+        task for task, node_id, state, _ in attempts if node_id == lost and state == "FAILED"
+    }
+    retried = {task for task, node_id, state, n in attempts if node_id != lost and n > 0}
+    assert failed and failed <= retried, attempts  # each unit lost with the node ran again
+    remote = gdsearch.load_results(results / "node-loss")
+    local = gdsearch.load_results(gdsearch.run_search(job, tmp_path, show_progress=False).path)
+    assert len(remote.trials) == 96 and remote.trials["trial_id"].is_unique
+    assert not remote.history.duplicated(["trial_id", "epoch"]).any()
+    assert remote.history.equals(local.history)
+    varying = ["node", "wall_s"]
+    assert remote.trials.drop(columns=varying).equals(local.trials.drop(columns=varying))

@@ -267,3 +267,29 @@ def test_the_same_job_without_halving_is_refused_on_halving_results(
         gdsearch.run_search(plain, tmp_path / "results", show_progress=False)
     after = {p: p.read_bytes() for p in Path(halving_run.path).rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_a_trial_that_raises_between_rungs_fails_alone_and_the_rest_carry_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gdsearch.unit import FAULT_VARIABLE
+
+    spec = parse_job(HALVING_JOB)
+    X, Y = spec.load_data()
+    trials = spec.trials()[:9]
+    _, whole_history = train_unit(X, Y, trials)
+    state = start_unit(X, Y, trials)
+    _, at_rung, state = advance_unit(X, Y, state, 10)
+    victim = sorted(at_rung)[0]
+    monkeypatch.setenv(FAULT_VARIABLE, victim)
+    rows, at_rung, state = advance_unit(X, Y, state, 30)
+    assert rows is not None and victim not in at_rung
+    failed = rows[0].to_pandas().set_index("trial_id").loc[victim]
+    assert failed["status"] == "failed" and "fault injected" in failed["error"]
+    assert victim not in set(rows[1].column("trial_id").to_pylist())
+    monkeypatch.delenv(FAULT_VARIABLE)
+    rows, _, _ = advance_unit(X, Y, state, 120)
+    assert rows is not None and victim not in set(rows[0].column("trial_id").to_pylist())
+    expected = whole_history.to_pandas().set_index(["trial_id", "epoch"])["sse"]
+    got = rows[1].to_pandas().set_index(["trial_id", "epoch"])["sse"]
+    np.testing.assert_array_equal(got.to_numpy(), expected.loc[got.index].to_numpy())

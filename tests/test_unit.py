@@ -219,3 +219,79 @@ def test_plan_units_bounds_a_units_history_memory_for_long_trainings() -> None:
     units = plan_units(trials, 1)
     assert max(len(u) for u in units) * 1_000_001 <= HISTORY_VALUES_PER_UNIT
     assert sorted(t.trial_id for u in units for t in u) == sorted(t.trial_id for t in trials)
+
+
+def test_a_raising_population_is_retrained_trial_by_trial_and_only_the_raising_trial_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception the maths did not expect, raised for one learning rate inside training."""
+    spec = parse_job(UNIT_JOB)
+    X, Y = spec.load_data()
+    trials = spec.trials()
+    real = mlp.Population.advance
+    calls = []
+
+    def overflowing(self: mlp.Population, X: np.ndarray, Y: np.ndarray, until: int) -> None:
+        lrs = self.active.lr.ravel()
+        calls.append(len(lrs))
+        if 0.3 in lrs:
+            raise FloatingPointError("overflow encountered in matmul")
+        real(self, X, Y, until)
+
+    monkeypatch.setattr(mlp.Population, "advance", overflowing)
+    trials_table, history = train_unit(X, Y, trials, node="node-a")
+
+    assert calls[0] == len(trials) and calls[1:] == [1] * len(trials)  # whole, then one by one
+    assert trials_table.schema.equals(TRIALS_SCHEMA) and history.schema.equals(HISTORY_SCHEMA)
+    rows = {row["trial_id"]: row for row in trials_table.to_pylist()}
+    by_trial = _histories_by_trial(history)
+    failing = {t.trial_id for t in trials if t.lr == 0.3}
+    assert len(failing) == 4
+    for trial in trials:
+        row = rows[trial.trial_id]
+        if trial.trial_id in failing:
+            assert row["status"] == "failed" and trial.trial_id not in by_trial
+            assert row["error"] == "FloatingPointError: overflow encountered in matmul"
+            assert row["final_sse"] is None and row["min_sse"] is None
+            assert row["diverged_epoch"] is None and row["wall_s"] == 0.0
+        else:
+            assert row["status"] in ("ok", "diverged") and row["error"] is None
+            assert np.array_equal(by_trial[trial.trial_id][1], _train_directly(X, Y, trial))
+
+
+def test_the_fault_variable_fails_exactly_the_trials_it_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gdsearch.unit import FAULT_VARIABLE
+
+    spec = parse_job(UNIT_JOB)
+    X, Y = spec.load_data()
+    trials = spec.trials()
+    named = [trials[2].trial_id, trials[11].trial_id]
+    monkeypatch.setenv(FAULT_VARIABLE, ",".join(named))
+    trials_table, history = train_unit(X, Y, trials)
+    columns = trials_table.to_pydict()
+    statuses = dict(zip(columns["trial_id"], columns["status"], strict=True))
+    assert {tid for tid, status in statuses.items() if status == "failed"} == set(named)
+    errors = [e for e in trials_table.column("error").to_pylist() if e is not None]
+    assert sorted(errors) == sorted(
+        f"RuntimeError: fault injected by {FAULT_VARIABLE} into trial {tid}" for tid in named
+    )
+    assert not set(named) & set(history.column("trial_id").to_pylist())
+    monkeypatch.delenv(FAULT_VARIABLE)
+    _, clean = train_unit(X, Y, trials)
+    expected = _histories_by_trial(clean)
+    for tid, (epochs, sse) in _histories_by_trial(history).items():
+        assert np.array_equal(expected[tid][1], sse) and np.array_equal(expected[tid][0], epochs)
+
+
+def test_failed_tables_mark_a_whole_unit_failed_with_one_line_of_error() -> None:
+    from gdsearch.unit import MAX_ERROR_CHARS, failed_tables
+
+    trials = parse_job(UNIT_JOB).trials()[:3]
+    trials_table, history = failed_tables(trials, "WorkerCrashedError:\n  " + "x" * 1000)
+    assert trials_table.schema.equals(TRIALS_SCHEMA) and history.num_rows == 0
+    assert trials_table.column("status").to_pylist() == ["failed"] * 3
+    error = trials_table.column("error")[0].as_py()
+    assert "\n" not in error and len(error) == MAX_ERROR_CHARS
+    assert error.startswith("WorkerCrashedError: xxx") and error.endswith("…")
