@@ -18,6 +18,7 @@ import os
 import socket
 import time
 from collections import Counter, defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -272,10 +273,7 @@ def _run_units(
         while pending:
             commit_one()
     finally:
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        if progress:
-            progress.close()
+        _wind_up(pending, progress)
     return first_error
 
 
@@ -413,10 +411,7 @@ def _run_halving(
             waiting.add(index)
             decide(k)
     finally:
-        for ref in in_flight:
-            ray.cancel(ref, force=True)
-        if progress:
-            progress.close()
+        _wind_up(in_flight, progress)
     return first_error
 
 
@@ -435,6 +430,14 @@ def _stored_rung_metrics(
     return halving.stored_metrics(
         trials.to_pandas(), history.to_pandas(), rung_epochs, spec.rung_metric
     )
+
+
+def _wind_up(refs: Iterable[ray.ObjectRef], progress: Progress | None) -> None:
+    """Cancel the tasks still in flight (after an error or an interrupt) and end the bar."""
+    for ref in refs:
+        ray.cancel(ref, force=True)
+    if progress:
+        progress.close()
 
 
 def _count(progress: Progress | None, trials_table: pa.Table) -> str | None:
