@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from gdsearch.errors import ResultsError
+from gdsearch.errors import ResultsError, RunError
 from gdsearch.schema import HISTORY_SCHEMA, TRIALS_SCHEMA
 
 if TYPE_CHECKING:
@@ -273,28 +274,29 @@ class ResultsStore:
         return sorted(n for n in names if n.startswith("part-") and n.endswith(".parquet"))
 
     def _write_bytes(self, path: str, data: bytes) -> None:
-        if not self.local:
-            with self.fs.open_output_stream(path) as stream:
-                stream.write(data)
-            return
-        tmp = _temporary(path)
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _commit_local(tmp, path)
+        self._write(path, lambda stream: stream.write(data))
 
     def _write_table(self, table: pa.Table, path: str) -> None:
-        if not self.local:
-            with self.fs.open_output_stream(path) as stream:
-                pq.write_table(table, stream, write_page_checksum=True)
-            return
-        tmp = _temporary(path)
-        with open(tmp, "wb") as handle:
-            pq.write_table(table, handle, write_page_checksum=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _commit_local(tmp, path)
+        self._write(path, lambda stream: pq.write_table(table, stream, write_page_checksum=True))
+
+    def _write(self, path: str, fill: Callable[[Any], object]) -> None:
+        """Write one file whole or not at all; a failure (a full disk, say) is a RunError
+        naming the file, and leaves no temporary file behind."""
+        tmp = _temporary(path) if self.local else ""
+        try:
+            if not self.local:
+                with self.fs.open_output_stream(path) as stream:
+                    fill(stream)
+                return
+            with open(tmp, "wb") as handle:
+                fill(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            _commit_local(tmp, path)
+        except (OSError, pa.ArrowException) as exc:
+            if tmp and os.path.exists(tmp):
+                os.unlink(tmp)
+            raise RunError(f"{path}: cannot be written: {_reason(exc)}") from None
 
 
 def _temporary(path: str) -> str:

@@ -178,3 +178,21 @@ def test_cli_run_with_failing_trials_exits_1_and_the_next_run_retries_only_them(
         history.sort_values(["trial_id", "epoch"])["sse"].to_numpy(),
         reference.history["sse"].to_numpy(),
     )
+
+
+def test_a_part_that_cannot_be_written_is_a_run_error_naming_it_and_leaves_no_temporary(
+    tmp_path: Path,
+) -> None:
+    from gdsearch.errors import RunError
+
+    spec = parse_job(JOB)
+    X, Y = spec.load_data()
+    store = ResultsStore(tmp_path / "r")
+    store.prepare(spec.source)
+    tables = train_unit(X, Y, spec.trials()[:2])
+    trials_dir = tmp_path / "r" / "trials"
+    trials_dir.rmdir()
+    trials_dir.write_text("not a folder")  # so the write fails with a real OSError
+    with pytest.raises(RunError, match=r"/r/trials/part-[0-9a-f]+\.parquet: cannot be written"):
+        store.write_part(*tables)
+    assert not [p for p in (tmp_path / "r").rglob(".tmp-*")]
