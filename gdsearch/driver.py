@@ -13,6 +13,7 @@ Failed trials are stored with their error and tried again by the next run of the
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import socket
@@ -39,7 +40,7 @@ from gdsearch.remote import advance_unit_task, train_unit_task
 from gdsearch.spec import JobSpec, load_job
 from gdsearch.store import ResultsStore, join
 from gdsearch.trial import Trial
-from gdsearch.unit import failed_tables, plan_units
+from gdsearch.unit import abandon_unit, failed_tables, plan_units
 
 log = logging.getLogger("gdsearch")
 
@@ -197,7 +198,11 @@ def _run_rounds(
     known = list(trials)
     current = trials
     while True:
-        retried = store.drop_failed({t.trial_id for t in current})
+        retried = 0
+        if spec.scheduler != "halving":
+            retried = store.drop_failed({t.trial_id for t in current})
+        else:  # their groups' later rungs were decided without them: see gdsearch.halving
+            _warn_failed_not_retried(store, current)
         stored = store.stored_trial_ids()
         todo = [t for t in current if t.trial_id not in stored]
         halving = spec.scheduler == "halving"
@@ -390,10 +395,8 @@ def _run_halving(
                     unit.state = before
                     submit(index, stop, resubmissions + 1)
                     continue
-                # Its trials still training (and those it was to prune) are recorded as failed.
-                lost = [by_id[t] for t in sorted(unit.live | set(stop))]
-                log.warning("%d trials failed: %s", len(lost), _last_line(exc))
-                at_rung, rows = {}, failed_tables(lost, _last_line(exc))
+                log.warning("a work unit failed: %s", _last_line(exc))
+                at_rung, rows = {}, _abandon(before, stop, _last_line(exc), unit.live, by_id)
             except ray.exceptions.RayError as exc:
                 raise RunError(f"a work unit failed: {_last_line(exc)}") from exc
             if rows is not None:
@@ -410,9 +413,36 @@ def _run_halving(
             unit.rung = k + 1
             waiting.add(index)
             decide(k)
+        if waiting:  # every unit either finished or was sent on; anything else is a bug
+            raise RunError(f"halving stopped with {len(waiting)} work units still waiting")
     finally:
         _wind_up(in_flight, progress)
     return first_error
+
+
+def _abandon(
+    before: Any, stop: list[str], error: str, live: set[str], by_id: dict[str, Trial]
+) -> tuple[pa.Table, pa.Table] | None:
+    """The rows of a unit that cannot go on: from its state at the last rung if there is one
+    (its trials to prune pruned, the rest failed with their histories so far), else all its
+    trials failed with no history."""
+    if isinstance(before, ray.ObjectRef):
+        try:
+            return abandon_unit(copy.deepcopy(ray.get(before)), stop, error)
+        except ray.exceptions.RayError:
+            pass  # the state is gone too
+    return failed_tables([by_id[t] for t in sorted(live | set(stop))], error)
+
+
+def _warn_failed_not_retried(store: ResultsStore, trials: list[Trial]) -> None:
+    statuses = store.trial_statuses()
+    failed = sum(statuses.get(t.trial_id) == "failed" for t in trials)
+    if failed:
+        log.warning(
+            "%d trials of this halving job failed in an earlier run and are not retried (their "
+            "groups' later rungs were decided without them); --fresh trains everything again",
+            failed,
+        )
 
 
 def _stored_rung_metrics(
@@ -422,11 +452,9 @@ def _stored_rung_metrics(
     stored_ids = store.stored_trial_ids() & group_of.keys()
     if not stored_ids:
         return [{} for _ in rung_epochs]
-    wanted = pa.array(sorted(stored_ids))
-    trials = store.read_table("trials")
-    trials = trials.filter(pc.is_in(trials.column("trial_id"), value_set=wanted))
-    history = store.read_table("history")
-    history = history.filter(pc.is_in(history.column("trial_id"), value_set=wanted))
+    wanted = pc.field("trial_id").isin(pa.array(sorted(stored_ids)))
+    trials = store.read_filtered("trials", wanted)
+    history = store.read_filtered("history", wanted & (pc.field("epoch") <= rung_epochs[-1]))
     return halving.stored_metrics(
         trials.to_pandas(), history.to_pandas(), rung_epochs, spec.rung_metric
     )

@@ -8,9 +8,12 @@ as ``pruned``, their history kept up to the rung. The rest carry on from their o
 
 Decisions depend only on histories: who reached a rung and what its metric was there. A trial
 takes part in rung r if it was still training after epoch r was measured: it finished every
-epoch, was pruned at r or later, or diverged or plateaued after r. So a run that is stopped and
-run again, training only what is not stored, takes the same decisions: stored trials take part
-with their stored histories. Ties go to the smaller trial_id.
+epoch, was pruned at r or later, diverged or plateaued after r, or failed after r (a trial
+that fails between rungs keeps its history up to the last rung it reached). So a run that is
+stopped and run again, training only what is not stored, takes the same decisions: stored
+trials take part with their stored histories. Ties go to the smaller trial_id. For the same
+reason a failed trial of a halving run is not trained again by a rerun: the group's later rungs
+were decided without it (``--fresh`` trains everything again).
 
 Unlike ASHA, which promotes a trial as soon as it is in the top 1/η of those that have reached
 a rung so far (so its choices depend on timing), a group here waits until all its trials have
@@ -55,6 +58,7 @@ def took_part(trials: pd.DataFrame, rung: int) -> np.ndarray:
         | ((status == "pruned") & (stopped >= rung))
         | ((status == "plateaued") & (stopped > rung))
         | ((status == "diverged") & (diverged > rung))
+        | ((status == "failed") & (stopped >= rung))  # failed later, its history kept
     )
 
 

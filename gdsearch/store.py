@@ -214,6 +214,13 @@ class ResultsStore:
             page_checksum_verification=True,
         )
 
+    def read_filtered(self, kind: str, where: pc.Expression) -> pa.Table:
+        """The committed rows of ``trials`` or ``history`` that match ``where``, one part at a
+        time, so that only the matching rows are ever held together."""
+        schema = SCHEMAS[kind]
+        tables = [self._read_checked(kind, name).filter(where) for name in self.parts(kind)]
+        return pa.concat_tables(tables) if tables else schema.empty_table()
+
     def _read_checked(self, kind: str, name: str, columns: list[str] | None = None) -> pa.Table:
         """:meth:`read_part`, with a part that cannot be read named in a ResultsError."""
         try:

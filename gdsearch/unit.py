@@ -88,6 +88,7 @@ class UnitState:
     emitted: np.ndarray  # (K,) bool: this trial's rows were returned already
     wall: np.ndarray  # (K,) seconds of training, shared out by epochs trained
     errors: list[str | None]  # a failed trial's error text
+    failed_at: np.ndarray  # (K,) the last epoch measured before a trial failed, -1 if none
 
 
 def start_unit(X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial]) -> UnitState:
@@ -98,9 +99,8 @@ def start_unit(X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial]) -> UnitSta
     K = len(trials)
     members = [np.arange(i, min(i + chunk, K)) for i in range(0, K, chunk)]
     populations = [_population(X, [trials[j] for j in rows], sizes) for rows in members]
-    return UnitState(
-        list(trials), sizes, populations, members, np.zeros(K, bool), np.zeros(K), [None] * K
-    )
+    return UnitState(list(trials), sizes, populations, members, np.zeros(K, bool), np.zeros(K),
+                     [None] * K, np.full(K, -1, dtype=np.int64))  # fmt: skip
 
 
 def advance_unit(
@@ -133,35 +133,64 @@ def advance_unit(
         mine = np.flatnonzero(np.isin(members, pruned))
         if mine.size:
             population.prune(mine)
-        was, first = population.running, max(population.epoch - 1, 0)
+        was, measured = population.running, population.epoch - 1
+        first = max(measured, 0)
         start = time.perf_counter()
         try:
             _inject_fault([state.trials[j] for j in members[was]])
             population.advance(X, Y, until)
         except Exception as exc:
             population.discard(was)
+            state.failed_at[members[was]] = measured  # what they had measured still holds
             _one_at_a_time(X, Y, state, members[was], until, exc)
             continue
         elapsed = time.perf_counter() - start
         if was.size:  # the call's time, shared out by epochs trained
             trained = np.maximum(population.result().lengths[was] - first, 1)
             state.wall[members[was]] += elapsed * trained / trained.sum()
+    rows = _emit(state, node)
+    histories, _, _, status = _gather(state)
+    running = np.flatnonzero((status == RUNNING) & np.array([e is None for e in state.errors]))
+    values = rung_metric(histories[running], until, metric)
+    return rows, {ids[i]: float(v) for i, v in zip(running, values, strict=True)}, state
+
+
+def abandon_unit(
+    state: UnitState, prune: Collection[str], error: str, node: str = ""
+) -> tuple[pa.Table, pa.Table] | None:
+    """End a unit whose training cannot go on (its task keeps failing) where it stands.
+
+    The trials it was to prune stop as pruned at the last epoch measured, as they would have;
+    the others still training are recorded as failed, their histories kept up to that epoch
+    (so the rungs they took part in still see them). Returns the rows not handed out yet.
+    """
+    stop = list(prune)
+    for population, members in zip(state.populations, state.members, strict=True):
+        ids = [state.trials[j].trial_id for j in members]
+        population.prune(np.flatnonzero(np.isin(ids, stop)))
+        running = population.running
+        for j in members[running]:
+            state.errors[j] = _one_line(error)
+        state.failed_at[members[running]] = population.epoch - 1
+        population.discard(running)
+    return _emit(state, node)
+
+
+def _emit(state: UnitState, node: str) -> tuple[pa.Table, pa.Table] | None:
+    """The rows of the trials that have finished since the last call, or None."""
     histories, lengths, diverged, status = _gather(state)
     failed = np.array([e is not None for e in state.errors])
     done = ((status != RUNNING) | failed) & ~state.emitted
-    rows = None
-    if done.any():
-        picked = np.flatnonzero(done)
-        trials = [state.trials[i] for i in picked]
-        kept = (histories[picked], np.where(failed[picked], 0, lengths[picked]))
-        statuses = ["failed" if failed[i] else STATUS_CODES[status[i]] for i in picked]
-        table = _trials_table(trials, *kept, diverged[picked], statuses, node, state.wall[picked],
-                              [state.errors[i] for i in picked])  # fmt: skip
-        rows = (table, _history_table(trials, *kept))
-        state.emitted |= done
-    running = np.flatnonzero((status == RUNNING) & ~failed)
-    values = rung_metric(histories[running], until, metric)
-    return rows, {ids[i]: float(v) for i, v in zip(running, values, strict=True)}, state
+    if not done.any():
+        return None
+    picked = np.flatnonzero(done)
+    trials = [state.trials[i] for i in picked]
+    kept = (histories[picked], np.where(failed, state.failed_at + 1, lengths)[picked])
+    statuses = ["failed" if failed[i] else STATUS_CODES[status[i]] for i in picked]
+    table = _trials_table(trials, *kept, np.where(failed, -1, diverged)[picked], statuses, node,
+                          state.wall[picked], [state.errors[i] for i in picked])  # fmt: skip
+    state.emitted |= done
+    return table, _history_table(trials, *kept)
 
 
 def _one_at_a_time(
@@ -221,6 +250,9 @@ def train_unit(
         The unit's trials table and history table (``TRIALS_SCHEMA``, ``HISTORY_SCHEMA``).
         A trial that raised has status ``failed``, its error text, and no history rows.
     """
+    shared = (trials[0].group_key(), trials[0].fixed)
+    if any((t.group_key(), t.fixed) != shared for t in trials):
+        raise ValueError("a work unit's trials must share layer sizes and fixed settings")
     rows, _, _ = advance_unit(X, Y, start_unit(X, Y, trials), _epochs(trials[0]), node=node)
     assert rows is not None
     return rows
@@ -314,7 +346,10 @@ def _trials_table(
             np.nan,
         )
     diverged = diverged_epoch >= 0
-    stopped = np.isin(statuses, ["plateaued", "pruned"])
+    # A failed trial with a history (it failed between rungs) stopped at its last epoch.
+    stopped = np.isin(statuses, ["plateaued", "pruned"]) | (
+        np.isin(statuses, ["failed"]) & (lengths > 0)
+    )
     columns = {
         "trial_id": [t.trial_id for t in trials],
         "lr": [t.lr for t in trials],

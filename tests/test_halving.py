@@ -286,10 +286,34 @@ def test_a_trial_that_raises_between_rungs_fails_alone_and_the_rest_carry_on(
     assert rows is not None and victim not in at_rung
     failed = rows[0].to_pandas().set_index("trial_id").loc[victim]
     assert failed["status"] == "failed" and "fault injected" in failed["error"]
-    assert victim not in set(rows[1].column("trial_id").to_pylist())
+    # It keeps its history up to the rung it reached, so it still counts at that rung.
+    kept = rows[1].to_pandas().query("trial_id == @victim")["epoch"].tolist()
+    assert kept == list(range(11)) and failed["stopped_epoch"] == 10
+    assert pd.isna(failed["diverged_epoch"])
+    assert halving.took_part(rows[0].to_pandas().query("trial_id == @victim"), 10).all()
+    assert not halving.took_part(rows[0].to_pandas().query("trial_id == @victim"), 30).any()
     monkeypatch.delenv(FAULT_VARIABLE)
     rows, _, _ = advance_unit(X, Y, state, 120)
     assert rows is not None and victim not in set(rows[0].column("trial_id").to_pylist())
     expected = whole_history.to_pandas().set_index(["trial_id", "epoch"])["sse"]
     got = rows[1].to_pandas().set_index(["trial_id", "epoch"])["sse"]
     np.testing.assert_array_equal(got.to_numpy(), expected.loc[got.index].to_numpy())
+
+
+def test_an_abandoned_unit_prunes_what_it_was_to_prune_and_fails_the_rest_at_the_rung() -> None:
+    from gdsearch.unit import abandon_unit
+
+    spec = parse_job(HALVING_JOB)
+    X, Y = spec.load_data()
+    trials = spec.trials()[:9]
+    _, at_rung, state = advance_unit(X, Y, start_unit(X, Y, trials), 10)
+    doomed = sorted(at_rung)[0]
+    rows = abandon_unit(state, [doomed], "WorkerCrashedError: lost 3 times")
+    assert rows is not None
+    table = rows[0].to_pandas().set_index("trial_id")
+    assert set(table.index) == set(at_rung)  # those that diverged before were handed out then
+    assert table.loc[doomed, "status"] == "pruned" and table.loc[doomed, "stopped_epoch"] == 10
+    others = table.drop(index=doomed)
+    assert (others["status"] == "failed").all() and (others["stopped_epoch"] == 10).all()
+    assert (others["error"] == "WorkerCrashedError: lost 3 times").all()
+    assert (rows[1].to_pandas().groupby("trial_id").size() == 11).all()
