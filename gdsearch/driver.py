@@ -219,7 +219,11 @@ def _run_rounds(
                        "first_error": first_error})  # fmt: skip
         if spec.mode != "bracket" or len(rounds) > spec.bracket_rounds:
             return rounds
-        current = next_round(spec, known, store.trial_statuses())
+        # A round whose trials all failed leaves its brackets as they were, and would ask
+        # for the same trials again: those are left to the next run, which retries them.
+        seen = {t.trial_id for t in known}
+        current = [t for t in next_round(spec, known, store.trial_statuses())
+                   if t.trial_id not in seen]  # fmt: skip
         if not current:
             return rounds
         known.extend(current)
