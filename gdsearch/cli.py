@@ -51,6 +51,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from gdsearch import halving
     from gdsearch.spec import load_job
 
     spec = load_job(args.job)
@@ -63,9 +64,17 @@ def _validate(args: argparse.Namespace) -> int:
         f"round until the bracket is {spec.bracket_width:g} wide, at most "
         f"{spec.bracket_rounds} rounds",
     }[spec.mode]
+    stopping = ""
+    if spec.scheduler == "halving":
+        rungs = halving.rungs(spec.min_epochs, spec.reduction_factor, spec.epochs)
+        stopping += (f"; halving at epochs {', '.join(map(str, rungs))}, keeping the best "
+                     f"1/{spec.reduction_factor} by {spec.rung_metric}")  # fmt: skip
+    if spec.patience:
+        stopping += f"; patience {spec.patience} epochs"
     print(
         f"{args.job}: OK — {spec.n_trials} trials ({how}); data {spec.dataset}: "
         f"{X.shape[0]} samples, {X.shape[1]} inputs, {Y.shape[1]} outputs; {spec.epochs} epochs"
+        f"{stopping}"
     )
     return 0
 
