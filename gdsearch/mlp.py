@@ -382,23 +382,29 @@ class Population:
         """Record this epoch's SSE; stop trials that diverged or plateaued. Returns the mask."""
         active = self.active
         bad = ~(np.isfinite(sse) & (sse <= active.limit))
-        self.histories[active.index, epoch] = np.where(bad, np.nan, sse)
-        self.status[active.index[bad]] = DIVERGED
-        self.stop_epoch[active.index[bad]] = epoch
+        self.histories[active.index, epoch] = sse
         stop = bad
         if self.patience:
             better = sse < active.best * (1.0 - self.patience_tolerance)
             active.best = np.where(better, sse, active.best)
             active.since = np.where(better, epoch, active.since)
             flat = ~bad & (epoch - active.since >= self.patience)
-            self.status[active.index[flat]] = PLATEAUED
-            self.stop_epoch[active.index[flat]] = epoch
+            if flat.any():
+                self._mark(flat, PLATEAUED, epoch)
             stop = bad | flat
+        if bad.any():  # most epochs stop nobody: the masks' writes are skipped
+            self.histories[active.index[bad], epoch] = np.nan
+            self._mark(bad, DIVERGED, epoch)
         return stop
 
-    def _stop(self, mask: np.ndarray, status: int, epoch: int) -> None:
+    def _mark(self, mask: np.ndarray, status: int, epoch: int) -> None:
+        """Set the status and stop epoch of the running trials in ``mask``."""
         self.status[self.active.index[mask]] = status
         self.stop_epoch[self.active.index[mask]] = epoch
+
+    def _stop(self, mask: np.ndarray, status: int, epoch: int) -> None:
+        """Stop the running trials in ``mask`` with this status, taking them out of training."""
+        self._mark(mask, status, epoch)
         self.active.drop(mask, self.final)
 
     def discard(self, indices: np.ndarray) -> None:

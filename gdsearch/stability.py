@@ -18,9 +18,14 @@ from gdsearch.mlp import Params, check_grad_scale, gradient
 
 def linear_hessian(X: np.ndarray, grad_scale: str = "mean") -> np.ndarray:
     """The Hessian of L for y = w·x + b in (w, b), one output's block: (d + 1, d + 1)."""
-    A = np.column_stack([X, np.ones(len(X))])  # (n, d + 1)
-    scale = 1.0 / len(X) if check_grad_scale(grad_scale) == "mean" else 1.0
+    A, scale = _linear_terms(X, grad_scale)
     return 2.0 * scale * A.T @ A
+
+
+def _linear_terms(X: np.ndarray, grad_scale: str) -> tuple[np.ndarray, float]:
+    """A = [X, 1], (n, d + 1), and the loss's scale s: L = s·SSE, s = 1/n or 1."""
+    A = np.column_stack([X, np.ones(len(X))])
+    return A, 1.0 / len(X) if check_grad_scale(grad_scale) == "mean" else 1.0
 
 
 def linear_lr_limit(X: np.ndarray, grad_scale: str = "mean") -> float:
@@ -132,8 +137,7 @@ def linear_gd_path(
         to inf or NaN.
     """
     H = linear_hessian(X, grad_scale)
-    A = np.column_stack([X, np.ones(len(X))])
-    scale = 1.0 / len(X) if check_grad_scale(grad_scale) == "mean" else 1.0
+    A, scale = _linear_terms(X, grad_scale)
     g = 2.0 * scale * A.T @ y
     lrs = np.asarray(lrs, dtype=np.float64)[:, None]
     path = np.empty((len(lrs), epochs + 1, len(start)))

@@ -127,7 +127,8 @@ def advance_unit(
         did), the rung metric of each trial still running, and the state to carry on.
     """
     ids = [t.trial_id for t in state.trials]
-    pruned = np.array([i for i, trial_id in enumerate(ids) if trial_id in set(prune)], int)
+    stop = set(prune)
+    pruned = np.array([i for i, trial_id in enumerate(ids) if trial_id in stop], int)
     for index in range(len(state.populations)):
         population, members = state.populations[index], state.members[index]
         mine = np.flatnonzero(np.isin(members, pruned))
@@ -148,8 +149,9 @@ def advance_unit(
         if was.size:  # the call's time, shared out by epochs trained
             trained = np.maximum(population.result().lengths[was] - first, 1)
             state.wall[members[was]] += elapsed * trained / trained.sum()
-    rows = _emit(state, node)
-    histories, _, _, status = _gather(state)
+    gathered = _gather(state)
+    rows = _emit(state, node, gathered)
+    histories, _, _, status = gathered
     running = np.flatnonzero((status == RUNNING) & np.array([e is None for e in state.errors]))
     values = rung_metric(histories[running], until, metric)
     return rows, {ids[i]: float(v) for i, v in zip(running, values, strict=True)}, state
@@ -173,12 +175,16 @@ def abandon_unit(
             state.errors[j] = _one_line(error)
         state.failed_at[members[running]] = population.epoch - 1
         population.discard(running)
-    return _emit(state, node)
+    return _emit(state, node, _gather(state))
 
 
-def _emit(state: UnitState, node: str) -> tuple[pa.Table, pa.Table] | None:
+Gathered = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Every trial's history, length, divergence epoch and status code (see :func:`_gather`)."""
+
+
+def _emit(state: UnitState, node: str, gathered: Gathered) -> tuple[pa.Table, pa.Table] | None:
     """The rows of the trials that have finished since the last call, or None."""
-    histories, lengths, diverged, status = _gather(state)
+    histories, lengths, diverged, status = gathered
     failed = np.array([e is not None for e in state.errors])
     done = ((status != RUNNING) | failed) & ~state.emitted
     if not done.any():
@@ -219,7 +225,7 @@ def _one_at_a_time(
         state.members.append(np.array([j]))
 
 
-def _gather(state: UnitState) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _gather(state: UnitState) -> Gathered:
     """Every trial's history, length, divergence epoch and status code, from the population
     that trains it now (a trial trained again alone is found in its own, added later)."""
     results = [p.result() for p in state.populations]
