@@ -83,7 +83,9 @@ def measure_gdsearch(job: str) -> dict[str, Any]:
 
     import gdsearch
     from gdsearch import analysis
-    from gdsearch.driver import run_search  # imported before the clock starts, as the CLI does
+    from gdsearch.search.driver import (
+        run_search,  # imported before the clock starts, as the CLI does
+    )
 
     results = tempfile.mkdtemp(prefix="gdsearch-bench-")
     t0 = time.perf_counter()
@@ -113,7 +115,7 @@ def measure_gdsearch(job: str) -> dict[str, Any]:
 
 
 def _trials_and_data(job: str) -> tuple[list[Any], Any, Any, Any]:
-    from gdsearch.spec import load_job
+    from gdsearch.job.spec import load_job
 
     spec = load_job(job)
     X, Y = spec.load_data()
@@ -138,17 +140,17 @@ def measure_loop(job: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     histories = {}
     for trial in trials:
-        sizes = mlp.layer_sizes(X.shape[1], trial.hidden, Y.shape[1])
-        params = mlp.init_params(sizes, trial.init, trial.init_seed(), trial.init_scale)
+        params = trial.initial_params(X.shape[1], Y.shape[1])
         histories[trial.trial_id], _ = mlp.train(
-            params, X, Y, lr=trial.lr, epochs=spec.epochs, activation=trial.activation
+            params, X, Y, lr=trial.lr, epochs=spec.train.epochs, activation=trial.activation
         )
     return _in_process_result(histories, time.perf_counter() - t0)
 
 
 def measure_stacked(job: str) -> dict[str, Any]:
     """Every trial in one process as gdsearch's work units train them, without Ray."""
-    from gdsearch.unit import plan_units, train_unit
+    from gdsearch.search.plan import plan_units
+    from gdsearch.search.unit import train_unit
 
     trials, X, Y, _ = _trials_and_data(job)
     t0 = time.perf_counter()
@@ -172,12 +174,11 @@ def measure_tune(job: str, per_epoch: bool, reuse: bool, every: int) -> dict[str
 
     trials, X, Y, spec = _trials_and_data(job)
     sample = trials[::every]
-    epochs = spec.epochs
+    epochs = spec.train.epochs
 
     def trainable(config: dict[str, Any]) -> None:
         trial = sample[config["index"]]
-        sizes = mlp.layer_sizes(X.shape[1], trial.hidden, Y.shape[1])
-        params = mlp.init_params(sizes, trial.init, trial.init_seed(), trial.init_scale)
+        params = trial.initial_params(X.shape[1], Y.shape[1])
         if not per_epoch:
             history, _ = mlp.train(params, X, Y, lr=trial.lr, epochs=epochs)
             tune.report({"history": history.tolist()})
@@ -186,7 +187,7 @@ def measure_tune(job: str, per_epoch: bool, reuse: bool, every: int) -> dict[str
         for _ in range(epochs + 1):  # one epoch at a time, one report each
             step, new = mlp.train(params, X, Y, lr=trial.lr, epochs=1, divergence_factor=np.inf)
             sse = step[0] if len(step) else np.inf
-            limit = sse * spec.divergence_factor if limit is None else limit
+            limit = sse * spec.train.divergence_factor if limit is None else limit
             if not np.isfinite(sse) or sse > limit:
                 return
             tune.report({"sse": float(sse)})

@@ -3,8 +3,18 @@
 Fans a grid (or sample) of small numpy MLP trainings out over Ray and stores every epoch's sum
 of squared errors as Parquet tables that load straight into pandas.
 
-The public names load on first use, so that a Ray worker importing one module of the package
-does not pay for the driver's imports.
+The package is cut by layer, each layer importing only from those below it:
+
+- ``model``: the maths (the MLP, its training and update rules, data sets, analysis, stability);
+- ``job``: job files, trials and their training configs;
+- ``results``: the Parquet store, its lock, manifest and repair;
+- ``search``: planning, the Ray executor loop and its policies, the driver, the Jobs client;
+- ``report``: figures and documents;
+
+and ``cli`` on top. ``gdsearch.mlp``, ``gdsearch.data``, ``gdsearch.analysis`` and
+``gdsearch.stability`` are the maths layer's documented public modules. The public names below
+load on first use, so that a Ray worker importing one module of the package does not pay for
+the driver's imports.
 """
 
 from __future__ import annotations
@@ -19,22 +29,24 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 if TYPE_CHECKING:
-    from gdsearch.driver import RunSummary, run_search
     from gdsearch.errors import GdsearchError
-    from gdsearch.repair import RepairReport, repair_results
-    from gdsearch.spec import JobSpec, load_job
-    from gdsearch.store import Results, load_results
+    from gdsearch.job.spec import JobSpec, load_job
+    from gdsearch.model.config import TrainConfig
+    from gdsearch.results.repair import RepairReport, repair_results
+    from gdsearch.results.store import Results, load_results
+    from gdsearch.search.driver import RunSummary, run_search
 
 _HOMES = {
     "GdsearchError": "gdsearch.errors",
-    "JobSpec": "gdsearch.spec",
-    "RepairReport": "gdsearch.repair",
-    "Results": "gdsearch.store",
-    "RunSummary": "gdsearch.driver",
-    "load_job": "gdsearch.spec",
-    "load_results": "gdsearch.store",
-    "repair_results": "gdsearch.repair",
-    "run_search": "gdsearch.driver",
+    "JobSpec": "gdsearch.job.spec",
+    "RepairReport": "gdsearch.results.repair",
+    "Results": "gdsearch.results.store",
+    "RunSummary": "gdsearch.search.driver",
+    "TrainConfig": "gdsearch.model.config",
+    "load_job": "gdsearch.job.spec",
+    "load_results": "gdsearch.results.store",
+    "repair_results": "gdsearch.results.repair",
+    "run_search": "gdsearch.search.driver",
 }
 
 __all__ = [
@@ -43,6 +55,7 @@ __all__ = [
     "RepairReport",
     "Results",
     "RunSummary",
+    "TrainConfig",
     "__version__",
     "load_job",
     "load_results",

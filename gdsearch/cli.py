@@ -15,14 +15,14 @@ from typing import Any
 
 import pandas as pd
 
-from gdsearch.errors import GdsearchError, InputError
+from gdsearch.errors import GdsearchError, InputError, one_line
 
 MAX_MESSAGE_CHARS = 2000
 """An error line is cut here; the messages name user values shortened already, so it rarely is."""
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gdsearch.driver import run_search
+    from gdsearch.search.driver import run_search
 
     summary = run_search(
         args.job,
@@ -51,36 +51,36 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from gdsearch import halving
-    from gdsearch.spec import load_job
+    from gdsearch.job.spec import load_job
 
     spec = load_job(args.job)
     X, Y = spec.load_data()
     axes = " × ".join(f"{len(axis) or 'random'} {key}" for key, axis in spec.axes.items())
-    how = {
-        "grid": axes,
-        "random": f"{spec.samples} random samples of {axes}",
-        "bracket": f"{axes} in the first round, then {spec.bracket_points} lr per group and "
-        f"round until the bracket is {spec.bracket_width:g} wide, at most "
-        f"{spec.bracket_rounds} rounds",
-    }[spec.mode]
+    how = {"grid": axes, "random": f"{spec.samples} random samples of {axes}"}.get(spec.mode, "")
+    if spec.bracket is not None:
+        b = spec.bracket
+        how = (f"{axes} in the first round, then {b.points} lr per group and round until the "
+               f"bracket is {b.width:g} wide, at most {b.rounds} rounds")  # fmt: skip
+    train = spec.train
     stopping = ""
-    if spec.scheduler == "halving":
-        rungs = halving.rungs(spec.min_epochs, spec.reduction_factor, spec.epochs)
-        stopping += (f"; halving at epochs {', '.join(map(str, rungs))}, keeping the best "
-                     f"1/{spec.reduction_factor} by {spec.rung_metric}")  # fmt: skip
-    if spec.patience:
-        stopping += f"; patience {spec.patience} epochs"
+    if spec.halving is not None:
+        h = spec.halving
+        rungs = ", ".join(map(str, h.rungs(train.epochs)))
+        stopping += (
+            f"; halving at epochs {rungs}, keeping the best 1/{h.reduction_factor} by {h.metric}"
+        )
+    if train.patience:
+        stopping += f"; patience {train.patience} epochs"
     print(
         f"{args.job}: OK — {spec.n_trials} trials ({how}); data {spec.dataset}: "
-        f"{X.shape[0]} samples, {X.shape[1]} inputs, {Y.shape[1]} outputs; {spec.epochs} epochs"
+        f"{X.shape[0]} samples, {X.shape[1]} inputs, {Y.shape[1]} outputs; {train.epochs} epochs"
         f"{stopping}"
     )
     return 0
 
 
 def _repair(args: argparse.Namespace) -> int:
-    from gdsearch.repair import repair_results
+    from gdsearch.results.repair import repair_results
 
     report = repair_results(args.results, dry_run=args.dry_run)
     for item in report.dropped:
@@ -96,8 +96,8 @@ def _repair(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from gdsearch.analysis import lr_summary
-    from gdsearch.store import load_results
+    from gdsearch.model.analysis import lr_summary
+    from gdsearch.results.store import load_results
 
     results = load_results(args.results)
     trials = results.trials
@@ -129,7 +129,7 @@ def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gdsearch.report import build
-    from gdsearch.store import is_uri, load_results
+    from gdsearch.results.store import is_uri, load_results
 
     if args.output is None and is_uri(args.results):
         raise InputError(
@@ -145,14 +145,14 @@ def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gdsearch.report import compare
-    from gdsearch.store import load_results
+    from gdsearch.results.store import load_results
 
     print(compare([load_results(r) for r in args.results], Path(args.output)))
     return 0
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from gdsearch import cluster
+    from gdsearch.search import cluster
 
     submission_id = cluster.submit(args.job, args.address, args.results_dir)
     print(submission_id)
@@ -164,7 +164,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from gdsearch import cluster
+    from gdsearch.search import cluster
 
     info = cluster.status(args.address, args.submission_id)
     message = f" — {info['message']}" if info["message"] else ""
@@ -173,7 +173,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from gdsearch import cluster
+    from gdsearch.search import cluster
 
     if args.follow:
         cluster.follow_logs(args.address, args.submission_id, sys.stdout.write)
@@ -184,7 +184,7 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from gdsearch import cluster
+    from gdsearch.search import cluster
 
     stopped = cluster.stop(args.address, args.submission_id)
     print(f"{args.submission_id}: {'stopping' if stopped else 'had already ended'}")
@@ -192,7 +192,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    from gdsearch import cluster
+    from gdsearch.search import cluster
 
     rows = cluster.jobs(args.address)
     if not rows:
@@ -351,9 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except GdsearchError as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the message held
-        if len(message) > MAX_MESSAGE_CHARS:
-            message = message[: MAX_MESSAGE_CHARS - 1] + "…"
+        message = one_line(str(exc), limit=MAX_MESSAGE_CHARS)  # whatever the message held
         print(f"gdsearch: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

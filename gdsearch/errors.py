@@ -44,3 +44,34 @@ def shown(value: object, width: int = 100) -> str:
     short.maxstring = short.maxother = width
     short.maxlist = short.maxtuple = short.maxdict = short.maxset = 8
     return short.repr(value)
+
+
+MAX_LINE_CHARS = 500
+"""Where :func:`one_line` cuts a message by default (an error column's value, a log line)."""
+
+
+def one_line(
+    what: BaseException | str,
+    *,
+    last_line: bool = False,
+    with_type: bool = False,
+    limit: int = MAX_LINE_CHARS,
+) -> str:
+    """A message as one line of at most ``limit`` characters (cut with "…").
+
+    Args:
+        what: an exception (its message, or its type's name where the message is empty) or text.
+        last_line: keep only the message's last line: a Ray task error carries the worker's
+            traceback above the error itself.
+        with_type: put the exception's type in front, as ``ValueError: …``.
+        limit: the most characters kept.
+    """
+    text = str(what)
+    if last_line:
+        lines = text.strip().splitlines()
+        text = lines[-1] if lines else ""
+    line = " ".join(text.split())
+    if isinstance(what, BaseException):
+        name = type(what).__name__
+        line = f"{name}: {line}" if with_type and line else (line or name)
+    return line if len(line) <= limit else line[: limit - 1] + "…"

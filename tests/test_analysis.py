@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from gdsearch import analysis
-from gdsearch.spec import parse_job
-from gdsearch.store import Results
-from gdsearch.unit import train_unit
+from gdsearch.job.spec import parse_job
+from gdsearch.results.store import Results
+from gdsearch.search.unit import train_unit
 
 EPOCHS = 200
 
@@ -121,7 +121,7 @@ def test_refine_splits_the_log_width_evenly() -> None:
 
 
 def test_next_round_places_every_seed_inside_each_wide_bracket_only() -> None:
-    from gdsearch.bracket import brackets, next_round
+    from gdsearch.search.bracket import brackets, next_round
 
     spec = parse_job(
         """

@@ -323,7 +323,7 @@ def _cluster_state(dashboard: str, env: dict[str, str]) -> tuple[set[str], set[t
         "import json; from ray.util.state import list_nodes, list_tasks; "
         f"nodes = list_nodes(address={dashboard!r}); "
         f"tasks = list_tasks(address={dashboard!r}, detail=True, limit=10000, "
-        "filters=[('name', '=', 'train_unit_task')]); "
+        "filters=[('name', '=', 'unit_task')]); "
         "print(json.dumps([[n.node_id for n in nodes if n.state == 'ALIVE'], "
         "[(t.task_id, t.node_id, t.state, t.attempt_number) for t in tasks]]))"
     )
@@ -342,7 +342,7 @@ def _training_on(marker: str) -> bool:
     for pid in processes_of(marker, NODE_MARKER):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if handle.read().startswith(b"ray::train_unit_task"):
+                if handle.read().startswith(b"ray::unit_task"):
                     return True
         except OSError:
             continue

@@ -198,7 +198,7 @@ def _unit_workers(ray_dir: Path) -> list[int]:
         int(entry)
         for entry in os.listdir("/proc")
         if entry.isdigit()
-        and _cmdline(int(entry)).startswith(b"ray::train_unit_task")
+        and _cmdline(int(entry)).startswith(b"ray::unit_task")
         and marker in _cmdline(_parent(int(entry)))
     ]
 

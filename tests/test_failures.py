@@ -12,10 +12,13 @@ import pytest
 
 import gdsearch
 from gdsearch.cli import main
-from gdsearch.schema import TRIALS_SCHEMA
-from gdsearch.spec import load_job, parse_job
-from gdsearch.store import ResultsStore
-from gdsearch.unit import FAULT_VARIABLE, failed_tables, train_unit
+from gdsearch.job.spec import load_job, parse_job
+from gdsearch.job.trial import Trial
+from gdsearch.results.schema import TRIALS_SCHEMA
+from gdsearch.results.store import ResultsStore
+from gdsearch.search.plan import Round
+from gdsearch.search.policy import Outcome, Policy, Rows, Step
+from gdsearch.search.unit import FAULT_VARIABLE, UnitState, failed_tables, train_unit
 from tests.processes import Driver
 
 JOB = """
@@ -91,15 +94,39 @@ def test_parts_written_before_the_error_column_existed_load_with_it_null(tmp_pat
     assert store.drop_failed({t.trial_id for t in spec.trials()}) == 0
 
 
+class _OneStep(Policy):
+    """A policy of one step that starts from ``state`` (a Ray object), as halving's steps do."""
+
+    def __init__(self, trials: list[Trial], state: object) -> None:
+        self.steps = [Step(unit=0, trials=trials, until=trials[0].train.epochs, state=state)]
+        self.round = Round(0, len(trials), len(trials), 1)
+        self.outcomes: list[Outcome] = []
+
+    def next_steps(self) -> list[Step]:
+        steps, self.steps = self.steps, []
+        return steps
+
+    def on_result(self, step: Step, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+
+    def give_up(self, step: Step, error: str, state: UnitState | None) -> Rows | None:
+        return failed_tables(step.trials, error)
+
+    def rounds(self) -> list[Round]:
+        return [self.round]
+
+
 @pytest.mark.ray
-def test_driver_records_a_raising_unit_as_failed_and_submits_a_lost_one_again(
-    local_ray: None,
+def test_the_loop_records_a_raising_unit_as_failed_and_submits_a_lost_one_again(
+    local_ray: None, tmp_path: Path
 ) -> None:
     import ray
 
-    from gdsearch.driver import RESUBMITS, _unit_tables
+    from gdsearch.search.loop import RESUBMITS, execute
 
-    trials = parse_job(JOB).trials()[:3]
+    spec = parse_job(JOB)
+    X, Y = spec.load_data()
+    trials = spec.trials()[:3]
 
     def raising() -> None:
         raise ValueError("row 7 of data.csv: could not convert 'abc' to float")
@@ -107,17 +134,29 @@ def test_driver_records_a_raising_unit_as_failed_and_submits_a_lost_one_again(
     def crashing() -> None:
         os._exit(1)  # the worker process dies, as when the OOM killer takes it
 
-    trials_table, history = _unit_tables(ray.remote(raising).remote(), trials, 0)
+    stores = {name: ResultsStore(tmp_path / name) for name in ("raised", "lost")}
+    for store in stores.values():
+        store.prepare(JOB)
+    raised = _OneStep(trials, ray.remote(raising).remote())
+    execute(raised, X, Y, stores["raised"], 2, show_progress=False)
+    [outcome] = raised.outcomes
+    assert outcome.failed and outcome.rows is not None
+    trials_table, history = outcome.rows
     assert trials_table.column("status").to_pylist() == ["failed"] * 3 and history.num_rows == 0
     assert trials_table.column("error")[0].as_py() == (
         "ValueError: row 7 of data.csv: could not convert 'abc' to float"
     )
-    lost = ray.remote(max_retries=0)(crashing)
-    assert _unit_tables(lost.remote(), trials, 0) is None
-    assert _unit_tables(lost.remote(), trials, RESUBMITS - 1) is None
-    trials_table, history = _unit_tables(lost.remote(), trials, RESUBMITS)
+    assert raised.round.first_error == trials_table.column("error")[0].as_py()
+    assert stores["raised"].status_counts() == {"failed": 3}
+
+    lost = _OneStep(trials, ray.remote(max_retries=0)(crashing).remote())
+    execute(lost, X, Y, stores["lost"], 2, show_progress=False)
+    [outcome] = lost.outcomes  # one outcome: the resubmissions are the loop's own business
+    assert outcome.failed and outcome.rows is not None
+    trials_table, history = outcome.rows
     assert trials_table.column("status").to_pylist() == ["failed"] * 3 and history.num_rows == 0
     assert trials_table.column("error")[0].as_py().startswith(f"lost {RESUBMITS + 1} times: ")
+    assert stores["lost"].status_counts() == {"failed": 3}
 
 
 def _comparable(results: gdsearch.Results) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 import gdsearch
-from gdsearch import halving, mlp
-from gdsearch.bracket import comparison_key
-from gdsearch.spec import parse_job
-from gdsearch.unit import advance_unit, start_unit, train_unit
+from gdsearch import mlp
+from gdsearch.job.spec import Halving, parse_job
+from gdsearch.search import halving
+from gdsearch.search.unit import advance_unit, start_unit, train_unit
 
 HALVING_JOB = """
 [job]
@@ -41,9 +41,9 @@ reduction_factor = 3
 
 
 def test_rungs_grow_by_the_factor_below_the_epochs() -> None:
-    assert halving.rungs(10, 3, 120) == [10, 30, 90]
-    assert halving.rungs(10, 3, 90) == [10, 30]
-    assert halving.rungs(1, 2, 9) == [1, 2, 4, 8]
+    assert Halving(10, 3).rungs(120) == [10, 30, 90]
+    assert Halving(10, 3).rungs(90) == [10, 30]
+    assert Halving(1, 2).rungs(9) == [1, 2, 4, 8]
 
 
 def test_survivors_are_the_best_third_rounded_up_ties_to_the_smaller_id() -> None:
@@ -78,11 +78,11 @@ def _reference(spec_text: str) -> pd.DataFrame:
     status = {t.trial_id: rows.loc[t.trial_id, "status"] for t in trials}
     length = {t.trial_id: int(sse.loc[t.trial_id].notna().sum()) for t in trials}
     for rung in (10, 30, 90):
-        for key in {comparison_key(t) for t in trials}:
+        for key in {t.comparison_key() for t in trials}:
             going = [
                 t.trial_id
                 for t in trials
-                if comparison_key(t) == key
+                if t.comparison_key() == key
                 and status[t.trial_id] != "pruned"
                 and length[t.trial_id] > rung  # measured at the rung and not stopped there
             ]
@@ -187,15 +187,13 @@ def _patience_reference(history: np.ndarray, patience: int, tolerance: float) ->
 
 @pytest.mark.parametrize("lr", [0.001, 0.01, 0.03])
 def test_patience_stops_where_the_rule_says_on_the_full_history(lr: float) -> None:
-    X, Y = gdsearch.data.load_dataset("sine")
+    X, Y = gdsearch.model.datasets.load_dataset("sine")
     params = mlp.init_params([1, 1], "normal", 0, 1.0)
     full, _ = mlp.train(params, X, Y, lr=lr, epochs=3000)
     stop = _patience_reference(full, 50, 1e-3)
     assert stop > 0  # every one of these flattens out within 3000 epochs
-    result = mlp.train_population(
-        mlp.stack_params([params]), X, Y, np.array([lr]), 3000, patience=50,
-        patience_tolerance=1e-3,
-    )  # fmt: skip
+    config = mlp.TrainConfig(epochs=3000, patience=50, patience_tolerance=1e-3)
+    result = mlp.train_population(mlp.stack_params([params]), X, Y, np.array([lr]), config)
     assert mlp.STATUS_CODES[result.status[0]] == "plateaued"
     assert result.lengths[0] == stop + 1
     np.testing.assert_array_equal(result.histories[0, : stop + 1], full[: stop + 1])
@@ -272,7 +270,7 @@ def test_the_same_job_without_halving_is_refused_on_halving_results(
 def test_a_trial_that_raises_between_rungs_fails_alone_and_the_rest_carry_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from gdsearch.unit import FAULT_VARIABLE
+    from gdsearch.search.unit import FAULT_VARIABLE
 
     spec = parse_job(HALVING_JOB)
     X, Y = spec.load_data()
@@ -301,7 +299,7 @@ def test_a_trial_that_raises_between_rungs_fails_alone_and_the_rest_carry_on(
 
 
 def test_an_abandoned_unit_prunes_what_it_was_to_prune_and_fails_the_rest_at_the_rung() -> None:
-    from gdsearch.unit import abandon_unit
+    from gdsearch.search.unit import abandon_unit
 
     spec = parse_job(HALVING_JOB)
     X, Y = spec.load_data()

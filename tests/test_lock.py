@@ -21,15 +21,15 @@ import pytest
 import gdsearch
 from gdsearch.cli import main
 from gdsearch.errors import ResultsError
-from gdsearch.lock import Holder, ResultsLock
-from gdsearch.repair import repair_results
-from gdsearch.store import LOCK, ResultsStore
+from gdsearch.results.lock import Holder, ResultsLock
+from gdsearch.results.repair import repair_results
+from gdsearch.results.store import LOCK, ResultsStore
 from tests.conftest import REPO
 
 HOLD = """
 import sys, time
-from gdsearch.lock import ResultsLock
-from gdsearch.store import ResultsStore
+from gdsearch.results.lock import ResultsLock
+from gdsearch.results.store import ResultsStore
 lock = ResultsLock(ResultsStore(sys.argv[1]))
 lock.acquire()
 print("held", flush=True)

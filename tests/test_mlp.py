@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from gdsearch import mlp
-from gdsearch.activations import ACTIVATIONS
-from gdsearch.data import sine
 from gdsearch.errors import InputError
-from gdsearch.inits import INIT_SCHEMES
+from gdsearch.model.activations import ACTIVATIONS
+from gdsearch.model.datasets import sine
+from gdsearch.model.inits import INIT_SCHEMES
 
 Params = list[tuple[np.ndarray, np.ndarray]]
 
@@ -210,7 +210,9 @@ def test_nan_initial_sse_diverges_at_epoch_zero_with_empty_history() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         history, _ = mlp.train(params, X, Y, lr=0.01, epochs=5)
-        result = mlp.train_population(mlp.stack_params([params]), X, Y, np.array([0.01]), 5)
+        result = mlp.train_population(
+            mlp.stack_params([params]), X, Y, np.array([0.01]), mlp.TrainConfig(epochs=5)
+        )
     assert history.shape == (0,)
     assert result.diverged_epoch[0] == 0 and result.lengths[0] == 0
 
@@ -291,9 +293,8 @@ def _train_in_populations(
             X,
             Y,
             np.array([configs[i].lr for i in members]),
-            _EPOCHS,
+            mlp.TrainConfig(epochs=_EPOCHS, batch_size=batch_size or 0),
             activation="tanh",
-            batch_size=batch_size,
             shuffle_rngs=rngs,
         )
         for slot, i in enumerate(members):
@@ -452,3 +453,58 @@ def test_unknown_grad_scale_is_an_input_error_listing_the_valid_values() -> None
     ):
         with pytest.raises(InputError, match=r"median.*mean.*sum"):
             call()
+
+
+# --- the update-rule seam -------------------------------------------------------------------
+
+
+class _TaggedDescent(mlp.GradientDescent):
+    """Plain gradient descent that carries per-trial state (a tag and a step count) and checks,
+    at every step, that the state is still aligned with the trials being stepped."""
+
+    def __init__(self, lrs: np.ndarray) -> None:
+        super().__init__(lrs)
+        self.lrs = np.asarray(lrs, dtype=np.float64)
+        self.tag = np.arange(len(self.lrs))
+        self.steps = np.zeros(len(self.lrs), dtype=int)
+        self.epochs_started: list[int] = []
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epochs_started.append(epoch)
+
+    def step(self, params: mlp.Stacked, grads: mlp.Stacked) -> None:
+        np.testing.assert_array_equal(self.lr.ravel(), self.lrs[self.tag])
+        assert params[0].shape[0] == len(self.tag)
+        self.steps += 1
+        super().step(params, grads)
+
+    def keep(self, mask: np.ndarray) -> None:
+        super().keep(mask)
+        self.tag, self.steps = self.tag[mask], self.steps[mask]
+
+
+@dataclass(frozen=True)
+class _TaggedConfig(mlp.TrainConfig):
+    def update_rule(self, lrs: np.ndarray) -> mlp.UpdateRule:
+        return _TaggedDescent(lrs)
+
+
+def test_the_update_rule_keeps_its_per_trial_state_aligned_when_trials_stop() -> None:
+    X, Y, configs = _population_problem()
+    lrs = np.array([c.lr for c in configs])
+    params = mlp.stack_params([_initial(c) for c in configs])
+    population = mlp.Population(params, lrs, _TaggedConfig(epochs=_EPOCHS))
+    rule = population.active.rule
+    assert isinstance(rule, _TaggedDescent)
+    population.advance(X, Y, _EPOCHS - 1)
+    # Survivors took every step so far; the rule dropped the others' state when they stopped.
+    running = population.running
+    assert 0 < len(running) < len(configs)
+    np.testing.assert_array_equal(rule.tag, running)
+    assert (rule.steps == _EPOCHS - 1).all()
+    population.advance(X, Y, _EPOCHS)
+    result = population.result()
+    plain = mlp.train_population(params, X, Y, lrs, mlp.TrainConfig(epochs=_EPOCHS))
+    np.testing.assert_array_equal(result.histories, plain.histories)  # the same steps
+    assert rule.epochs_started == list(range(_EPOCHS))
+    assert {mlp.STATUS_CODES[s] for s in result.status} == {"ok", "diverged"}

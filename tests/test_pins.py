@@ -16,8 +16,8 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import gdsearch
-from gdsearch.spec import load_job
-from gdsearch.unit import train_unit
+from gdsearch.job.spec import load_job
+from gdsearch.search.unit import train_unit
 
 REPO = Path(__file__).resolve().parent.parent
 LEGACY = Path(__file__).resolve().parent / "data" / "legacy"

@@ -15,7 +15,7 @@ import pytest
 import gdsearch
 from gdsearch.cli import main
 from gdsearch.errors import ResultsError
-from gdsearch.repair import repair_results
+from gdsearch.results.repair import repair_results
 from tests.conftest import SMALL_JOB
 
 pytestmark = pytest.mark.ray

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from gdsearch import cli
+from gdsearch.job.spec import parse_job
 from gdsearch.report import build, predicted_limits
-from gdsearch.spec import parse_job
-from gdsearch.store import ResultsStore, load_results
-from gdsearch.unit import train_unit
+from gdsearch.results.store import ResultsStore, load_results
+from gdsearch.search.unit import train_unit
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -76,7 +76,7 @@ def test_markdown_report_writes_pngs_beside_it(results_dir: Path, tmp_path: Path
 
 
 def test_predicted_limit_of_the_linear_groups_is_the_exact_one(results_dir: Path) -> None:
-    from gdsearch.stability import linear_lr_limit
+    from gdsearch.model.stability import linear_lr_limit
 
     limits = predicted_limits(load_results(results_dir))
     X, _ = parse_job(JOB).load_data()
@@ -113,10 +113,10 @@ def test_compare_puts_result_sets_on_shared_axes_in_one_html(
 
 
 def test_facets_put_architectures_in_rows_and_inits_in_columns(results_dir: Path) -> None:
-    from gdsearch.report import _groups, _panels
+    from gdsearch.report.panels import facet_panels, groups
 
     results = load_results(results_dir)
-    fig, axes, panels = _panels(_groups(results.trials))
+    fig, axes, panels = facet_panels(groups(results.trials))
     assert axes.shape == (2, 2)
     places = {label: ax.get_subplotspec().get_geometry()[2] for label, _, ax in panels}
     # rows: linear, then hidden 4; columns: normal, then xavier

@@ -16,8 +16,8 @@ import pytest
 
 import gdsearch
 from gdsearch.cli import main
-from gdsearch.lock import ResultsLock
-from gdsearch.store import ResultsStore
+from gdsearch.results.lock import ResultsLock
+from gdsearch.results.store import ResultsStore
 
 pytestmark = pytest.mark.ray
 
@@ -62,6 +62,11 @@ def test_results_written_to_s3_load_like_local_ones(
     columns = ["trial_id", "lr", "status", "final_sse", "diverged_epoch"]
     pd.testing.assert_frame_equal(from_s3.trials[columns], from_disk.trials[columns])
     assert from_s3.manifest["status"] == "complete"
+    assert from_s3.job_source == from_disk.job_source == small_job.read_text()
+    from gdsearch.report import predicted_limits  # the report finds the job beside the results
+
+    limits = predicted_limits(from_s3)
+    assert limits and limits == predicted_limits(from_disk)
 
     s3, _ = pafs.FileSystem.from_uri(f"s3://{BUCKET}")  # endpoint from AWS_ENDPOINT_URL
     names = {

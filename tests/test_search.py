@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 
 import gdsearch
 from gdsearch import mlp
-from gdsearch.spec import load_job
+from gdsearch.job.spec import load_job
 
 pytestmark = pytest.mark.ray
 
@@ -62,8 +63,31 @@ def test_ray_history_equals_direct_training_value_for_value(
             trial.init_seed(),
             trial.init_scale,
         )
-        history, _ = mlp.train(params, X, Y, lr=trial.lr, epochs=spec.epochs)
+        history, _ = mlp.train(params, X, Y, lr=trial.lr, epochs=spec.train.epochs)
         np.testing.assert_array_equal(stored[trial.trial_id].to_numpy(), history)
+
+
+def test_a_stored_trial_retrained_by_hand_from_initial_params_gives_its_history(
+    small_run: gdsearch.Results, small_job: Path
+) -> None:
+    """Results.initial_params needs only the result set: no job object, no Trial."""
+    X, Y = load_job(small_job).load_data()
+    stored = dict(iter(small_run.history.groupby("trial_id")["sse"]))
+    for row in small_run.trials.itertuples():
+        params = small_run.initial_params(row.trial_id)
+        assert [W.shape for W, _ in params] == [
+            (a, b) for a, b in itertools.pairwise(mlp.layer_sizes(2, _widths(row.hidden), 1))
+        ]
+        history, _ = mlp.train(
+            params, X, Y, lr=row.lr, epochs=int(row.epochs), activation=row.activation
+        )
+        np.testing.assert_array_equal(stored[row.trial_id].to_numpy(), history)
+    with pytest.raises(gdsearch.GdsearchError, match="no trial 'nope'"):
+        small_run.initial_params("nope")
+
+
+def _widths(label: str) -> list[int]:
+    return [int(width) for width in label.split("-") if width]
 
 
 def test_every_lr_of_one_init_hidden_seed_group_starts_from_the_same_sse(
@@ -158,7 +182,7 @@ def test_bracket_mode_narrows_to_the_asked_width_around_the_exact_limit(
     local_ray: None, tmp_path: Path
 ) -> None:
     from gdsearch import analysis, stability
-    from gdsearch.data import load_dataset
+    from gdsearch.model.datasets import load_dataset
     from tests.conftest import JOBS
 
     job = JOBS / "sine_bracket.toml"
@@ -219,7 +243,7 @@ def test_history_is_the_same_alone_in_one_population_or_spread_over_workers(
     small_run: gdsearch.Results, small_job: Path
 ) -> None:
     """Two shapes, four lrs (one diverging), two inits: placement never changes a value."""
-    from gdsearch.unit import train_unit
+    from gdsearch.search.unit import train_unit
 
     spec = load_job(small_job)
     X, Y = spec.load_data()

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import gdsearch
-from gdsearch.spec import load_job
+from gdsearch.job.spec import load_job
 from tests.processes import Driver
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]

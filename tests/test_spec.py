@@ -11,8 +11,8 @@ from _pytest.mark import ParameterSet
 
 from gdsearch.cli import main
 from gdsearch.errors import DataError, JobError
+from gdsearch.job.spec import JobSpec, load_job
 from gdsearch.mlp import init_params, layer_sizes
-from gdsearch.spec import JobSpec, load_job
 
 REPO = Path(__file__).resolve().parents[1]
 JOBS = REPO / "jobs"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gdsearch import mlp, stability
-from gdsearch.data import moons, sine
+from gdsearch.model.datasets import moons, sine
 
 
 def test_sharpness_matches_the_exact_hessian_of_the_linear_model() -> None:

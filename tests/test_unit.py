@@ -10,10 +10,11 @@ import pyarrow as pa
 import pytest
 
 from gdsearch import mlp
-from gdsearch.spec import JobSpec, parse_job
-from gdsearch.store import HISTORY_SCHEMA, TRIALS_SCHEMA
-from gdsearch.trial import Trial
-from gdsearch.unit import plan_units, train_unit
+from gdsearch.job.spec import JobSpec, parse_job
+from gdsearch.job.trial import Trial
+from gdsearch.results.store import HISTORY_SCHEMA, TRIALS_SCHEMA
+from gdsearch.search.plan import plan_units
+from gdsearch.search.unit import train_unit
 
 EPOCHS = 30
 
@@ -40,20 +41,20 @@ MINIBATCH_JOB = UNIT_JOB.replace("epochs = 30", "epochs = 30\nbatch_size = 16")
 
 
 def _train_directly(X: np.ndarray, Y: np.ndarray, trial: Trial) -> np.ndarray:
-    fixed = dict(trial.fixed)
     sizes = mlp.layer_sizes(X.shape[1], trial.hidden, Y.shape[1])
     params = mlp.init_params(sizes, trial.init, trial.init_seed(), trial.init_scale)
+    config = trial.train
     history, _ = mlp.train(
         params,
         X,
         Y,
         lr=trial.lr,
-        epochs=fixed["epochs"],
+        epochs=config.epochs,
         activation=trial.activation,
-        grad_scale=fixed["grad_scale"],
-        batch_size=trial.batch_size or None,
-        shuffle_seed=trial.shuffle_seed() if trial.batch_size else None,
-        divergence_factor=fixed["divergence_factor"],
+        grad_scale=config.grad_scale,
+        batch_size=config.batch_size or None,
+        shuffle_seed=trial.shuffle_seed() if config.batch_size else None,
+        divergence_factor=config.divergence_factor,
     )
     return history
 
@@ -87,7 +88,7 @@ def _check_unit_tables(spec: JobSpec, trials: list[Trial]) -> pa.Table:
         assert row["lr"] == trial.lr and row["init"] == trial.init
         assert row["init_scale"] == trial.init_scale
         assert row["hidden"] == trial.hidden_label and row["activation"] == trial.activation
-        assert row["batch_size"] == trial.batch_size and row["seed"] == trial.seed
+        assert row["batch_size"] == trial.train.batch_size and row["seed"] == trial.seed
         assert row["epochs"] == EPOCHS and row["node"] == "node-a"
         assert row["wall_s"] >= 0.0
         if row["status"] == "ok":
@@ -114,7 +115,7 @@ def test_train_unit_tables_are_consistent_and_equal_direct_training(
 ) -> None:
     spec = parse_job(job)
     trials = spec.trials()
-    assert len(trials) == 16 and {t.batch_size for t in trials} == {batch_size}
+    assert len(trials) == 16 and {t.train.batch_size for t in trials} == {batch_size}
     table = _check_unit_tables(spec, trials)
     statuses = Counter(table.column("status").to_pylist())
     assert statuses["ok"] > 0 and statuses["diverged"] > 0  # both branches were checked
@@ -175,7 +176,7 @@ def _check_plan(trials: list[Trial], units: list[list[Trial]], max_size: int) ->
     assert set(seen.values()) == {1}  # every trial in exactly one unit
     for unit in units:
         assert unit, "no empty units"
-        assert len({t.group_key() for t in unit}) == 1  # never mixes populations
+        assert len({t.population_key() for t in unit}) == 1  # never mixes populations
         assert len(unit) <= max_size
 
 
@@ -190,9 +191,9 @@ def test_plan_units_cuts_256_trials_on_2_cpus_into_units_of_at_most_32() -> None
 
 
 @pytest.mark.parametrize("n_cpus", [1, 3, 7, 64])
-def test_plan_units_never_mixes_group_keys(n_cpus: int) -> None:
+def test_plan_units_never_mixes_population_keys(n_cpus: int) -> None:
     trials = parse_job(MIXED_JOB).trials()
-    assert len({t.group_key() for t in trials}) == 12
+    assert len({t.population_key() for t in trials}) == 12
     units = plan_units(trials, n_cpus=n_cpus)
     _check_plan(trials, units, math.ceil(len(trials) / (n_cpus * 4)))
     if n_cpus == 1:
@@ -212,7 +213,7 @@ def test_plan_units_unit_can_be_trained_as_one_population() -> None:
 
 
 def test_plan_units_bounds_a_units_history_memory_for_long_trainings() -> None:
-    from gdsearch.unit import HISTORY_VALUES_PER_UNIT
+    from gdsearch.search.plan import HISTORY_VALUES_PER_UNIT
 
     long_job = PLAN_JOB.replace("[search]", "[train]\nepochs = 1000000\n\n[search]")
     trials = parse_job(long_job).trials()
@@ -232,7 +233,7 @@ def test_a_raising_population_is_retrained_trial_by_trial_and_only_the_raising_t
     calls = []
 
     def overflowing(self: mlp.Population, X: np.ndarray, Y: np.ndarray, until: int) -> None:
-        lrs = self.active.lr.ravel()
+        lrs = self.active.rule.lr.ravel()
         calls.append(len(lrs))
         if 0.3 in lrs:
             raise FloatingPointError("overflow encountered in matmul")
@@ -262,7 +263,7 @@ def test_a_raising_population_is_retrained_trial_by_trial_and_only_the_raising_t
 def test_the_fault_variable_fails_exactly_the_trials_it_names(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from gdsearch.unit import FAULT_VARIABLE
+    from gdsearch.search.unit import FAULT_VARIABLE
 
     spec = parse_job(UNIT_JOB)
     X, Y = spec.load_data()
@@ -286,12 +287,13 @@ def test_the_fault_variable_fails_exactly_the_trials_it_names(
 
 
 def test_failed_tables_mark_a_whole_unit_failed_with_one_line_of_error() -> None:
-    from gdsearch.unit import MAX_ERROR_CHARS, failed_tables
+    from gdsearch.errors import MAX_LINE_CHARS
+    from gdsearch.search.unit import failed_tables
 
     trials = parse_job(UNIT_JOB).trials()[:3]
     trials_table, history = failed_tables(trials, "WorkerCrashedError:\n  " + "x" * 1000)
     assert trials_table.schema.equals(TRIALS_SCHEMA) and history.num_rows == 0
     assert trials_table.column("status").to_pylist() == ["failed"] * 3
     error = trials_table.column("error")[0].as_py()
-    assert "\n" not in error and len(error) == MAX_ERROR_CHARS
+    assert "\n" not in error and len(error) == MAX_LINE_CHARS
     assert error.startswith("WorkerCrashedError: xxx") and error.endswith("…")

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from gdsearch.activations import ACTIVATIONS
 from gdsearch.errors import JobError, shown
-from gdsearch.inits import INIT_SCHEMES
+from gdsearch.model.activations import ACTIVATIONS
+from gdsearch.model.inits import INIT_SCHEMES
 
 MAX_WIDTH = 4096
 MAX_DEPTH = 16

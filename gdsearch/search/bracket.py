@@ -15,19 +15,21 @@ missing.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gdsearch.analysis import TELLING, bracket, refine
-from gdsearch.spec import JobSpec
-from gdsearch.trial import Trial
+from gdsearch.job.spec import JobSpec
+from gdsearch.job.trial import Trial
+from gdsearch.model.analysis import TELLING, bracket, refine
+from gdsearch.search.plain import PlainRun
+from gdsearch.search.plan import Ledger, Round
+from gdsearch.search.policy import Outcome, Policy, Rows, Step
+from gdsearch.search.unit import UnitState
 
-
-def comparison_key(trial: Trial) -> tuple[Any, ...]:
-    """What a group's trials share: everything but learning rate and replicate seed."""
-    return (trial.init, trial.hidden, trial.activation, trial.init_scale, trial.batch_size)
+log = logging.getLogger("gdsearch")
 
 
 def brackets(
@@ -43,7 +45,7 @@ def brackets(
         status = statuses.get(trial.trial_id)
         if status not in TELLING:
             continue
-        flags = diverged_at[comparison_key(trial)]
+        flags = diverged_at[trial.comparison_key()]
         flags[trial.lr] = flags.get(trial.lr, False) or status == "diverged"
     return {key: bracket(flags) for key, flags in diverged_at.items()}
 
@@ -60,7 +62,7 @@ def next_round(spec: JobSpec, trials: Sequence[Trial], statuses: Mapping[str, st
     """The trials of the next round: new learning rates inside every bracket still too wide.
 
     Args:
-        spec: the job (its bracket_width and bracket_points).
+        spec: the job (its bracket settings).
         trials: every trial of the rounds so far.
         statuses: stored status by trial_id.
 
@@ -68,15 +70,61 @@ def next_round(spec: JobSpec, trials: Sequence[Trial], statuses: Mapping[str, st
         New trials, every replicate of each group at each new learning rate; empty when all
         brackets are narrow enough.
     """
+    settings = spec.bracket
+    assert settings is not None
     templates: dict[tuple[Any, ...], dict[int, Trial]] = defaultdict(dict)
     for trial in trials:
-        templates[comparison_key(trial)].setdefault(trial.seed, trial)
+        templates[trial.comparison_key()].setdefault(trial.seed, trial)
     new: list[Trial] = []
     for key, (lr_converged, lr_diverged) in brackets(trials, statuses).items():
-        if is_narrow(lr_converged, lr_diverged, spec.bracket_width):
+        if is_narrow(lr_converged, lr_diverged, settings.width):
             continue
-        for lr in refine(lr_converged, lr_diverged, spec.bracket_points):
+        for lr in refine(lr_converged, lr_diverged, settings.points):
             new.extend(
                 dataclasses.replace(template, lr=lr) for template in templates[key].values()
             )
     return new
+
+
+class BracketRounds(Policy):
+    """Round after round of plain runs: the job's grid, then new learning rates inside every
+    bracket still too wide, until all are narrow or ``rounds`` rounds have been added.
+
+    A round is planned once the one before has finished, from the statuses then stored; a
+    round whose trials all failed leaves its brackets as they were and would ask for the same
+    trials again, so those are left to the next run, which retries them.
+    """
+
+    def __init__(self, spec: JobSpec, trials: Sequence[Trial], ledger: Ledger, cpus: int):
+        assert spec.bracket is not None
+        self.spec, self.ledger, self.cpus = spec, ledger, cpus
+        self.known = list(trials)
+        self.past: list[Round] = []
+        self.current = PlainRun(trials, ledger, cpus, index=0)
+
+    def next_steps(self) -> list[Step]:
+        assert self.spec.bracket is not None
+        while True:
+            steps = self.current.next_steps()
+            if steps or not self.current.done:
+                return steps
+            if len(self.past) + 1 > self.spec.bracket.rounds:
+                return []
+            seen = {t.trial_id for t in self.known}
+            new = [t for t in next_round(self.spec, self.known, self.ledger.trial_statuses())
+                   if t.trial_id not in seen]  # fmt: skip
+            if not new:
+                return []
+            self.known.extend(new)
+            self.past.append(self.current.round)
+            log.info("bracket round %d: %d trials", len(self.past), len(new))
+            self.current = PlainRun(new, self.ledger, self.cpus, index=len(self.past))
+
+    def on_result(self, step: Step, outcome: Outcome) -> None:
+        self.current.on_result(step, outcome)
+
+    def give_up(self, step: Step, error: str, state: UnitState | None) -> Rows | None:
+        return self.current.give_up(step, error, state)
+
+    def rounds(self) -> list[Round]:
+        return [*self.past, self.current.round]

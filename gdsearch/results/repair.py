@@ -20,9 +20,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gdsearch.errors import ResultsError
-from gdsearch.lock import ResultsLock
-from gdsearch.store import KINDS, ResultsStore
+from gdsearch.errors import ResultsError, one_line
+from gdsearch.results.lock import ResultsLock
+from gdsearch.results.store import KINDS, ResultsStore
 
 REQUIRED = {"trials": ("trial_id", "status"), "history": ("trial_id", "epoch", "sse")}
 """Columns every row of a part must have."""
@@ -109,7 +109,7 @@ def _check_part(store: ResultsStore, kind: str, name: str) -> str:
     try:
         table = store.read_part(kind, name)
     except (OSError, pa.ArrowException) as exc:
-        return "unreadable: " + (" ".join(str(exc).split()) or type(exc).__name__)
+        return "unreadable: " + one_line(exc)
     if table.num_rows == 0 and kind == "trials":  # a history part may be empty: its trials
         return "unreadable: it has no rows"  # may all have failed or diverged at epoch 0
     for column in REQUIRED[kind]:

@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gdsearch.errors import InputError
-from gdsearch.spec import JobSpec, load_job
-from gdsearch.store import is_uri
+from gdsearch.errors import InputError, one_line
+from gdsearch.job.spec import JobSpec, load_job
+from gdsearch.results.store import is_uri
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
@@ -65,14 +65,9 @@ def _reasons(subject: str) -> Iterator[None]:
             "RAY_AUTH_TOKEN_PATH to the cluster's token"
         ) from None
     except ConnectionError as exc:
-        raise InputError(f"{subject}: no Ray job server answers ({_line(exc)})") from None
+        raise InputError(f"{subject}: no Ray job server answers ({one_line(exc)})") from None
     except RuntimeError as exc:  # the client's wording for 404s and other HTTP failures
-        raise InputError(f"{subject}: {_line(exc)}") from None
-
-
-def _line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] or type(exc).__name__
+        raise InputError(f"{subject}: {one_line(exc)}") from None
 
 
 def _working_dir(spec: JobSpec, folder: Path) -> str:

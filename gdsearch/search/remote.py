@@ -1,4 +1,4 @@
-"""The Ray task that trains one work unit.
+"""The Ray task that carries one work unit on.
 
 Kept apart from the driver so that a Ray worker, which imports this module to run the task,
 loads only the training code (numpy, pyarrow, gdsearch's maths), not the driver's.
@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import ray
 
-from gdsearch.trial import Trial
-from gdsearch.unit import UnitState, advance_unit, start_unit, train_unit
+from gdsearch.job.trial import Trial
+from gdsearch.search.unit import UnitState, advance_unit, start_unit
 
 TASK_RETRIES = 3
 """How often Ray runs a unit again when its worker dies."""
@@ -23,29 +23,25 @@ PLACEMENT: Final = "SPREAD"
 worker: a node whose workers are still starting gets its share instead of none."""
 
 
-@ray.remote(num_cpus=1, max_retries=TASK_RETRIES, scheduling_strategy=PLACEMENT)
-def train_unit_task(
-    data: tuple[np.ndarray, np.ndarray], trials: list[Trial]
-) -> tuple[pa.Table, pa.Table]:
-    """Train one work unit on a Ray worker; its rows name the node it ran on."""
-    X, Y = data
-    return train_unit(X, Y, trials, node=ray.get_runtime_context().get_node_id())
-
-
 @ray.remote(num_cpus=1, max_retries=TASK_RETRIES, num_returns=3, scheduling_strategy=PLACEMENT)
-def advance_unit_task(
+def unit_task(
     data: tuple[np.ndarray, np.ndarray],
     unit: list[Trial] | UnitState,
     until: int,
     prune: list[str],
     metric: str,
-) -> tuple[tuple[pa.Table, pa.Table] | None, dict[str, float], UnitState]:
-    """Carry a unit (its trials, or its state from the last rung) on to epoch ``until``.
+    carry: bool,
+) -> tuple[tuple[pa.Table, pa.Table] | None, dict[str, float], UnitState | None]:
+    """Carry a unit (its trials, or its state from an earlier step) on to epoch ``until``.
 
-    The state arrives read-only from Ray's object store, and a retried task must start from it
-    unchanged, so it is copied before training moves it on.
+    Returns the rows of the trials that finished, the ``metric`` of each trial still training,
+    and, if ``carry``, the state to carry on from (else None: nothing is left to train, or
+    nothing will be asked). The rows name the node the task ran on. A state arrives read-only
+    from Ray's object store, and a retried task must start from it unchanged, so it is copied
+    before training moves it on.
     """
     X, Y = data
     state = start_unit(X, Y, unit) if isinstance(unit, list) else copy.deepcopy(unit)
     node = ray.get_runtime_context().get_node_id()
-    return advance_unit(X, Y, state, until, prune, metric, node)
+    rows, metrics, state = advance_unit(X, Y, state, until, prune, metric, node)
+    return rows, metrics, state if carry else None

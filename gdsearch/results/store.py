@@ -9,7 +9,7 @@ with credentials and endpoint from the standard AWS environment variables). Layo
     manifest.json               spec, version, timings, counts, cluster
     job.toml                    the job file as it was run
 
-    .lock                       while a run writes here (``gdsearch.lock``)
+    .lock                       while a run writes here (``gdsearch.results.lock``)
 
 A finished work unit becomes one history part and one trials part with the same name. The
 history part is written first and the trials part last, so a trial counts as stored exactly
@@ -20,7 +20,7 @@ local disk each file is written under a hidden temporary name, flushed and renam
 readers skip names that start with "." or "_"); on an object store each file is one put, which
 becomes visible whole or not at all. Every page of a part carries a CRC checksum, which
 ``load_results`` verifies, so a part damaged later on the disk is named on load rather than
-read as other numbers; ``gdsearch.repair`` drops such parts.
+read as other numbers; ``gdsearch.results.repair`` drops such parts.
 """
 
 from __future__ import annotations
@@ -31,18 +31,20 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from gdsearch.errors import ResultsError, RunError
-from gdsearch.schema import HISTORY_SCHEMA, TRIALS_SCHEMA
-
-if TYPE_CHECKING:
-    import pandas as pd
+from gdsearch.errors import InputError, ResultsError, RunError, one_line
+from gdsearch.job.spec import JobSpec, parse_job
+from gdsearch.job.trial import initial_params
+from gdsearch.model.network import Params
+from gdsearch.results.schema import HISTORY_SCHEMA, TRIALS_SCHEMA
 
 MANIFEST = "manifest.json"
 JOB_COPY = "job.toml"
@@ -57,16 +59,58 @@ class Results:
     """A loaded result set.
 
     Attributes:
-        trials: one row per trial (see ``gdsearch.schema.TRIALS_SCHEMA``).
+        trials: one row per trial (see ``gdsearch.results.schema.TRIALS_SCHEMA``).
         history: one row per trial and epoch: trial_id, epoch, sse.
         manifest: the run's manifest.json.
         path: where it was loaded from.
+        job_source: the job file as it was run (the copy stored beside the results), or "".
     """
 
     trials: pd.DataFrame
     history: pd.DataFrame
     manifest: dict[str, Any]
     path: str
+    job_source: str = ""
+
+    def job_and_data(self) -> tuple[JobSpec, np.ndarray, np.ndarray] | None:
+        """The job these results were run from and its data, loaded from where the job says
+        they came from; None if the job copy is missing or its data cannot be loaded here."""
+        if not self.job_source:
+            return None
+        try:
+            spec = parse_job(self.job_source, self.manifest.get("job_file") or JOB_COPY)
+            X, Y = spec.load_data()
+        except InputError:
+            return None
+        return spec, X, Y
+
+    def initial_params(self, trial_id: str) -> Params:
+        """A stored trial's starting weights, so that anyone can train it again by hand.
+
+        They depend only on the job seed, the init scheme and scale, the layer sizes and the
+        replicate seed (DESIGN.md), all of which the result set records::
+
+            params = res.initial_params(trial_id)
+            history, _ = gdsearch.mlp.train(params, X, Y, lr=row.lr, epochs=row.epochs, ...)
+
+        Returns:
+            (W, b) pairs, W of shape (fan_in, fan_out), b of shape (fan_out,).
+
+        Raises:
+            ResultsError: no such trial, or a manifest without the data's shape.
+        """
+        rows = self.trials[self.trials["trial_id"] == trial_id]
+        shape = self.manifest.get("data_shape") or {}
+        job_seed = (self.manifest.get("compat") or {}).get("job_seed")
+        if rows.empty:
+            raise ResultsError(f"{self.path}: no trial {trial_id!r} stored")
+        if "n_inputs" not in shape or job_seed is None:
+            raise ResultsError(f"{self.path}: manifest.json lacks the data's shape or job seed")
+        row = rows.iloc[0]
+        hidden = tuple(int(width) for width in row["hidden"].split("-") if width)
+        scale = None if pd.isna(row["init_scale"]) else float(row["init_scale"])
+        return initial_params(int(job_seed), row["init"], hidden, int(row["seed"]), scale,
+                              int(shape["n_inputs"]), int(shape["n_outputs"]))  # fmt: skip
 
 
 def is_uri(location: str) -> bool:
@@ -228,7 +272,7 @@ class ResultsStore:
         except (OSError, pa.ArrowException) as exc:
             raise ResultsError(
                 f"{self.directory(kind)}/{name}: not a readable Parquet part "
-                f"({_reason(exc)}); `gdsearch repair {self.location}` drops it and its "
+                f"({one_line(exc)}); `gdsearch repair {self.location}` drops it and its "
                 "partner so that the next run trains their trials again"
             ) from None
 
@@ -257,6 +301,17 @@ class ResultsStore:
             return result
         except (OSError, ValueError) as exc:
             raise ResultsError(f"{path}: cannot be read: {exc}") from None
+
+    def read_job_copy(self) -> str:
+        """The job file as it was run (saved by :meth:`prepare`), or "" if there is none."""
+        path = f"{self.root}/{JOB_COPY}"
+        if self._info(path).type == pafs.FileType.NotFound:
+            return ""
+        try:
+            with self.fs.open_input_stream(path) as stream:
+                return bytes(stream.read()).decode("utf-8", errors="replace")
+        except OSError as exc:
+            raise ResultsError(f"{path}: cannot be read: {one_line(exc)}") from None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Replace the manifest atomically."""
@@ -303,17 +358,12 @@ class ResultsStore:
         except (OSError, pa.ArrowException) as exc:
             if tmp and os.path.exists(tmp):
                 os.unlink(tmp)
-            raise RunError(f"{path}: cannot be written: {_reason(exc)}") from None
+            raise RunError(f"{path}: cannot be written: {one_line(exc)}") from None
 
 
 def _temporary(path: str) -> str:
     head, _, name = path.rpartition("/")
     return f"{head}/{TEMPORARY_PREFIX}{uuid.uuid4().hex}-{name}"
-
-
-def _reason(exc: BaseException) -> str:
-    """An exception's message on one line."""
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _commit_local(tmp: str, path: str) -> None:
@@ -334,7 +384,8 @@ def load_results(location: str | Path) -> Results:
             (``"s3://bucket/prefix/seed-sine"``).
 
     Returns:
-        :class:`Results` with ``.trials`` and ``.history`` DataFrames and the manifest.
+        :class:`Results` with ``.trials`` and ``.history`` DataFrames, the manifest and the
+        job file as it was run.
     """
     store = ResultsStore(location)
     if not store.has_trials_dir():
@@ -348,4 +399,5 @@ def load_results(location: str | Path) -> Results:
         history=history.to_pandas().sort_values(["trial_id", "epoch"], ignore_index=True),
         manifest=store.read_manifest(),
         path=store.location,
+        job_source=store.read_job_copy(),
     )

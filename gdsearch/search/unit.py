@@ -15,64 +15,25 @@ Ray worker. Unset, it costs one lookup per population and call.
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from collections import defaultdict
-from collections.abc import Callable, Collection, Hashable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from gdsearch.mlp import (
-    DEFAULT_PATIENCE_TOLERANCE,
-    RUNNING,
-    STATUS_CODES,
-    Population,
-    init_params,
-    layer_sizes,
-    rung_metric,
-    stack_params,
-)
-from gdsearch.schema import HISTORY_SCHEMA, TRIALS_SCHEMA
-from gdsearch.trial import Trial
+from gdsearch.errors import one_line
+from gdsearch.job.trial import Trial
+from gdsearch.model.network import layer_sizes, stack_params
+from gdsearch.model.population import RUNNING, STATUS_CODES, Population, rung_metric
+from gdsearch.results.schema import HISTORY_SCHEMA, TRIALS_SCHEMA
 
-WAVES_PER_CPU = 8
-"""Units per CPU that a plan aims for, so a slow unit at the end leaves few CPUs idle."""
-MAX_UNIT_TRIALS = 1024
-HISTORY_VALUES_PER_UNIT = 32 * 2**20
-"""A unit holds its histories, trials × (epochs + 1) float64, in memory: 256 MiB at most."""
 POPULATION_ELEMENTS = 65_536
 """A unit trains its trials in populations of about this many values per activation array
 (K × samples × widest layer): small enough for the CPU's cache, large enough that numpy's
 per-call cost is shared by many trials. Results do not depend on it."""
-MAX_ERROR_CHARS = 500
 FAULT_VARIABLE = "GDSEARCH_FAULT_TRIALS"
-
-
-def plan_units(
-    trials: Sequence[Trial],
-    n_cpus: int,
-    apart: Callable[[Trial], Hashable] | None = None,
-) -> list[list[Trial]]:
-    """Group compatible trials and cut each group into units of about equal work.
-
-    Units aim at ``WAVES_PER_CPU`` per CPU; a group is dealt round-robin, so every unit gets
-    a mix of learning rates (large ones diverge and finish early) rather than a run of them.
-    ``apart`` keeps trials with different keys in different units.
-    """
-    groups: dict[tuple[object, ...], list[Trial]] = defaultdict(list)
-    for trial in trials:
-        groups[(trial.group_key(), apart(trial) if apart else None)].append(trial)
-    target = max(1, math.ceil(len(trials) / (max(1, n_cpus) * WAVES_PER_CPU)))
-    epochs = int(dict(trials[0].fixed)["epochs"]) if trials else 0
-    target = min(target, MAX_UNIT_TRIALS, max(1, HISTORY_VALUES_PER_UNIT // (epochs + 1)))
-    units: list[list[Trial]] = []
-    for members in groups.values():
-        n_units = math.ceil(len(members) / target)
-        units.extend(members[i::n_units] for i in range(n_units))
-    return units
 
 
 @dataclass
@@ -172,7 +133,7 @@ def abandon_unit(
         population.prune(np.flatnonzero(np.isin(ids, stop)))
         running = population.running
         for j in members[running]:
-            state.errors[j] = _one_line(error)
+            state.errors[j] = one_line(error)
         state.failed_at[members[running]] = population.epoch - 1
         population.discard(running)
     return _emit(state, node, _gather(state))
@@ -210,7 +171,7 @@ def _one_at_a_time(
     """After a population raised: train its running trials alone, from their initial weights,
     to ``until``; record each that still raises as failed. A lone trial is not tried again."""
     if len(rows) == 1:
-        state.errors[rows[0]] = _describe(error)
+        state.errors[rows[0]] = one_line(error, with_type=True)
         return
     for j in rows:
         trial = state.trials[j]
@@ -219,7 +180,7 @@ def _one_at_a_time(
             _inject_fault([trial])
             single.advance(X, Y, until)
         except Exception as exc:
-            state.errors[j] = _describe(exc)
+            state.errors[j] = one_line(exc, with_type=True)
             continue
         state.populations.append(single)
         state.members.append(np.array([j]))
@@ -249,17 +210,17 @@ def train_unit(
 
     Args:
         X, Y: the job's data, (n, d) and (n, k).
-        trials: compatible trials (equal ``group_key`` and fixed settings).
+        trials: trials that can share a population (equal ``Trial.population_key``).
         node: the node the unit runs on, recorded in every trials row.
 
     Returns:
         The unit's trials table and history table (``TRIALS_SCHEMA``, ``HISTORY_SCHEMA``).
         A trial that raised has status ``failed``, its error text, and no history rows.
     """
-    shared = (trials[0].group_key(), trials[0].fixed)
-    if any((t.group_key(), t.fixed) != shared for t in trials):
-        raise ValueError("a work unit's trials must share layer sizes and fixed settings")
-    rows, _, _ = advance_unit(X, Y, start_unit(X, Y, trials), _epochs(trials[0]), node=node)
+    shared = trials[0].population_key()
+    if any(t.population_key() != shared for t in trials):
+        raise ValueError("a work unit's trials must share layer sizes and training config")
+    rows, _, _ = advance_unit(X, Y, start_unit(X, Y, trials), trials[0].train.epochs, node=node)
     assert rows is not None
     return rows
 
@@ -271,31 +232,18 @@ def failed_tables(
     K = len(trials)
     histories, lengths = np.full((K, 1), np.nan), np.zeros(K, dtype=np.int64)
     table = _trials_table(trials, histories, lengths, np.full(K, -1), ["failed"] * K, node,
-                          np.zeros(K), [_one_line(error)] * K)  # fmt: skip
+                          np.zeros(K), [one_line(error)] * K)  # fmt: skip
     return table, _history_table(trials, histories, lengths)
 
 
 def _population(X: np.ndarray, trials: Sequence[Trial], sizes: list[int]) -> Population:
     """One cache-sized population of a unit's trials, at their initial weights."""
     first = trials[0]
-    fixed = dict(first.fixed)
-    minibatch = bool(first.batch_size) and first.batch_size < X.shape[0]
-    params = stack_params(
-        [init_params(sizes, t.init, t.init_seed(), t.init_scale) for t in trials]
-    )
+    params = stack_params([t.initial_params(sizes[0], sizes[-1]) for t in trials])
+    minibatch = first.train.minibatch(X.shape[0]) is not None
     rngs = [np.random.default_rng(t.shuffle_seed()) for t in trials] if minibatch else None
-    return Population(
-        params,
-        np.array([t.lr for t in trials]),
-        fixed["epochs"],
-        activation=first.activation,
-        grad_scale=fixed["grad_scale"],
-        batch_size=first.batch_size if minibatch else None,
-        shuffle_rngs=rngs,
-        divergence_factor=fixed["divergence_factor"],
-        patience=fixed.get("patience", 0),
-        patience_tolerance=fixed.get("patience_tolerance", DEFAULT_PATIENCE_TOLERANCE),
-    )
+    lrs = np.array([t.lr for t in trials])
+    return Population(params, lrs, first.train, first.activation, rngs)
 
 
 def _inject_fault(trials: Sequence[Trial]) -> None:
@@ -306,19 +254,6 @@ def _inject_fault(trials: Sequence[Trial]) -> None:
     hit = set(named.split(",")).intersection(t.trial_id for t in trials)
     if hit:
         raise RuntimeError(f"fault injected by {FAULT_VARIABLE} into trial {min(hit)}")
-
-
-def _epochs(trial: Trial) -> int:
-    return int(dict(trial.fixed)["epochs"])
-
-
-def _describe(exc: BaseException) -> str:
-    return _one_line(f"{type(exc).__name__}: {exc}")
-
-
-def _one_line(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def _history_table(
@@ -356,16 +291,9 @@ def _trials_table(
     stopped = np.isin(statuses, ["plateaued", "pruned"]) | (
         np.isin(statuses, ["failed"]) & (lengths > 0)
     )
+    rows = [t.columns() for t in trials]
     columns = {
-        "trial_id": [t.trial_id for t in trials],
-        "lr": [t.lr for t in trials],
-        "init": [t.init for t in trials],
-        "init_scale": [t.init_scale for t in trials],
-        "hidden": [t.hidden_label for t in trials],
-        "activation": [t.activation for t in trials],
-        "batch_size": [t.batch_size for t in trials],
-        "seed": [t.seed for t in trials],
-        "epochs": [dict(t.fixed)["epochs"] for t in trials],
+        **{name: [row[name] for row in rows] for name in rows[0]},
         "status": statuses,
         "final_sse": pa.array(last, from_pandas=True),
         "min_sse": pa.array(lowest, from_pandas=True),

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from gdsearch.errors import ResultsError
-from gdsearch.store import LOCK, ResultsStore
+from gdsearch.results.store import LOCK, ResultsStore
 
 log = logging.getLogger("gdsearch")
 

@@ -1,0 +1,503 @@
+"""Job files: read a TOML search job once, check every key, and expand it into trials.
+
+A job has five tables, each read by its own function here: ``[job]`` (name, seed), ``[data]``
+(the data set and its options), ``[model]`` and ``[train]`` (fixed settings) and ``[search]``
+(the axes, the mode, and the scheduler's settings). ``activation`` and ``init_scale`` (model)
+and ``batch_size`` (train) may be fixed in their own table or searched as an axis, not both.
+Scalar settings are declared in tables of :class:`Setting` (type, default, rule), so a new one is
+one line. Every mistake raises :class:`JobError` naming the file, key and value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from gdsearch.errors import DataError, JobError, shown
+from gdsearch.job.limits import (
+    MAX_BRACKET_POINTS,
+    MAX_BRACKET_ROUNDS,
+    MAX_EPOCHS,
+    MAX_JOB_BYTES,
+    MAX_KEY_PARTS,
+    MAX_TRIALS,
+    check_network_size,
+    longest_dotted_key,
+)
+from gdsearch.job.space import AXIS_CHECKS, Axis, grid, grid_size, parse_axis, sample
+from gdsearch.job.trial import SAMPLER_STREAM, SCALED_INITS, Trial
+from gdsearch.model.config import (
+    DEFAULT_DIVERGENCE_FACTOR,
+    DEFAULT_PATIENCE_TOLERANCE,
+    TrainConfig,
+)
+from gdsearch.model.datasets import (
+    DATASETS,
+    check_options,
+    data_digest,
+    dataset_options,
+    load_dataset,
+)
+from gdsearch.model.inits import DEFAULT_SCALE
+from gdsearch.model.network import GRAD_SCALES
+from gdsearch.model.population import RUNG_METRICS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+MODES = ("grid", "random", "bracket")
+SCHEDULERS = ("none", "halving")
+
+
+class Setting(NamedTuple):
+    """One scalar key of a table: the field it fills, its type, default (None: required), and
+    the rule its value must meet, as a test and as the words of the error."""
+
+    field: str
+    kind: type
+    default: Any
+    ok: Callable[[Any], bool] = lambda value: True
+    rule: str = ""
+
+
+def _finite(
+    low: float, high: float, *, open_low: bool = False, open_high: bool = False
+) -> Callable[[Any], bool]:
+    def ok(value: Any) -> bool:
+        above = value > low if open_low else value >= low
+        below = value < high if open_high else value <= high
+        return math.isfinite(value) and above and below
+
+    return ok
+
+
+TRAIN_SETTINGS = {
+    "epochs": Setting("epochs", int, 100, _finite(1, MAX_EPOCHS),
+                      f"an integer in [1, {MAX_EPOCHS}]"),
+    "grad_scale": Setting("grad_scale", str, "mean", lambda v: v in GRAD_SCALES,
+                          f"one of {', '.join(GRAD_SCALES)}"),
+    "divergence_factor": Setting("divergence_factor", float, DEFAULT_DIVERGENCE_FACTOR,
+                                 _finite(1, math.inf, open_low=True, open_high=True),
+                                 "a finite number > 1"),
+    "patience": Setting("patience", int, 0, _finite(0, MAX_EPOCHS),
+                        f"an integer in [0, {MAX_EPOCHS}] (0: never stop a trial for not "
+                        "improving)"),
+    "patience_tolerance": Setting("patience_tolerance", float, DEFAULT_PATIENCE_TOLERANCE,
+                                  _finite(0, 1, open_high=True), "a number in [0, 1)"),
+}  # fmt: skip
+"""``[train]``'s scalar keys, each a field of :class:`TrainConfig`."""
+TRAIN_AXES = ("batch_size",)
+"""Fields of :class:`TrainConfig` that may also be search axes (fixed in ``[train]`` or not)."""
+BRACKET_SETTINGS = {
+    "bracket_width": Setting("width", float, 0.05, _finite(0, 10, open_low=True),
+                             "a number in (0, 10] (the bracket's relative width, hi / lo - 1)"),
+    "bracket_points": Setting("points", int, 3, _finite(1, MAX_BRACKET_POINTS),
+                              f"an integer in [1, {MAX_BRACKET_POINTS}]"),
+    "bracket_rounds": Setting("rounds", int, 10, _finite(1, MAX_BRACKET_ROUNDS),
+                              f"an integer in [1, {MAX_BRACKET_ROUNDS}]"),
+}  # fmt: skip
+HALVING_SETTINGS = {
+    "min_epochs": Setting("min_epochs", int, None),  # its range depends on epochs: checked apart
+    "reduction_factor": Setting("reduction_factor", int, 3, _finite(2, 100),
+                                "an integer in [2, 100]"),
+    "rung_metric": Setting("metric", str, "sse", lambda v: v in RUNG_METRICS,
+                           f"one of {', '.join(RUNG_METRICS)}"),
+}  # fmt: skip
+
+# Where an axis lives when it is fixed rather than searched.
+HOME = {"activation": "model", "init_scale": "model", "batch_size": "train"}
+DEFAULTS: dict[str, Any] = {
+    "init": "xavier",
+    "hidden": [],
+    "seed": 0,
+    "activation": "tanh",
+    "init_scale": None,
+    "batch_size": 0,
+}
+SECTION_KEYS = {
+    "job": {"name", "seed", "description"},
+    "data": None,  # the data set's own options, checked by gdsearch.model.datasets
+    "model": {"activation", "init_scale"},
+    "train": {*TRAIN_SETTINGS, *TRAIN_AXES},
+    "search": {"mode", "samples", "scheduler", *BRACKET_SETTINGS, *HALVING_SETTINGS,
+               *AXIS_CHECKS},
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """Bracket mode's settings (see :mod:`gdsearch.search.bracket`)."""
+
+    width: float = 0.05
+    points: int = 3
+    rounds: int = 10
+
+
+@dataclass(frozen=True)
+class Halving:
+    """Successive halving's settings (see :mod:`gdsearch.search.halving`)."""
+
+    min_epochs: int
+    reduction_factor: int = 3
+    metric: str = "sse"
+
+    def rungs(self, epochs: int) -> list[int]:
+        """The epochs where decisions are taken: min_epochs × factorᵏ below ``epochs``."""
+        out = []
+        rung = self.min_epochs
+        while rung < epochs:
+            out.append(rung)
+            rung *= self.reduction_factor
+        return out
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A checked job: where it came from, its data, how its trials train, and its search.
+
+    ``bracket`` and ``halving`` hold their settings when the job uses them, else None.
+    """
+
+    name: str
+    seed: int
+    dataset: str
+    data_options: dict[str, Any]
+    train: TrainConfig
+    mode: str
+    samples: int
+    axes: dict[str, Axis]
+    fixed_axes: dict[str, Any]
+    bracket: Bracket | None = None
+    halving: Halving | None = None
+    description: str = ""
+    source: str = ""
+    path: str = ""
+    document: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_trials(self) -> int:
+        """How many distinct trials the search expands to (repeated configurations count once)."""
+        return len(self.trials())
+
+    def trials(self) -> list[Trial]:
+        """Every trial of the job, in a stable order, each trial_id once.
+
+        In bracket mode these are the first round's trials (the grid); later rounds add trials
+        at learning rates chosen from the stored results (:mod:`gdsearch.search.bracket`).
+        """
+        if self.mode in ("grid", "bracket"):
+            points = grid(self.axes)
+        else:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, SAMPLER_STREAM]))
+            points = sample(self.axes, self.samples, rng)
+        data = tuple(sorted({"dataset": self.dataset, **self.data_options}.items()))
+        unique: dict[str, Trial] = {}
+        for point in points:
+            trial = self._trial({**self.fixed_axes, **point}, data)
+            unique.setdefault(trial.trial_id, trial)
+        return list(unique.values())
+
+    def _trial(self, values: dict[str, Any], data: tuple[tuple[str, Any], ...]) -> Trial:
+        init = values["init"]
+        scale = values["init_scale"]
+        if init not in SCALED_INITS:
+            scale = None  # the scheme ignores it, so it must not split trial ids
+        elif scale is None:
+            scale = DEFAULT_SCALE[init]
+        return Trial(
+            job_seed=self.seed,
+            lr=values["lr"],
+            init=init,
+            hidden=tuple(values["hidden"]),
+            seed=values["seed"],
+            activation=values["activation"],
+            init_scale=scale,
+            data=data,
+            train=dataclasses.replace(self.train, **{k: values[k] for k in TRAIN_AXES}),
+        )
+
+    def compat_key(self, X: np.ndarray, Y: np.ndarray) -> dict[str, Any]:
+        """The settings every stored trial of a result set must share, the data's content too.
+
+        A setting that is off adds no key (as in a trial's id), so result sets written before
+        it existed still match.
+        """
+        shared = self.train.identity()
+        for axis in TRAIN_AXES:  # per trial, in each trial's id
+            shared.pop(axis)
+        if "patience" in shared:  # the form 0.1 recorded
+            shared["patience"] = [shared["patience"], shared.pop("patience_tolerance")]
+        key = {
+            "job_seed": self.seed,
+            "data": {"dataset": self.dataset, **self.data_options},
+            "data_sha256": data_digest(X, Y),
+            **shared,
+        }
+        if self.halving is not None:
+            h = self.halving
+            key["scheduler"] = ["halving", h.min_epochs, h.reduction_factor, h.metric]
+        return key
+
+    def data_kwargs(self) -> dict[str, Any]:
+        """The data set's options as the loader takes them: file paths made absolute."""
+        options = dict(self.data_options)
+        if self.dataset == "file" and options.get("path"):
+            base = Path(self.path).parent if self.path else Path.cwd()
+            options["path"] = str((base / options["path"]).resolve())
+        if "seed" in dataset_options(self.dataset) and "seed" not in options:
+            options["seed"] = self.seed
+        return options
+
+    def load_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """Load the job's data set, X (n, d) and Y (n, k), and check every network fits it."""
+        try:
+            X, Y = load_dataset(self.dataset, **self.data_kwargs())
+        except DataError as exc:
+            raise DataError(f"{self.path or self.name}: [data] {exc}") from None
+        try:
+            for hidden in self.architectures():
+                check_network_size(hidden, X.shape, Y.shape)
+        except JobError as exc:
+            raise JobError(f"{self.path or self.name}: {exc}") from None
+        return X, Y
+
+    def architectures(self) -> list[tuple[int, ...]]:
+        """Every hidden-layer list the job trains."""
+        if "hidden" in self.axes:
+            return list(self.axes["hidden"].values)
+        return [tuple(self.fixed_axes["hidden"])]
+
+
+def load_job(path: str | Path) -> JobSpec:
+    """Read and check a job file.
+
+    Args:
+        path: a TOML job file.
+
+    Returns:
+        The checked :class:`JobSpec`.
+
+    Raises:
+        JobError: the file is missing, not TOML, or breaks a rule; the message names the key
+            and the value.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:  # read no more than the limit, whatever the file is
+            raw = handle.read(MAX_JOB_BYTES + 1)
+    except OSError as exc:
+        raise JobError(f"{path}: cannot be read: {exc.strerror}") from None
+    if len(raw) > MAX_JOB_BYTES:
+        raise JobError(f"{path}: more than {MAX_JOB_BYTES:,} bytes, the most a job file may have")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise JobError(f"{path}: not UTF-8 text") from None
+    return parse_job(text, str(path))
+
+
+def parse_job(text: str, path: str = "<job>") -> JobSpec:
+    """Check a job given as TOML text; ``path`` is used in messages and to resolve data files."""
+    parts, line = longest_dotted_key(text)
+    if parts > MAX_KEY_PARTS:
+        raise JobError(
+            f"{path}: line {line}: a dotted key of {parts:,} parts, "
+            f"more than the {MAX_KEY_PARTS} allowed"
+        )
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise JobError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise JobError(f"{path}: not valid TOML: nested too deeply") from None
+    try:
+        return _build(document, text, path)
+    except JobError as exc:
+        raise JobError(f"{path}: {exc}") from None
+    except DataError as exc:
+        raise JobError(f"{path}: [data] {exc}") from None
+
+
+def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
+    tables = _tables(doc)
+    name, seed, description = _job_table(tables["job"])
+    dataset, options = _data_table(tables["data"])
+    train = TrainConfig(**_settings(tables["train"], "train", TRAIN_SETTINGS))
+    search = tables["search"]
+    mode, samples = _mode(search)
+    bracket = _bracket(search, mode)
+    halving = _halving(search, train.epochs)
+    if halving and mode == "bracket":
+        raise JobError(
+            '[search] scheduler: "halving" stops trials before they can show whether they '
+            'diverge, which mode = "bracket" needs; use one or the other, but got "halving"'
+        )
+    axes, fixed_axes = _axes(tables, mode)
+    return JobSpec(
+        name=name, seed=seed, dataset=dataset, data_options=options, train=train, mode=mode,
+        samples=samples, axes=axes, fixed_axes=fixed_axes, bracket=bracket, halving=halving,
+        description=description, source=text, path=path, document=doc,
+    )  # fmt: skip
+
+
+def _tables(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The five tables (empty where absent), with unknown tables and keys refused."""
+    for section in doc:
+        if section not in SECTION_KEYS:
+            raise JobError(
+                f"unknown table [{shown(section)[1:-1]}]; valid: {', '.join(SECTION_KEYS)}"
+            )
+    tables = {s: _table(doc, s) for s in SECTION_KEYS}
+    for section, keys in SECTION_KEYS.items():
+        for key in tables[section]:
+            if keys is not None and key not in keys:
+                raise JobError(
+                    f"[{section}] unknown key {shown(key)}; valid: {', '.join(sorted(keys))}"
+                )
+    return tables
+
+
+def _job_table(job: dict[str, Any]) -> tuple[str, int, str]:
+    name = _get(job, "job", "name", str, None)
+    if not name or name[0] in "._-" or not set(name) <= NAME_CHARS or len(name) > 100:
+        raise JobError(
+            f"[job] name: must be 1-100 letters, digits, '.', '_' or '-', not starting with "
+            f"'.', '_' or '-', but got {shown(name)}"
+        )
+    seed = _get(job, "job", "seed", int, 0)
+    if not 0 <= seed < 2**63:
+        raise JobError(f"[job] seed: must be an integer >= 0, but got {shown(seed)}")
+    return name, seed, _get(job, "job", "description", str, "")
+
+
+def _data_table(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    dataset = _get(data, "data", "dataset", str, None)
+    if dataset not in DATASETS:
+        raise JobError(
+            f"[data] dataset: unknown name {shown(dataset)}; valid: {', '.join(sorted(DATASETS))}"
+        )
+    return dataset, check_options(dataset, {k: v for k, v in data.items() if k != "dataset"})
+
+
+def _mode(search: dict[str, Any]) -> tuple[str, int]:
+    mode = _get(search, "search", "mode", str, "grid")
+    if mode not in MODES:
+        raise JobError(f"[search] mode: must be one of {', '.join(MODES)}, but got {shown(mode)}")
+    samples = _get(search, "search", "samples", int, 0)
+    if mode == "random" and not 1 <= samples <= MAX_TRIALS:
+        raise JobError(
+            f'[search] samples: mode = "random" needs an integer in [1, {MAX_TRIALS}], '
+            f"but got {shown(samples)}"
+        )
+    if mode != "random" and "samples" in search:
+        raise JobError(f'[search] samples: only for mode = "random", but got {shown(samples)}')
+    return mode, samples
+
+
+def _bracket(search: dict[str, Any], mode: str) -> Bracket | None:
+    """The bracket-mode keys, checked; they may appear only with mode = "bracket"."""
+    if mode != "bracket":
+        for key in sorted(BRACKET_SETTINGS.keys() & search.keys()):
+            raise JobError(
+                f'[search] {key}: only for mode = "bracket", but got {shown(search[key])}'
+            )
+        return None
+    return Bracket(**_settings(search, "search", BRACKET_SETTINGS))
+
+
+def _halving(search: dict[str, Any], epochs: int) -> Halving | None:
+    """The scheduler keys, checked; ``min_epochs`` and the rest only with a scheduler."""
+    scheduler = _get(search, "search", "scheduler", str, "none")
+    if scheduler not in SCHEDULERS:
+        raise JobError(
+            f"[search] scheduler: must be one of {', '.join(SCHEDULERS)}, "
+            f"but got {shown(scheduler)}"
+        )
+    if scheduler == "none":
+        for key in sorted(HALVING_SETTINGS.keys() & search.keys()):
+            raise JobError(
+                f'[search] {key}: only with scheduler = "halving", but got {shown(search[key])}'
+            )
+        return None
+    halving = Halving(**_settings(search, "search", HALVING_SETTINGS))
+    if not 1 <= halving.min_epochs < epochs:
+        raise JobError(
+            f"[search] min_epochs: must be an integer in [1, epochs) = [1, {epochs}), "
+            f"but got {shown(halving.min_epochs)}"
+        )
+    return halving
+
+
+def _axes(tables: dict[str, dict[str, Any]], mode: str) -> tuple[dict[str, Axis], dict[str, Any]]:
+    """The searched axes, and the value of every axis not searched (fixed, or its default)."""
+    search = tables["search"]
+    if "lr" not in search:
+        raise JobError("[search] lr: missing; every job searches learning rates")
+    axes: dict[str, Axis] = {}
+    fixed_axes: dict[str, Any] = {}
+    for key in AXIS_CHECKS:
+        home = HOME.get(key)
+        fixed_here = home is not None and key in tables[home]
+        if key in search and fixed_here:
+            raise JobError(f"[search] {key}: also fixed in [{home}]; give it in one place only")
+        if key in search:
+            axes[key] = parse_axis(key, search[key], mode)
+        elif fixed_here:
+            assert home is not None
+            value = tables[home][key]
+            fixed_axes[key] = parse_axis(key, [value], mode, section=home).values[0]
+        else:
+            fixed_axes[key] = DEFAULTS[key]
+    if mode == "grid" and grid_size(axes) > MAX_TRIALS:
+        raise JobError(
+            f"[search] the grid has {grid_size(axes):,} trials, "
+            f"more than the {MAX_TRIALS:,} allowed"
+        )
+    if mode == "bracket" and len(axes["lr"].values) < 2:
+        raise JobError(
+            f'[search] lr: mode = "bracket" needs at least 2 learning rates to start from, '
+            f"but got {shown(search['lr'])}"
+        )
+    return axes, fixed_axes
+
+
+def _settings(table: dict[str, Any], section: str, settings: dict[str, Setting]) -> dict[str, Any]:
+    """The table's values of these settings, checked, by field name (defaults filled in)."""
+    values = {}
+    for key, setting in settings.items():
+        raw = _get(table, section, key, setting.kind, setting.default)
+        value = float(raw) if setting.kind is float else raw
+        if not setting.ok(value):
+            raise JobError(f"[{section}] {key}: must be {setting.rule}, but got {shown(raw)}")
+        values[setting.field] = value
+    return values
+
+
+def _table(doc: dict[str, Any], section: str) -> dict[str, Any]:
+    table = doc.get(section, {})
+    if not isinstance(table, dict):
+        raise JobError(f"[{section}] must be a table, but got {shown(table)}")
+    return table
+
+
+def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any) -> Any:
+    """A value of the given type, or the default; None as default means required."""
+    if key not in table:
+        if default is None:
+            raise JobError(f"[{section}] {key}: missing")
+        return default
+    value = table[key]
+    ok = isinstance(value, int | float) if kind is float else isinstance(value, kind)
+    if isinstance(value, bool) or not ok:
+        raise JobError(f"[{section}] {key}: must be {kind.__name__}, but got {shown(value)}")
+    return value

@@ -1,0 +1,259 @@
+"""How each learning rate converged: per-trial metrics, per-lr summaries and the critical lr.
+
+Everything is computed from a result set's tables with pandas and numpy, a whole history table
+at a time (no Python loop over epochs). A *group* is one comparison
+(:mod:`gdsearch.model.comparison`): trials that differ only in learning rate and replicate seed.
+
+Trial classes, in the order they are decided:
+
+- ``failed``: the trial raised an error and has no history (its status is failed).
+- ``diverged``: the trial's status is diverged.
+- ``pruned``: a scheduler stopped it at a rung (status pruned); its history ends there.
+- ``converged``: its final SSE is within ``tolerance`` (relative) of its group's best SSE.
+- ``oscillating``: over the late phase (the last ``LATE_FRACTION`` of its epochs) its SSE rose
+  in at least ``OSCILLATION_SHARE`` of the steps.
+- ``plateaued``: over the late phase its SSE fell by less than ``PLATEAU_GAIN`` (relative) in
+  all, while still short of the group's best.
+- ``slow``: still falling, but short of the group's best when training ended.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from gdsearch.model.comparison import GROUP
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "GROUP",
+    "LATE_FRACTION",
+    "OSCILLATION_SHARE",
+    "PLATEAU_GAIN",
+    "STOPPED_EARLY",
+    "TELLING",
+    "bracket",
+    "convergence_table",
+    "critical_lr",
+    "lr_summary",
+    "refine",
+    "trial_metrics",
+]
+
+
+class Results(Protocol):
+    """What analysis reads of a result set (``gdsearch.load_results`` gives one): the trials
+    table and the history table."""
+
+    @property
+    def trials(self) -> pd.DataFrame: ...
+
+    @property
+    def history(self) -> pd.DataFrame: ...
+
+
+LATE_FRACTION = 0.1
+OSCILLATION_SHARE = 0.3
+PLATEAU_GAIN = 1e-4
+DEFAULT_TOLERANCE = 0.05
+STOPPED_EARLY = ("diverged", "pruned", "failed")
+"""Statuses whose final SSE is not the end of training."""
+TELLING = ("ok", "diverged", "plateaued")
+"""Statuses that say whether a learning rate diverges."""
+
+
+def _group_columns(trials: pd.DataFrame) -> list[str]:
+    return [c for c in GROUP if c in trials.columns]
+
+
+def _history_matrix(results: Results) -> np.ndarray:
+    """Histories as a (trials, epochs + 1) array in the trials table's order, NaN past the end."""
+    wide = results.history.pivot(index="trial_id", columns="epoch", values="sse")
+    return wide.reindex(index=results.trials["trial_id"]).to_numpy(dtype=np.float64)
+
+
+def trial_metrics(
+    results: Results, tolerance: float = DEFAULT_TOLERANCE, target: float | None = None
+) -> pd.DataFrame:
+    """One row per trial: its configuration, final and minimum SSE, epochs to tolerance,
+    late-phase contraction ratio and class.
+
+    Args:
+        results: a loaded result set.
+        tolerance: relative distance from the group's best SSE that counts as reached.
+        target: an absolute SSE; if given, ``epochs_to_target`` is the first epoch at or below it.
+
+    Returns:
+        The trials table plus ``group_best``, ``epochs_to_tolerance`` (NaN if never reached),
+        ``epochs_to_target``, ``contraction`` (median SSE(t+1)/SSE(t) over the late phase) and
+        ``convergence`` (one of the classes in this module's docstring).
+    """
+    trials = results.trials.copy()
+    sse = _history_matrix(results)
+    lengths = np.sum(~np.isnan(sse), axis=1)
+    group = _group_columns(trials)
+    lowest = np.nanmin(np.where(np.isnan(sse), np.inf, sse), axis=1)
+    trials["group_best"] = (
+        pd.Series(lowest, index=trials.index)
+        .groupby([trials[c] for c in group], dropna=False)
+        .transform("min")
+    )
+    threshold = trials["group_best"].to_numpy() * (1.0 + tolerance)
+    trials["epochs_to_tolerance"] = _first_at_or_below(sse, threshold)
+    if target is not None:
+        trials["epochs_to_target"] = _first_at_or_below(sse, np.full(len(trials), target))
+
+    # Late phase: the last LATE_FRACTION of each trial's steps (at least one step).
+    epochs = np.arange(sse.shape[1])
+    steps = np.maximum(1, np.ceil(LATE_FRACTION * (lengths - 1))).astype(int)
+    late = (epochs[None, 1:] >= (lengths - steps)[:, None]) & (epochs[None, 1:] < lengths[:, None])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = sse[:, 1:] / sse[:, :-1]
+    ratio = np.where(late, ratio, np.nan)
+    trials["contraction"] = np.nanmedian(np.where(late.any(axis=1)[:, None], ratio, 1.0), axis=1)
+    rises = np.sum(late & (ratio > 1.0), axis=1) / np.maximum(late.sum(axis=1), 1)
+    first_late = sse[np.arange(len(sse)), np.clip(lengths - 1 - steps, 0, None)]
+    final = trials["final_sse"].to_numpy(dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = (first_late - final) / first_late
+
+    reached = final <= threshold
+    classes = np.select(
+        [
+            (trials["status"] == "failed").to_numpy(),
+            (trials["status"] == "diverged").to_numpy(),
+            (trials["status"] == "pruned").to_numpy(),
+            reached,
+            rises >= OSCILLATION_SHARE,
+            ~(gain >= PLATEAU_GAIN),
+        ],
+        ["failed", "diverged", "pruned", "converged", "oscillating", "plateaued"],
+        default="slow",
+    )
+    trials["convergence"] = classes
+    return trials
+
+
+def _first_at_or_below(sse: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """Per row, the first epoch whose SSE is at or below the row's threshold (NaN if none)."""
+    hit = sse <= threshold[:, None]
+    first = np.argmax(hit, axis=1).astype(np.float64)
+    return np.where(hit.any(axis=1), first, np.nan)
+
+
+def convergence_table(results: Results, tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
+    """One row per group and learning rate, aggregated over seeds.
+
+    Columns: the group's columns, lr, trials, median / q25 / q75 of final SSE (of trials that
+    trained to the end: neither diverged nor pruned), diverged_fraction, pruned_fraction,
+    median epochs_to_tolerance, the most common class, and ``best`` (True on the lr with the
+    lowest median final SSE among those none of whose trials diverged and some of whose trials
+    were not pruned; the smallest such lr on a tie).
+    """
+    metrics = trial_metrics(results, tolerance)
+    group = _group_columns(metrics)
+    metrics["kept_sse"] = metrics["final_sse"].where(~metrics["status"].isin(STOPPED_EARLY))
+    metrics["is_diverged"] = metrics["status"] == "diverged"
+    metrics["is_pruned"] = metrics["status"] == "pruned"
+    keys = [*group, "lr"]
+    table = (
+        metrics.groupby(keys, dropna=False, sort=True)
+        .agg(
+            trials=("trial_id", "size"),
+            median_final_sse=("kept_sse", "median"),
+            q25_final_sse=("kept_sse", lambda s: s.quantile(0.25)),
+            q75_final_sse=("kept_sse", lambda s: s.quantile(0.75)),
+            diverged_fraction=("is_diverged", "mean"),
+            pruned_fraction=("is_pruned", "mean"),
+            median_epochs_to_tolerance=("epochs_to_tolerance", "median"),
+            typical=("convergence", lambda s: s.mode().iloc[0]),
+        )
+        .reset_index()
+    )
+    candidates = table["median_final_sse"].where(table["diverged_fraction"] == 0)
+    winners = candidates.groupby([table[c] for c in group], dropna=False).idxmin().dropna()
+    table["best"] = table.index.isin(winners.astype(int))  # ties go to the smallest lr
+    return table
+
+
+def bracket(diverged_at: dict[float, bool]) -> tuple[float, float]:
+    """The critical-lr bracket from whether each learning rate diverged (in any replicate).
+
+    Returns:
+        ``(lr_converged, lr_diverged)``: the smallest lr that diverged, and the largest lr below
+        it that did not. Either is NaN where the learning rates tried do not reach that side.
+    """
+    diverged = [lr for lr, flag in diverged_at.items() if flag]
+    lr_diverged = min(diverged) if diverged else math.nan
+    below = [lr for lr, flag in diverged_at.items() if not flag and not lr >= lr_diverged]
+    return (max(below) if below else math.nan), lr_diverged
+
+
+def refine(lr_converged: float, lr_diverged: float, points: int) -> list[float]:
+    """``points`` learning rates spaced evenly in log space strictly inside the bracket.
+
+    One round of bisection in log space: the bracket's log-width shrinks by ``points + 1``.
+    """
+    inner = np.geomspace(lr_converged, lr_diverged, points + 2)[1:-1]
+    return [float(lr) for lr in inner]
+
+
+def critical_lr(results: Results) -> pd.DataFrame:
+    """Per group, the bracket that holds the critical learning rate (see :func:`bracket`).
+
+    Only trials that ran far enough to say count: those that diverged, trained every epoch, or
+    stopped on their own for not improving. A pruned trial had not diverged by its rung but
+    might have later, and a failed one says nothing.
+
+    Columns: the group's columns, ``lr_converged`` and ``lr_diverged``.
+    """
+    metrics = results.trials[results.trials["status"].isin(TELLING)]
+    group = _group_columns(metrics)
+    per_lr = (
+        metrics.assign(is_diverged=metrics["status"] == "diverged")
+        .groupby([*group, "lr"], dropna=False)["is_diverged"]
+        .any()
+        .reset_index()
+    )
+    rows = []
+    for key, frame in per_lr.groupby(group, dropna=False, sort=True):
+        lr_converged, lr_diverged = bracket(
+            dict(zip(frame["lr"], frame["is_diverged"], strict=True))
+        )
+        rows.append({**dict(zip(group, key, strict=True)), "lr_converged": lr_converged,
+                     "lr_diverged": lr_diverged})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def lr_summary(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per (init, hidden, activation, lr): trials, median final SSE, diverged and
+    pruned counts.
+
+    Args:
+        trials: a result set's trials table.
+
+    Returns:
+        A DataFrame with columns init, hidden, activation, lr, trials, median_final_sse
+        (over trials that trained to the end; NaN if none did), min_final_sse, diverged,
+        pruned; and failed, if any trial failed (failed trials have no SSE).
+    """
+    frame = trials.assign(
+        converged_sse=trials["final_sse"].where(~trials["status"].isin(STOPPED_EARLY)),
+        is_diverged=trials["status"] == "diverged",
+        is_pruned=trials["status"] == "pruned",
+        is_failed=trials["status"] == "failed",
+    )
+    table = frame.groupby(["init", "hidden", "activation", "lr"], sort=True, dropna=False).agg(
+        trials=("trial_id", "size"),
+        median_final_sse=("converged_sse", "median"),
+        min_final_sse=("converged_sse", "min"),
+        diverged=("is_diverged", "sum"),
+        pruned=("is_pruned", "sum"),
+        failed=("is_failed", "sum"),
+    )
+    if not frame["is_failed"].any():
+        table = table.drop(columns="failed")
+    return table.reset_index()

@@ -1,0 +1,342 @@
+"""Training a population: K trials that share data, layer sizes and training config.
+
+Each trial has its own learning rate, weights and stopping epoch; stopped trials are compacted
+out, so that they cost nothing. The forward and backward passes are :mod:`gdsearch.model.network`;
+the step is the population's update rule (:mod:`gdsearch.model.optim`), built from its
+:class:`~gdsearch.model.config.TrainConfig`. Every operation acts on each trial's slice alone, so
+a trial's history is the same, value for value, whatever population it is trained in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from gdsearch.errors import InputError
+from gdsearch.model.activations import check_activation
+from gdsearch.model.config import TrainConfig
+from gdsearch.model.network import (
+    Params,
+    Stacked,
+    Workspace,
+    backward,
+    check_grad_scale,
+    forward,
+    loss_scale,
+    residual_sse,
+    sizes_of,
+    stack_params,
+    unstack_params,
+    with_ones_t,
+)
+from gdsearch.model.optim import UpdateRule
+
+_BLAS = ThreadpoolController()
+
+STATUS_CODES = ("running", "ok", "diverged", "plateaued", "pruned")
+"""A trial's state in a population, by code: still training; trained every epoch; stopped by
+the divergence limit; stopped by the patience rule; stopped by a scheduler."""
+RUNNING, OK, DIVERGED, PLATEAUED, PRUNED = range(len(STATUS_CODES))
+
+
+RUNG_METRICS = ("sse", "auc")
+"""How a scheduler ranks trials at a rung: the SSE at the rung's epoch, or the mean SSE over
+epochs 0 … rung (the area under the curve per epoch, which also rewards getting there fast)."""
+
+
+def rung_metric(histories: np.ndarray, rung: int, metric: str = "sse") -> np.ndarray:
+    """Each history's ``RUNG_METRICS`` value at epoch ``rung``; histories are (K, ≥ rung + 1)."""
+    if metric == "sse":
+        return histories[:, rung].copy()
+    if metric == "auc":
+        return histories[:, : rung + 1].mean(axis=1)
+    raise InputError(f"unknown rung metric {metric!r}; valid: {', '.join(RUNG_METRICS)}")
+
+
+@dataclass
+class PopulationResult:
+    """What training a population gives back.
+
+    Attributes:
+        histories: (K, epochs + 1) SSE per trial and epoch; NaN past a trial's last epoch.
+        lengths: (K,) how many epochs of history each trial holds.
+        diverged_epoch: (K,) the epoch whose SSE broke the divergence limit, -1 if none did.
+        params: the final stacked weights (see :func:`unstack_params`); a diverged trial's
+            are the ones whose SSE broke the limit.
+        status: (K,) codes into ``STATUS_CODES``.
+    """
+
+    histories: np.ndarray
+    lengths: np.ndarray
+    diverged_epoch: np.ndarray
+    params: Stacked
+    status: np.ndarray
+
+
+@dataclass
+class _Active:
+    """The trials still training, compacted so that stopped ones cost nothing."""
+
+    index: np.ndarray
+    Wbs: Stacked
+    rule: UpdateRule
+    limit: np.ndarray
+    rngs: list[np.random.Generator]
+    best: np.ndarray  # the patience rule's reference SSE, and the epoch it was set
+    since: np.ndarray
+
+    def drop(self, mask: np.ndarray, final: Stacked) -> None:
+        """Move the trials in ``mask`` out of the population, saving their weights."""
+        for Wb, Wb_final in zip(self.Wbs, final, strict=True):
+            Wb_final[self.index[mask]] = Wb[mask]
+        keep = ~mask
+        self.index = self.index[keep]
+        self.Wbs = [Wb[keep] for Wb in self.Wbs]
+        self.rule.keep(keep)
+        self.limit = self.limit[keep]
+        self.best = self.best[keep]
+        self.since = self.since[keep]
+        self.rngs = [rng for rng, k in zip(self.rngs, keep, strict=True) if k] if self.rngs else []
+
+
+class Population:
+    """K trials in training, which can be stopped at any epoch and carried on later.
+
+    :meth:`advance` trains up to a given epoch; between calls a scheduler may :meth:`prune`
+    trials, and the object (weights, histories, shuffle generators) may be pickled and carried
+    on elsewhere. Training in one call or in several gives the same histories value for value.
+
+    A trial stops at the first epoch whose SSE is not finite or exceeds ``divergence_factor``
+    × its epoch-0 SSE (diverged; its history keeps the epochs before), or, with ``patience``
+    N > 0, at the first epoch e where its SSE has not fallen below (1 − ``patience_tolerance``)
+    × the last SSE that did so, set at epoch e − N or earlier (plateaued; its history keeps e).
+    """
+
+    def __init__(
+        self,
+        params: Stacked,
+        lrs: np.ndarray,
+        config: TrainConfig,
+        activation: str = "tanh",
+        shuffle_rngs: Sequence[np.random.Generator] | None = None,
+    ) -> None:
+        self.activation = check_activation(activation)
+        check_grad_scale(config.grad_scale)
+        self.config = config
+        K = len(lrs)
+        if shuffle_rngs is not None and len(shuffle_rngs) != K:
+            raise InputError("mini-batch training needs one shuffle generator per trial")
+        self.histories = np.full((K, config.epochs + 1), np.nan)
+        self.status = np.full(K, RUNNING, dtype=np.int8)
+        self.stop_epoch = np.full(K, -1, dtype=np.int64)
+        self.epoch = 0  # the next epoch whose SSE is to be measured
+        self.final = [Wb.copy() for Wb in params]
+        self.active = _Active(
+            index=np.arange(K),
+            Wbs=[Wb.copy() for Wb in params],
+            rule=config.update_rule(lrs),
+            limit=np.full(K, np.inf),
+            rngs=list(shuffle_rngs) if shuffle_rngs else [],
+            best=np.full(K, np.inf),
+            since=np.zeros(K, dtype=np.int64),
+        )
+
+    def advance(self, X: np.ndarray, Y: np.ndarray, until: int) -> None:
+        """Train the running trials until epoch ``until`` (≤ epochs) has been measured.
+
+        Trials still running at ``epochs`` end as ok.
+        """
+        n, config = X.shape[0], self.config
+        batch_size = config.minibatch(n)
+        active = self.active
+        if not len(active.index):
+            return
+        if batch_size is not None and not active.rngs:
+            raise InputError("mini-batch training needs one shuffle generator per trial")
+        X1_t, Y_t, sizes = with_ones_t(X), np.ascontiguousarray(Y.T), sizes_of(active.Wbs)
+        ws = Workspace(len(active.index), X1_t, sizes)
+        with _BLAS.limit(limits=1, user_api="blas"), np.errstate(all="ignore"):
+            for epoch in range(max(0, self.epoch - 1), until + 1):
+                # An epoch measured at the end of the last call is measured again (the same
+                # value): its forward pass is the start of the next step.
+                forward(active.Wbs, ws, self.activation)
+                sse = residual_sse(ws, Y_t)
+                if epoch == 0:
+                    active.limit = np.where(sse > 0, config.divergence_factor * sse, np.inf)
+                    active.best = sse.copy()
+                stop = self._check(epoch, sse)
+                if stop.any():
+                    active.drop(stop, self.final)
+                    if not len(active.index):
+                        break
+                    ws.keep(~stop)
+                if epoch == until:
+                    break
+                active.rule.start_epoch(epoch)
+                if batch_size is not None:
+                    _minibatch_epoch(active, X1_t, Y_t, batch_size, config.grad_scale,
+                                     self.activation, sizes)  # fmt: skip
+                else:
+                    scale = loss_scale(config.grad_scale, n)
+                    active.rule.step(active.Wbs, backward(active.Wbs, ws, ws.out, scale,
+                                                          self.activation))  # fmt: skip
+            self.epoch = until + 1
+            if until == config.epochs:
+                self._stop(np.ones(len(active.index), dtype=bool), OK, until)
+
+    def _check(self, epoch: int, sse: np.ndarray) -> np.ndarray:
+        """Record this epoch's SSE; stop trials that diverged or plateaued. Returns the mask."""
+        active = self.active
+        bad = ~(np.isfinite(sse) & (sse <= active.limit))
+        self.histories[active.index, epoch] = sse
+        stop = bad
+        patience = self.config.patience
+        if patience:
+            better = sse < active.best * (1.0 - self.config.patience_tolerance)
+            active.best = np.where(better, sse, active.best)
+            active.since = np.where(better, epoch, active.since)
+            flat = ~bad & (epoch - active.since >= patience)
+            if flat.any():
+                self._mark(flat, PLATEAUED, epoch)
+            stop = bad | flat
+        if bad.any():  # most epochs stop nobody: the masks' writes are skipped
+            self.histories[active.index[bad], epoch] = np.nan
+            self._mark(bad, DIVERGED, epoch)
+        return stop
+
+    def _mark(self, mask: np.ndarray, status: int, epoch: int) -> None:
+        """Set the status and stop epoch of the running trials in ``mask``."""
+        self.status[self.active.index[mask]] = status
+        self.stop_epoch[self.active.index[mask]] = epoch
+
+    def _stop(self, mask: np.ndarray, status: int, epoch: int) -> None:
+        """Stop the running trials in ``mask`` with this status, taking them out of training."""
+        self._mark(mask, status, epoch)
+        self.active.drop(mask, self.final)
+
+    def discard(self, indices: np.ndarray) -> None:
+        """Take the given running trials out of training, leaving their records as they are
+        (their training is being redone elsewhere)."""
+        self.active.drop(np.isin(self.active.index, indices), self.final)
+
+    @property
+    def running(self) -> np.ndarray:
+        """Indices of the trials still training."""
+        return self.active.index.copy()
+
+    def prune(self, indices: np.ndarray) -> None:
+        """Stop the given running trials as pruned at the last epoch measured."""
+        mask = np.isin(self.active.index, indices)
+        self._stop(mask, PRUNED, self.epoch - 1)
+
+    def result(self) -> PopulationResult:
+        """Histories, lengths, divergence epochs, weights and status of every trial."""
+        weights = [Wb.copy() for Wb in self.final]
+        for Wb, Wb_now in zip(weights, self.active.Wbs, strict=True):
+            Wb[self.active.index] = Wb_now
+        lengths = np.where(
+            self.status == DIVERGED,
+            self.stop_epoch,
+            np.where(self.stop_epoch >= 0, self.stop_epoch + 1, self.epoch),
+        )
+        diverged_epoch = np.where(self.status == DIVERGED, self.stop_epoch, -1)
+        return PopulationResult(self.histories, lengths, diverged_epoch, weights, self.status)
+
+
+def train_population(
+    params: Stacked,
+    X: np.ndarray,
+    Y: np.ndarray,
+    lrs: np.ndarray,
+    config: TrainConfig,
+    activation: str = "tanh",
+    shuffle_rngs: Sequence[np.random.Generator] | None = None,
+) -> PopulationResult:
+    """Train K stacked trials, each with its own learning rate, to the end.
+
+    The stopping rules are :class:`Population`'s. Training ends early once every trial stopped.
+
+    Args:
+        params: stacked weights (see :func:`~gdsearch.model.network.stack_params`); copied,
+            never changed.
+        X: inputs, (n, d). Y: targets, (n, k).
+        lrs: (K,) learning rates.
+        config: every other training setting.
+        activation: hidden activation name.
+        shuffle_rngs: one generator per trial, reshuffling its mini-batches each epoch;
+            required when ``config.batch_size`` is smaller than n.
+
+    Returns:
+        A :class:`PopulationResult`.
+    """
+    population = Population(params, lrs, config, activation, shuffle_rngs)
+    population.advance(X, Y, config.epochs)
+    return population.result()
+
+
+def _minibatch_epoch(
+    active: _Active,
+    X1_t: np.ndarray,
+    Y_t: np.ndarray,
+    batch_size: int,
+    grad_scale: str,
+    activation: str,
+    sizes: Sequence[int],
+) -> None:
+    """One epoch of mini-batch steps, each trial in its own freshly shuffled order."""
+    n = X1_t.shape[-1]
+    order = np.stack([rng.permutation(n) for rng in active.rngs])  # (K, n)
+    workspaces: dict[int, Workspace] = {}  # by batch width: the last batch may be shorter
+    for start in range(0, n, batch_size):
+        batch = order[:, start : start + batch_size]  # (K, b)
+        inputs_t = np.ascontiguousarray(np.moveaxis(X1_t[:, batch], 0, 1))  # (K, d + 1, b)
+        ws = workspaces.get(batch.shape[1]) or Workspace(len(batch), inputs_t, sizes)
+        workspaces[batch.shape[1]] = ws
+        ws.acts[0] = inputs_t
+        forward(active.Wbs, ws, activation)
+        residual_sse(ws, np.moveaxis(Y_t[:, batch], 0, 1))
+        scale = loss_scale(grad_scale, batch.shape[1])
+        active.rule.step(active.Wbs, backward(active.Wbs, ws, ws.out, scale, activation))
+
+
+def train(
+    params: Params,
+    X: np.ndarray,
+    Y: np.ndarray,
+    *,
+    lr: float,
+    activation: str = "tanh",
+    shuffle_seed: int | np.random.SeedSequence | None = None,
+    **settings: Any,
+) -> tuple[np.ndarray, Params]:
+    """Train one network on the SSE.
+
+    The single-trial case of :func:`train_population`, with the same results value for value.
+
+    Args:
+        params: initial (W, b) pairs, e.g. from :func:`~gdsearch.model.network.init_params`;
+            not changed.
+        X: inputs, (n, d). Y: targets, (n, k).
+        lr: the learning rate.
+        activation: hidden activation name (the output is linear).
+        shuffle_seed: seed of the mini-batch shuffling stream (needed with ``batch_size``).
+        **settings: the fields of :class:`~gdsearch.model.config.TrainConfig`: ``epochs``
+            (required), ``grad_scale`` (``"mean"``, the default: ∇SSE / n; or ``"sum"``),
+            ``batch_size`` (None or 0: full batch), ``divergence_factor``, ``patience``,
+            ``patience_tolerance``.
+
+    Returns:
+        The SSE history (float64, epochs + 1 values, fewer if the trial stopped early: a
+        diverged one stops before the first epoch whose SSE is non-finite or beyond the limit)
+        and the final params.
+    """
+    config = TrainConfig(**{**settings, "batch_size": settings.get("batch_size") or 0})
+    rngs = None if shuffle_seed is None else [np.random.default_rng(shuffle_seed)]
+    result = train_population(
+        stack_params([params]), X, Y, np.array([lr], dtype=np.float64), config, activation, rngs
+    )
+    return result.histories[0, : result.lengths[0]].copy(), unstack_params(result.params, 0)

@@ -1,0 +1,13 @@
+"""The report layer: headless matplotlib figures in one self-contained HTML or Markdown file.
+
+``panels`` holds the shared plotting (group labels, the facet grid), ``figures`` each figure,
+``theory`` the predicted limits set beside the measurements, and ``document`` the report and
+the comparison of result sets. It reads result sets through pandas and never imports Ray.
+"""
+
+from __future__ import annotations
+
+from gdsearch.report.document import FORMATS, build, compare, summary_table
+from gdsearch.report.theory import predicted_limits
+
+__all__ = ["FORMATS", "build", "compare", "predicted_limits", "summary_table"]

@@ -1,0 +1,185 @@
+"""Learning-rate reports: headless matplotlib figures in one self-contained HTML or Markdown file.
+
+A report has a summary up top (per comparison group: best lr, the measured critical bracket,
+the predicted stability limit 2/λ_max, how many trials diverged), then SSE curves per learning
+rate, final SSE against learning rate on log-log axes with the diverged region shaded and the
+predicted limit marked (the U-shaped curve of the seed notebook), epochs to tolerance against
+learning rate, and the tables.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from gdsearch.errors import InputError
+from gdsearch.model import analysis
+from gdsearch.report.figures import (
+    figure_curves,
+    figure_epochs_to_tolerance,
+    figure_final_vs_lr,
+    figure_linear,
+)
+from gdsearch.report.panels import groups, png
+from gdsearch.report.theory import predicted_limits
+
+if TYPE_CHECKING:
+    from gdsearch.results.store import Results
+
+FORMATS = ("html", "md")
+
+
+def summary_table(
+    table: pd.DataFrame, brackets: pd.DataFrame, limits: dict[str, float]
+) -> pd.DataFrame:
+    """Per group: best lr, measured bracket, predicted limit, diverged / trials."""
+    rows = []
+    bracket_by = {label: frame.iloc[0] for label, frame in groups(brackets)}
+    for label, frame in groups(table):
+        best = frame.loc[frame["best"], "lr"]
+        bracket = bracket_by.get(label)
+        rows.append({
+            "group": label,
+            "best lr": float(best.iloc[0]) if len(best) else np.nan,
+            "largest lr that converged": np.nan if bracket is None else bracket["lr_converged"],
+            "smallest lr that diverged": np.nan if bracket is None else bracket["lr_diverged"],
+            "predicted limit 2/λ_max": limits.get(label, np.nan),
+            "diverged": f"{round((frame['diverged_fraction'] * frame['trials']).sum())}"
+                        f" / {int(frame['trials'].sum())}",
+            "pruned": round((frame["pruned_fraction"] * frame["trials"]).sum()),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def build(results: Results, out: Path, fmt: str = "html") -> Path:
+    """Write the report for a result set; returns the file written.
+
+    Args:
+        results: a loaded result set.
+        out: the report file (``.html`` or ``.md``); Markdown's PNGs go beside it.
+        fmt: ``"html"`` (one self-contained file) or ``"md"`` (Markdown and PNG files).
+    """
+    if fmt not in FORMATS:
+        raise InputError(f"--format: must be one of {', '.join(FORMATS)}, but got {fmt!r}")
+    if results.trials.empty:
+        raise InputError(f"{results.path}: no trials stored yet, nothing to report")
+    table = analysis.convergence_table(results)
+    brackets = analysis.critical_lr(results)
+    limits = predicted_limits(results)
+    summary = summary_table(table, brackets, limits)
+    figures = {
+        "curves": ("SSE curves per learning rate", figure_curves(results)),
+        "final_vs_lr": (
+            "Final SSE against learning rate",
+            figure_final_vs_lr(table, brackets, limits),
+        ),
+        "epochs_to_tolerance": ("Epochs to tolerance", figure_epochs_to_tolerance(table)),
+    }
+    linear = figure_linear(results)
+    if linear is not None:
+        figures["linear"] = (
+            "The linear model: SSE, its derivative, gradient-descent paths",
+            linear,
+        )
+    name = results.manifest.get("name", Path(results.path).name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "html":
+        out.write_text(_html(name, summary, table, figures))
+    else:
+        out.write_text(_markdown(name, summary, table, figures, out))
+    return out
+
+
+def _html(name: str, summary: pd.DataFrame, table: pd.DataFrame, figures: dict[str, Any]) -> str:
+    images = "\n".join(
+        f'<h2>{html.escape(title)}</h2>\n<img alt="{key}" '
+        f'src="data:image/png;base64,{base64.b64encode(picture).decode()}">'
+        for key, (title, picture) in figures.items()
+    )
+    per_lr = (
+        f"<h2>Per learning rate</h2>\n{table.to_html(index=False, float_format='{:.4g}'.format)}\n"
+        if not table.empty
+        else ""
+    )
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}"
+             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
+             "padding:2px 6px}img{max-width:100%}")  # fmt: skip
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(name)}'
+        f"</title><style>{style}</style></head><body>\n<h1>gdsearch report: {html.escape(name)}"
+        f"</h1>\n<h2>Summary</h2>\n{summary.to_html(index=False, float_format='{:.4g}'.format)}\n"
+        f"{images}\n{per_lr}</body></html>\n"
+    )
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    def cell(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
+             "|" + "---|" * len(frame.columns)]  # fmt: skip
+    lines += [
+        "| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
+    ]
+    return "\n".join(lines)
+
+
+def _markdown(name: str, summary: pd.DataFrame, table: pd.DataFrame, figures: dict[str, Any],
+              out: Path) -> str:  # fmt: skip
+    parts = [f"# gdsearch report: {name}", "", "## Summary", "", _markdown_table(summary), ""]
+    for key, (title, picture) in figures.items():
+        image = out.with_name(f"{out.stem}_{key}.png")
+        image.write_bytes(picture)
+        parts += [f"## {title}", "", f"![{title}]({image.name})", ""]
+    parts += ["## Per learning rate", "", _markdown_table(table), ""]
+    return "\n".join(parts)
+
+
+def compare(all_results: list[Results], out: Path) -> Path:
+    """Write one self-contained HTML file putting two or more result sets on the same axes.
+
+    Final SSE against learning rate, and the SSE curve of each group's best learning rate, for
+    every group of every result set, with the summaries stacked in one table.
+    """
+    if len(all_results) < 2:
+        raise InputError("compare: give two or more result sets")
+    fig_u, ax_u = plt.subplots(figsize=(8, 5), layout="constrained")
+    fig_c, ax_c = plt.subplots(figsize=(8, 5), layout="constrained")
+    summaries = []
+    for index, results in enumerate(all_results):
+        name = results.manifest.get("name", Path(results.path).name)
+        table = analysis.convergence_table(results)
+        brackets = analysis.critical_lr(results)
+        summary = summary_table(table, brackets, predicted_limits(results))
+        summaries.append(summary.assign(results=name))
+        histories = dict(groups(results.history.merge(results.trials, on="trial_id")))
+        for offset, (label, frame) in enumerate(groups(table)):
+            color, line = f"C{index}", ["-", "--", ":", "-."][offset % 4]
+            ax_u.plot(frame["lr"], frame["median_final_sse"], marker="o", color=color,
+                      linestyle=line, label=f"{name}: {label}")  # fmt: skip
+            best = frame.loc[frame["best"], "lr"]
+            if len(best):
+                group = histories[label]
+                curve = group[group["lr"] == best.iloc[0]].groupby("epoch")["sse"].median()
+                ax_c.plot(curve.index + 1, curve.to_numpy(), color=color, linestyle=line,
+                          label=f"{name}: {label}, lr {best.iloc[0]:.3g}")  # fmt: skip
+    ax_u.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="final SSE (median)")
+    ax_c.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="SSE (median), best lr")
+    for ax in (ax_u, ax_c):
+        ax.legend(fontsize=7)
+    figures = {
+        "final_vs_lr": ("Final SSE against learning rate", png(fig_u)),
+        "best_curves": ("SSE curve of each group's best learning rate", png(fig_c)),
+    }
+    combined = pd.concat(summaries, ignore_index=True)
+    combined = combined[["results", *[c for c in combined.columns if c != "results"]]]
+    names = " vs ".join(s["results"].iloc[0] for s in summaries)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(_html(names, combined, pd.DataFrame(), figures))
+    return out

@@ -1,0 +1,96 @@
+"""A result set's manifest: what was run, on what, and whether new trials may join it.
+
+``manifest.json`` records the job (its document and file), the compatibility key, the data's
+shape, the cluster, every run's timings and the counts by status. The compatibility key
+(:meth:`gdsearch.job.spec.JobSpec.compat_key`) holds the settings every stored trial must share
+and the data's digest; a run whose key differs from the stored one is refused.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from gdsearch import __version__
+from gdsearch.errors import ResultsError, shown
+from gdsearch.job.spec import JobSpec
+from gdsearch.results.store import ResultsStore
+
+RECORDED_SINCE_0_1 = (
+    "job_seed",
+    "data",
+    "epochs",
+    "grad_scale",
+    "divergence_factor",
+    "data_sha256",
+)
+"""Compatibility keys that every manifest records. A key missing from an older manifest is not
+compared. Every other key is recorded only when its setting is on, so there a missing key means
+off: a new setting needs no entry here."""
+
+
+def check_compatible(store: ResultsStore, wanted: dict[str, Any], fresh: bool) -> None:
+    """Refuse to add trials to results computed under other settings or on other data."""
+    if fresh or not store.exists():
+        return
+    stored = store.read_manifest().get("compat")
+    if stored is None:
+        return
+    changed = sorted(
+        k
+        for k in wanted.keys() | stored.keys()
+        if (k in stored or k not in RECORDED_SINCE_0_1) and stored.get(k) != wanted.get(k)
+    )
+    if not changed:
+        return
+    differences = [
+        "data contents (the data changed since they were stored: sha256 "
+        f"{str(stored[k])[:12]}… then, {wanted[k][:12]}… now)"
+        if k == "data_sha256"
+        else f"{k} (stored {shown(stored.get(k, 'off'))}, now {shown(wanted.get(k, 'off'))})"
+        for k in changed
+    ]
+    raise ResultsError(
+        f"{store.location}: holds results of this job name with other "
+        f"{'; '.join(differences)}; run with --fresh to start over, or give the job another "
+        "[job] name"
+    )
+
+
+def new_manifest(
+    spec: JobSpec,
+    compat: dict[str, Any],
+    previous: dict[str, Any],
+    started_at: str,
+    cluster: dict[str, Any],
+    X: np.ndarray,
+    Y: np.ndarray,
+    total: int,
+) -> dict[str, Any]:
+    """The manifest of a run that starts now, carrying on ``previous`` runs' history."""
+    return {
+        "format": 1,
+        "gdsearch_version": __version__,
+        "name": spec.name,
+        "job_file": spec.path,
+        "spec": spec.document,
+        "compat": compat,
+        "data_shape": {
+            "n_samples": int(X.shape[0]),
+            "n_inputs": int(X.shape[1]),
+            "n_outputs": int(Y.shape[1]),
+        },
+        "trials_total": total,
+        "created_at": previous.get("created_at", started_at),
+        "started_at": started_at,
+        "cluster": cluster,
+        "runs": previous.get("runs", []),
+        **({"repairs": previous["repairs"]} if "repairs" in previous else {}),
+    }
+
+
+def now() -> str:
+    """The time in UTC, as the manifest writes it."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

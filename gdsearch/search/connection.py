@@ -1,0 +1,73 @@
+"""Joining Ray: connect to a cluster or start an embedded one, and read the cluster's facts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+import ray
+
+from gdsearch.errors import InputError, RunError, one_line
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def connect(address: str | None) -> bool:
+    """Join or start Ray unless this process already has it; True if we started it.
+
+    ``address`` (else ``RAY_ADDRESS``) names a cluster; without one an embedded local Ray
+    starts on all cores. BLAS is held to one thread inside every training
+    (``gdsearch.model.population``), so workers need no runtime_env of their own, which would
+    make Ray start fresh worker processes for us.
+    """
+    if ray.is_initialized():
+        return False
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target:
+        _check_reachable(target)
+    try:
+        if target:
+            ray.init(address=target, logging_level=logging.WARNING)
+        else:
+            ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+    except (ConnectionError, OSError, RuntimeError, ValueError) as exc:
+        if target:
+            raise InputError(
+                f"--address {target!r}: cannot join the Ray cluster: {one_line(exc)}"
+            ) from exc
+        raise RunError(f"cannot start a local Ray instance: {one_line(exc)}") from exc
+    return True
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast with one line where nothing listens (Ray itself would retry for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(
+            f"--address {address!r}: nothing answers at {host}:{port} ({reason})"
+        ) from None
+
+
+def cluster_facts() -> dict[str, Any]:
+    """Ray's version, the cluster's CPUs and its live nodes, as the manifest records them."""
+    nodes = [
+        {
+            "node_id": node["NodeID"],
+            "address": node["NodeManagerAddress"],
+            "cpus": node.get("Resources", {}).get("CPU", 0),
+        }
+        for node in ray.nodes()
+        if node.get("Alive")
+    ]
+    return {
+        "ray_version": ray.__version__,
+        "cpus": max(1, int(ray.cluster_resources().get("CPU", 1))),
+        "nodes": nodes,
+    }
