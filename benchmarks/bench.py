@@ -226,13 +226,20 @@ def measure_tune(job: str, per_epoch: bool, reuse: bool, every: int) -> dict[str
 # --- the parent: run each measurement in a fresh process, take medians, print the table -------
 
 
-def _child(kind: str, job: Path, *extra: str) -> dict[str, Any]:
+def _child(kind: str, job: Path, *extra: str, tree: Path | None = None) -> dict[str, Any]:
+    """One measurement in a fresh process; ``tree``: with another source tree's gdsearch (and
+    that tree's own bench.py, so each version measures itself through its own API)."""
     env = {**os.environ, **ONE_THREAD}
     env.pop("RAY_ADDRESS", None)
+    script, cwd = __file__, None
+    if tree is not None:  # Ray's workers put the driver's folder first on sys.path: be there
+        cwd = str(tree)
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), env.get("PYTHONPATH", "")]).rstrip(":")
+        script = str(tree / "benchmarks" / "bench.py")
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, __file__, "_measure", kind, str(job), *extra],
-        env=env, capture_output=True, text=True, check=False,
+        [sys.executable, script, "_measure", kind, str(job), *extra],
+        env=env, capture_output=True, text=True, check=False, cwd=cwd,
     )  # fmt: skip
     wall = time.perf_counter() - start
     if done.returncode != 0:
@@ -319,12 +326,24 @@ def main() -> None:
     parser.add_argument(
         "--tune-trials", type=int, default=32, help="W1 trials Ray Tune runs (0: none)"
     )
-    parser.add_argument("--quick", action="store_true", help="W1 only, one run each, no Tune")
+    parser.add_argument(
+        "--quick", action="store_true", help="W1 only, one run each (unless --runs), no Tune"
+    )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="TREE",
+        help="also measure W1 with the gdsearch of another source tree (e.g. a git worktree "
+        "of an earlier commit), runs interleaved with this tree's, and compare",
+    )
     args = parser.parse_args()
     if args.quick:
-        args.runs, args.scale, args.tune_trials = 1, 0, 0
+        args.scale, args.tune_trials = 0, 0
+        args.runs = 1 if "--runs" not in sys.argv else args.runs
 
     print(f"machine: {_machine()}")
+    if args.against:
+        _print_against(args.against.resolve(), args.runs)
     summary: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:
         jobs = [("W1", W1)]
@@ -411,6 +430,28 @@ def _print_halving(full: dict[str, Any], halved: dict[str, Any]) -> None:
     same = sorted(i for i in full["best_lr"] if halved["best_lr"].get(i) == full["best_lr"][i])
     print(f"\nsame best lr under halving: {len(same)} of {len(full['best_lr'])} inits"
           f" ({', '.join(same) or 'none'})")  # fmt: skip
+
+
+def _print_against(tree: Path, runs: int) -> None:
+    """W1 with this tree's gdsearch and another's, each run of one followed by one of the
+    other (so that a drift of the machine's speed falls on both), histories checked equal."""
+    kinds = {"gdsearch": ("end to end", "wall_s"), "stacked": ("populations, no Ray", "wall_s")}
+    print(f"\nW1, this tree against {tree} (median of {runs}, runs interleaved)\n")
+    print("| gdsearch W1 | this tree s | other tree s | this / other |")
+    print("|---|---:|---:|---:|")
+    for kind, (name, key) in kinds.items():
+        mine, theirs = [], []
+        for _ in range(runs):
+            mine.append(_child(kind, W1))
+            theirs.append(_child(kind, W1, tree=tree))
+        assert all(r["digest"] == mine[0]["digest"] for r in mine + theirs), "histories differ"
+        rows = [(name, key), ("excluding Ray start-up", "search_s")] if kind == "gdsearch" else [
+            (name, key)]  # fmt: skip
+        for label, field in rows:
+            a = statistics.median(r[field] for r in mine)
+            b = statistics.median(r[field] for r in theirs)
+            print(f"| {label} | {a:.2f} | {b:.2f} | {a / b:.2f} |")
+    print("\nhistories of both trees bit-identical, trial by trial")
 
 
 LOOP = "plain numpy loop, one trial at a time"

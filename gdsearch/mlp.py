@@ -6,11 +6,16 @@ population in ``population``, the settings in ``config`` and the update rules in
 
 from __future__ import annotations
 
-from gdsearch.model.config import DEFAULT_DIVERGENCE_FACTOR, TrainConfig
+from gdsearch.model.config import (
+    DEFAULT_DIVERGENCE_FACTOR,
+    DEFAULT_PATIENCE_TOLERANCE,
+    TrainConfig,
+)
 from gdsearch.model.network import (
     GRAD_SCALES,
     Params,
     Stacked,
+    check_grad_scale,
     gradient,
     init_params,
     layer_sizes,
@@ -21,16 +26,20 @@ from gdsearch.model.network import (
 )
 from gdsearch.model.optim import GradientDescent, UpdateRule
 from gdsearch.model.population import (
+    RUNG_METRICS,
     STATUS_CODES,
     Population,
     PopulationResult,
+    rung_metric,
     train,
     train_population,
 )
 
 __all__ = [
     "DEFAULT_DIVERGENCE_FACTOR",
+    "DEFAULT_PATIENCE_TOLERANCE",
     "GRAD_SCALES",
+    "RUNG_METRICS",
     "STATUS_CODES",
     "GradientDescent",
     "Params",
@@ -39,10 +48,12 @@ __all__ = [
     "Stacked",
     "TrainConfig",
     "UpdateRule",
+    "check_grad_scale",
     "gradient",
     "init_params",
     "layer_sizes",
     "predict",
+    "rung_metric",
     "sse",
     "stack_params",
     "train",

@@ -202,6 +202,7 @@ BAD_JOBS = [
     ),
     bad("name-with-path", job_text(job='name = "../../etc"'), "[job] name", "'../../etc'"),
     bad("epochs-zero", job_text(train="epochs = 0"), "[train] epochs", "but got 0"),
+    bad("epochs-huge", job_text(train=f"epochs = {'9' * 400}"), "[train] epochs", "but got 999"),
     bad(
         "grad-scale-unknown",
         job_text(train='grad_scale = "median"'),

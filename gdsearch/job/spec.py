@@ -76,7 +76,8 @@ def _finite(
     def ok(value: Any) -> bool:
         above = value > low if open_low else value >= low
         below = value < high if open_high else value <= high
-        return math.isfinite(value) and above and below
+        finite = not isinstance(value, float) or math.isfinite(value)  # ints of any size
+        return finite and above and below
 
     return ok
 
@@ -107,7 +108,7 @@ BRACKET_SETTINGS = {
                               f"an integer in [1, {MAX_BRACKET_ROUNDS}]"),
 }  # fmt: skip
 HALVING_SETTINGS = {
-    "min_epochs": Setting("min_epochs", int, None),  # its range depends on epochs: checked apart
+    "min_epochs": Setting("min_epochs", int, None),  # its rule depends on epochs: see _halving
     "reduction_factor": Setting("reduction_factor", int, 3, _finite(2, 100),
                                 "an integer in [2, 100]"),
     "rung_metric": Setting("metric", str, "sse", lambda v: v in RUNG_METRICS,
@@ -429,13 +430,9 @@ def _halving(search: dict[str, Any], epochs: int) -> Halving | None:
                 f'[search] {key}: only with scheduler = "halving", but got {shown(search[key])}'
             )
         return None
-    halving = Halving(**_settings(search, "search", HALVING_SETTINGS))
-    if not 1 <= halving.min_epochs < epochs:
-        raise JobError(
-            f"[search] min_epochs: must be an integer in [1, epochs) = [1, {epochs}), "
-            f"but got {shown(halving.min_epochs)}"
-        )
-    return halving
+    below_epochs = Setting("min_epochs", int, None, _finite(1, epochs, open_high=True),
+                           f"an integer in [1, epochs) = [1, {epochs})")  # fmt: skip
+    return Halving(**_settings(search, "search", {**HALVING_SETTINGS, "min_epochs": below_epochs}))
 
 
 def _axes(tables: dict[str, dict[str, Any]], mode: str) -> tuple[dict[str, Axis], dict[str, Any]]:

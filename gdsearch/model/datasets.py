@@ -22,6 +22,12 @@ from gdsearch.errors import DataError, shown
 
 __all__ = [
     "DATASETS",
+    "MAX_DATA_VALUES",
+    "MAX_FILE_BYTES",
+    "MAX_FILE_COLUMNS",
+    "MAX_FOOTER_BYTES",
+    "MAX_HEADER_BYTES",
+    "MAX_SAMPLES",
     "Dataset",
     "check_options",
     "circles",

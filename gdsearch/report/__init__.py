@@ -8,6 +8,26 @@ the comparison of result sets. It reads result sets through pandas and never imp
 from __future__ import annotations
 
 from gdsearch.report.document import FORMATS, build, compare, summary_table
+from gdsearch.report.figures import (
+    PATH_EPOCHS,
+    figure_curves,
+    figure_epochs_to_tolerance,
+    figure_final_vs_lr,
+    figure_linear,
+)
+from gdsearch.report.panels import FACET_COLUMNS
 from gdsearch.report.theory import predicted_limits
 
-__all__ = ["FORMATS", "build", "compare", "predicted_limits", "summary_table"]
+__all__ = [
+    "FACET_COLUMNS",
+    "FORMATS",
+    "PATH_EPOCHS",
+    "build",
+    "compare",
+    "figure_curves",
+    "figure_epochs_to_tolerance",
+    "figure_final_vs_lr",
+    "figure_linear",
+    "predicted_limits",
+    "summary_table",
+]

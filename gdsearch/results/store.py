@@ -75,10 +75,11 @@ class Results:
     def job_and_data(self) -> tuple[JobSpec, np.ndarray, np.ndarray] | None:
         """The job these results were run from and its data, loaded from where the job says
         they came from; None if the job copy is missing or its data cannot be loaded here."""
-        if not self.job_source:
+        source = self.job_source or (ResultsStore(self.path).read_job_copy() if self.path else "")
+        if not source:
             return None
         try:
-            spec = parse_job(self.job_source, self.manifest.get("job_file") or JOB_COPY)
+            spec = parse_job(source, self.manifest.get("job_file") or JOB_COPY)
             X, Y = spec.load_data()
         except InputError:
             return None
@@ -303,15 +304,16 @@ class ResultsStore:
             raise ResultsError(f"{path}: cannot be read: {exc}") from None
 
     def read_job_copy(self) -> str:
-        """The job file as it was run (saved by :meth:`prepare`), or "" if there is none."""
+        """The job file as it was run (saved by :meth:`prepare`), or "" if there is none or it
+        cannot be read (the tables do not depend on it)."""
         path = f"{self.root}/{JOB_COPY}"
-        if self._info(path).type == pafs.FileType.NotFound:
-            return ""
         try:
+            if self._info(path).type == pafs.FileType.NotFound:
+                return ""
             with self.fs.open_input_stream(path) as stream:
-                return bytes(stream.read()).decode("utf-8", errors="replace")
-        except OSError as exc:
-            raise ResultsError(f"{path}: cannot be read: {one_line(exc)}") from None
+                return bytes(stream.read()).decode("utf-8")
+        except (OSError, ResultsError, UnicodeDecodeError):
+            return ""
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Replace the manifest atomically."""

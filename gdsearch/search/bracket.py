@@ -100,6 +100,7 @@ class BracketRounds(Policy):
         self.spec, self.ledger, self.cpus = spec, ledger, cpus
         self.known = list(trials)
         self.past: list[Round] = []
+        log.info("bracket round 0: %d trials", len(trials))
         self.current = PlainRun(trials, ledger, cpus, index=0)
 
     def next_steps(self) -> list[Step]:

@@ -2,9 +2,9 @@
 
 With ``scheduler = "halving"`` a trial is measured at rungs: ``min_epochs``, then ``min_epochs``
 × η, × η², … (η the reduction factor) below the job's epochs. At each rung, the trials of one
-comparison group (same init, architecture, activation, init scale, batch size; any lr and seed)
-that are still training are ranked by the rung metric, and all but the best ⌈m/η⌉ of the m stop
-as ``pruned``, their history kept up to the rung. The rest carry on from their own weights.
+comparison group (:mod:`gdsearch.model.comparison`: any lr and seed) that are still training
+are ranked by the rung metric, and all but the best ⌈m/η⌉ of the m stop as ``pruned``, their
+history kept up to the rung. The rest carry on from their own weights.
 
 Decisions depend only on histories: who reached a rung and what its metric was there. A trial
 takes part in rung r if it was still training after epoch r was measured: it finished every
@@ -19,6 +19,10 @@ Unlike ASHA, which promotes a trial as soon as it is in the top 1/η of those th
 a rung so far (so its choices depend on timing), a group here waits until all its trials have
 reached the rung. Work units hold one comparison group each, so while a group waits, the
 workers train the other groups' units.
+
+The rules are functions here (:func:`survivors`, :func:`took_part`, :func:`stored_metrics`);
+:class:`SuccessiveHalving` is the policy that applies them in the executor loop, keeping each
+rung's bookkeeping (who reached it, its metrics, its survivors, the units waiting on it).
 """
 
 from __future__ import annotations
