@@ -62,11 +62,16 @@ SEEDS_200 = "seed = [" + ", ".join(map(str, range(200))) + "]"
 BAD_JOBS = [
     bad("unknown-table", job_text(extra="[optim]\nmomentum = 0.9"), "unknown table", "[optim]"),
     bad(
-        "unknown-key-train", job_text(train="momentum = 0.9"), "[train] unknown key", "'momentum'"
+        "unknown-key-train",
+        job_text(train="dampening = 0.1"),
+        "[train] unknown key",
+        "'dampening'",
     ),
     bad("unknown-key-model", job_text(model="dropout = 0.5"), "[model] unknown key", "'dropout'"),
     bad("unknown-key-job", job_text(job='name = "t"\nowner = 1'), "[job] unknown key", "'owner'"),
-    bad("unknown-key-search", searching("momentum = [0.9]"), "[search] unknown key", "'momentum'"),
+    bad(
+        "unknown-key-search", searching("dampening = [0.1]"), "[search] unknown key", "'dampening'"
+    ),
     bad("epochs-string", job_text(train='epochs = "ten"'), "[train] epochs", "'ten'"),
     bad("seed-float", job_text(job='name = "t"\nseed = 1.5'), "[job] seed", "1.5"),
     bad("lr-string-not-list", job_text(search='lr = "0.1"'), "[search] lr", "'0.1'"),
@@ -202,6 +207,41 @@ BAD_JOBS = [
     ),
     bad("name-with-path", job_text(job='name = "../../etc"'), "[job] name", "'../../etc'"),
     bad("epochs-zero", job_text(train="epochs = 0"), "[train] epochs", "but got 0"),
+    bad("momentum-one", job_text(train="momentum = 1.0"), "[train] momentum", "but got 1.0"),
+    bad("momentum-negative", searching("momentum = [0.5, -0.1]"), "[search] momentum", "-0.1"),
+    bad("nesterov-no-momentum", job_text(train="nesterov = true"), "[train] nesterov", "= 0"),
+    bad("nesterov-not-bool", searching("nesterov = [1]"), "[search] nesterov", "but got 1"),
+    bad(
+        "weight-decay-negative",
+        job_text(train="weight_decay = -1e-3"),
+        "[train] weight_decay",
+        "-0.001",
+    ),
+    bad(
+        "schedule-unknown",
+        job_text(train='lr_schedule = "linear"'),
+        "[train] lr_schedule",
+        "'linear'",
+    ),
+    bad(
+        "step-without-step-size",
+        job_text(train='lr_schedule = "step"'),
+        "[train] lr_schedule",
+        "step_size",
+    ),
+    bad(
+        "step-size-without-step",
+        job_text(train="step_size = 10"),
+        "[train] step_size",
+        'only with lr_schedule = "step"',
+    ),
+    bad(
+        "gamma-zero",
+        job_text(train='lr_schedule = "step"\nstep_size = 5\ngamma = 0'),
+        "[train] gamma",
+        "but got 0",
+    ),
+    bad("warmup-negative", job_text(train="warmup_epochs = -2"), "[train] warmup_epochs", "-2"),
     bad("epochs-huge", job_text(train=f"epochs = {'9' * 400}"), "[train] epochs", "but got 999"),
     bad(
         "grad-scale-unknown",

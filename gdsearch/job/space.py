@@ -12,6 +12,7 @@ import numpy as np
 from gdsearch.errors import JobError, shown
 from gdsearch.model.activations import ACTIVATIONS
 from gdsearch.model.inits import INIT_SCHEMES
+from gdsearch.model.optim import SCHEDULES
 
 MAX_WIDTH = 4096
 MAX_DEPTH = 16
@@ -32,7 +33,7 @@ def _positive_number(key: str, value: Any) -> float:
 
 def _name_in(table: dict[str, Any]) -> Callable[[str, Any], str]:
     def check(key: str, value: Any) -> str:
-        if value not in table:
+        if not isinstance(value, str) or value not in table:
             raise JobError(
                 f"[search] {key}: unknown name {shown(value)}; valid: {', '.join(sorted(table))}"
             )
@@ -57,6 +58,33 @@ def _positive_int(key: str, value: Any) -> int:
     return int(value)
 
 
+def _number_in(low: float, high: float, rule: str) -> Callable[[str, Any], float]:
+    """A check for numbers with ``low <= value < high`` (``rule`` says it in words)."""
+
+    def check(key: str, value: Any) -> float:
+        if not _is_number(value) or not math.isfinite(value) or not low <= value < high:
+            raise JobError(f"[search] {key}: every value must be {rule}, but got {shown(value)}")
+        return float(value)
+
+    return check
+
+
+def _fraction(key: str, value: Any) -> float:
+    if not _is_number(value) or not 0 < value <= 1:
+        raise JobError(
+            f"[search] {key}: every value must be a number in (0, 1], but got {shown(value)}"
+        )
+    return float(value)
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise JobError(
+            f"[search] {key}: every value must be true or false, but got {shown(value)}"
+        )
+    return value
+
+
 def _hidden(key: str, value: Any) -> tuple[int, ...]:
     ok = isinstance(value, list) and all(
         isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_WIDTH for w in value
@@ -79,6 +107,13 @@ AXIS_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "activation": _name_in(ACTIVATIONS),
     "init_scale": _positive_number,
     "batch_size": _positive_int,
+    "momentum": _number_in(0.0, 1.0, "a number in [0, 1)"),
+    "nesterov": _bool,
+    "weight_decay": _number_in(0.0, math.inf, "a finite number >= 0"),
+    "lr_schedule": _name_in(SCHEDULES),
+    "step_size": _positive_int,
+    "gamma": _fraction,
+    "warmup_epochs": _non_negative_int,
 }
 """Every axis a job may search, with the check of one value."""
 

@@ -36,6 +36,8 @@ from gdsearch.job.trial import SAMPLER_STREAM, SCALED_INITS, Trial
 from gdsearch.model.config import (
     DEFAULT_DIVERGENCE_FACTOR,
     DEFAULT_PATIENCE_TOLERANCE,
+    OPTIMIZER_FIELDS,
+    TRAIN_DEFAULTS,
     TrainConfig,
 )
 from gdsearch.model.datasets import (
@@ -97,8 +99,8 @@ TRAIN_SETTINGS = {
                                   _finite(0, 1, open_high=True), "a number in [0, 1)"),
 }  # fmt: skip
 """``[train]``'s scalar keys, each a field of :class:`TrainConfig`."""
-TRAIN_AXES = ("batch_size",)
-"""Fields of :class:`TrainConfig` that may also be search axes (fixed in ``[train]`` or not)."""
+TRAIN_AXES = ("batch_size", *OPTIMIZER_FIELDS)
+"""Fields of :class:`TrainConfig` that may be fixed in ``[train]`` or searched as axes."""
 BRACKET_SETTINGS = {
     "bracket_width": Setting("width", float, 0.05, _finite(0, 10, open_low=True),
                              "a number in (0, 10] (the bracket's relative width, hi / lo - 1)"),
@@ -116,14 +118,14 @@ HALVING_SETTINGS = {
 }  # fmt: skip
 
 # Where an axis lives when it is fixed rather than searched.
-HOME = {"activation": "model", "init_scale": "model", "batch_size": "train"}
+HOME = {"activation": "model", "init_scale": "model", **{key: "train" for key in TRAIN_AXES}}
 DEFAULTS: dict[str, Any] = {
     "init": "xavier",
     "hidden": [],
     "seed": 0,
     "activation": "tanh",
     "init_scale": None,
-    "batch_size": 0,
+    **{key: TRAIN_DEFAULTS[key] for key in TRAIN_AXES},
 }
 SECTION_KEYS = {
     "job": {"name", "seed", "description"},
@@ -215,6 +217,11 @@ class JobSpec:
             scale = None  # the scheme ignores it, so it must not split trial ids
         elif scale is None:
             scale = DEFAULT_SCALE[init]
+        train = {k: values[k] for k in TRAIN_AXES}
+        if not train["momentum"]:  # Nesterov's form of no momentum is plain gradient descent
+            train["nesterov"] = False
+        if train["lr_schedule"] != "step":  # only a step schedule reads these
+            train["step_size"], train["gamma"] = 0, TRAIN_DEFAULTS["gamma"]
         return Trial(
             job_seed=self.seed,
             lr=values["lr"],
@@ -224,7 +231,7 @@ class JobSpec:
             activation=values["activation"],
             init_scale=scale,
             data=data,
-            train=dataclasses.replace(self.train, **{k: values[k] for k in TRAIN_AXES}),
+            train=dataclasses.replace(self.train, **train),
         )
 
     def compat_key(self, X: np.ndarray, Y: np.ndarray) -> dict[str, Any]:
@@ -235,7 +242,7 @@ class JobSpec:
         """
         shared = self.train.identity()
         for axis in TRAIN_AXES:  # per trial, in each trial's id
-            shared.pop(axis)
+            shared.pop(axis, None)
         if "patience" in shared:  # the form 0.1 recorded
             shared["patience"] = [shared["patience"], shared.pop("patience_tolerance")]
         key = {
@@ -460,12 +467,49 @@ def _axes(tables: dict[str, dict[str, Any]], mode: str) -> tuple[dict[str, Axis]
             f"[search] the grid has {grid_size(axes):,} trials, "
             f"more than the {MAX_TRIALS:,} allowed"
         )
+    _check_update_rule(tables, axes, fixed_axes)
     if mode == "bracket" and len(axes["lr"].values) < 2:
         raise JobError(
             f'[search] lr: mode = "bracket" needs at least 2 learning rates to start from, '
             f"but got {shown(search['lr'])}"
         )
     return axes, fixed_axes
+
+
+def _check_update_rule(
+    tables: dict[str, dict[str, Any]], axes: dict[str, Axis], fixed_axes: dict[str, Any]
+) -> None:
+    """Settings of the update rule that cannot go together.
+
+    Where ``nesterov`` or ``momentum`` is searched, Nesterov's form at momentum 0 is plain
+    gradient descent, already in the grid, and such points fold into it (see
+    ``JobSpec._trial``); only where both are fixed is it an error.
+    """
+
+    def values(key: str) -> list[Any]:
+        return list(axes[key].values) if key in axes else [fixed_axes[key]]
+
+    def where(key: str) -> str:
+        return "[search]" if key in axes else "[train]"
+
+    searched = {"nesterov", "momentum"} & axes.keys()
+    if not searched and fixed_axes["nesterov"] and not fixed_axes["momentum"]:
+        raise JobError(
+            "[train] nesterov: true needs momentum > 0 (Nesterov's form of no momentum is plain "
+            f"gradient descent), but got momentum = {shown(fixed_axes['momentum'])}"
+        )
+    stepped = "step" in values("lr_schedule")
+    given = [k for k in ("step_size", "gamma") if k in axes or k in tables["train"]]
+    if stepped and "step_size" not in given:
+        raise JobError(
+            f'{where("lr_schedule")} lr_schedule: "step" needs step_size (an integer >= 1, the '
+            "epochs between drops of the rate), but got none"
+        )
+    for key in given if not stepped else []:
+        raise JobError(
+            f'{where(key)} {key}: only with lr_schedule = "step", but got '
+            f"{shown(values(key) if key in axes else values(key)[0])}"
+        )
 
 
 def _settings(table: dict[str, Any], section: str, settings: dict[str, Setting]) -> dict[str, Any]:

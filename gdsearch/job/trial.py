@@ -77,6 +77,7 @@ class Trial:
             "batch_size": self.train.batch_size,
             "seed": self.seed,
             "epochs": self.train.epochs,
+            **self.train.columns(),
         }
 
     def comparison_key(self) -> tuple[Any, ...]:

@@ -229,24 +229,28 @@ def critical_lr(results: Results) -> pd.DataFrame:
 
 
 def lr_summary(trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per (init, hidden, activation, lr): trials, median final SSE, diverged and
-    pruned counts.
+    """One row per (init, hidden, activation, lr), and per value of any other group column that
+    varies (momentum, say): trials, median final SSE, diverged and pruned counts.
 
     Args:
         trials: a result set's trials table.
 
     Returns:
-        A DataFrame with columns init, hidden, activation, lr, trials, median_final_sse
-        (over trials that trained to the end; NaN if none did), min_final_sse, diverged,
-        pruned; and failed, if any trial failed (failed trials have no SSE).
+        A DataFrame with columns init, hidden, activation, the varying group columns, lr,
+        trials, median_final_sse (over trials that trained to the end; NaN if none did),
+        min_final_sse, diverged, pruned; and failed, if any trial failed (failed trials have no
+        SSE).
     """
+    shown = ["init", "hidden", "activation"]
+    varying = [c for c in _group_columns(trials)
+               if c not in shown and trials[c].nunique(dropna=False) > 1]  # fmt: skip
     frame = trials.assign(
         converged_sse=trials["final_sse"].where(~trials["status"].isin(STOPPED_EARLY)),
         is_diverged=trials["status"] == "diverged",
         is_pruned=trials["status"] == "pruned",
         is_failed=trials["status"] == "failed",
     )
-    table = frame.groupby(["init", "hidden", "activation", "lr"], sort=True, dropna=False).agg(
+    table = frame.groupby([*shown, *varying, "lr"], sort=True, dropna=False).agg(
         trials=("trial_id", "size"),
         median_final_sse=("converged_sse", "median"),
         min_final_sse=("converged_sse", "min"),

@@ -10,13 +10,28 @@ whatever the update rule does with it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 from typing import Any
 
-from gdsearch.model.optim import GradientDescent, UpdateRule
+from gdsearch.errors import InputError
+from gdsearch.model.network import check_grad_scale
+from gdsearch.model.optim import SGD, GradientDescent, Schedule, UpdateRule, check_schedule
 
 DEFAULT_DIVERGENCE_FACTOR = 1e6
 DEFAULT_PATIENCE_TOLERANCE = 1e-4
+DEFAULT_GAMMA = 0.1
+"""The step schedule's factor when a job gives none (as ``torch.optim.lr_scheduler.StepLR``)."""
+OPTIMIZER_FIELDS = (
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "lr_schedule",
+    "step_size",
+    "gamma",
+    "warmup_epochs",
+)
+"""The settings of the update rule and its schedule, as trial columns and search axes."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +46,13 @@ class TrainConfig:
             or exceeds this multiple of its epoch-0 SSE.
         patience: stop a trial whose SSE has not improved for this many epochs (0: never).
         patience_tolerance: the relative fall in SSE that counts as an improvement.
+        momentum: β in [0, 1), heavy-ball momentum (0: none).
+        nesterov: Nesterov's form of momentum (needs β > 0).
+        weight_decay: wd ≥ 0; wd·θ is added to the gradient of every weight and bias.
+        lr_schedule: the learning rate per epoch, a name from ``gdsearch.model.optim.SCHEDULES``.
+        step_size, gamma: for ``"step"``: the rate falls by γ in (0, 1] every ``step_size``
+            epochs (0: not set).
+        warmup_epochs: a linear warm-up in front of any schedule (0: none).
     """
 
     epochs: int
@@ -39,6 +61,37 @@ class TrainConfig:
     divergence_factor: float = DEFAULT_DIVERGENCE_FACTOR
     patience: int = 0
     patience_tolerance: float = DEFAULT_PATIENCE_TOLERANCE
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    step_size: int = 0
+    gamma: float = DEFAULT_GAMMA
+    warmup_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        for name, kind in (("momentum", float), ("weight_decay", float), ("gamma", float),
+                           ("nesterov", bool)):  # fmt: skip
+            object.__setattr__(self, name, kind(getattr(self, name)))  # 0 and 0.0: one id
+        check_grad_scale(self.grad_scale)
+        check_schedule(self.lr_schedule)
+        checks = [
+            ("epochs", self.epochs >= 1, "an integer >= 1"),
+            ("batch_size", self.batch_size >= 0, "an integer >= 0 (0: full batch)"),
+            ("momentum", 0.0 <= self.momentum < 1.0, "a number in [0, 1)"),
+            ("weight_decay", self.weight_decay >= 0 and math.isfinite(self.weight_decay),
+             "a finite number >= 0"),
+            ("gamma", 0.0 < self.gamma <= 1.0, "a number in (0, 1]"),
+            ("step_size", self.step_size >= 0, "an integer >= 1 (0: not set)"),
+            ("warmup_epochs", self.warmup_epochs >= 0, "an integer >= 0"),
+        ]  # fmt: skip
+        for name, ok, rule in checks:
+            if not ok:
+                raise InputError(f"{name}: must be {rule}, but got {getattr(self, name)!r}")
+        if self.nesterov and not self.momentum:
+            raise InputError("nesterov: needs momentum > 0, but got momentum = 0")
+        if self.lr_schedule == "step" and self.step_size < 1:
+            raise InputError('step_size: lr_schedule = "step" needs step_size >= 1, but got 0')
 
     def identity(self) -> dict[str, Any]:
         """The settings as a trial's id hashes them.
@@ -54,12 +107,40 @@ class TrainConfig:
         }
         if self.patience:
             key.update(patience=self.patience, patience_tolerance=self.patience_tolerance)
+        off = TRAIN_DEFAULTS
+        key.update({k: v for k, v in self.columns().items() if v is not None and v != off[k]})
         return key
+
+    def columns(self) -> dict[str, Any]:
+        """The update rule's settings as the trials table writes them."""
+        stepped = self.lr_schedule == "step"
+        return {
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+            "lr_schedule": self.lr_schedule,
+            "step_size": self.step_size if stepped else None,
+            "gamma": self.gamma if stepped else None,
+            "warmup_epochs": self.warmup_epochs,
+        }
 
     def minibatch(self, n_samples: int) -> int | None:
         """The batch size to step with on ``n_samples`` samples; None for full batch."""
         return self.batch_size if 0 < self.batch_size < n_samples else None
 
+    def schedule(self) -> Schedule | None:
+        """The per-epoch learning-rate factor; None for a constant rate without warm-up."""
+        if self.lr_schedule == "constant" and not self.warmup_epochs:
+            return None
+        step_size = self.step_size or 1
+        return Schedule(self.lr_schedule, self.epochs, step_size, self.gamma, self.warmup_epochs)
+
     def update_rule(self, lrs: Any) -> UpdateRule:
         """A fresh update rule for a population with these learning rates, (K,)."""
-        return GradientDescent(lrs)
+        if self.momentum or self.weight_decay:
+            return SGD(lrs, self.momentum, self.nesterov, self.weight_decay, self.schedule())
+        return GradientDescent(lrs, self.schedule())
+
+
+TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.name != "epochs"}
+"""Each setting's value when a job does not set it."""

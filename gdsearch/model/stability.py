@@ -6,6 +6,12 @@ known in closed form; for an MLP, the sharpness λ_max at the initial weights is
 power iteration on Hessian-vector products, each a central finite difference of the analytic
 gradient, and 2/λ_max is the prediction to set beside the measured critical learning rate.
 
+The limit follows the optimizer (:func:`optimizer_limit`): on a quadratic, heavy-ball momentum β
+converges iff lr·λ < 2(1 + β), Nesterov's form iff lr·λ < 2(1 + β)/(1 + 2β) (both from the
+characteristic polynomial of the two-step recurrence, by Jury's test at z = −1), and weight decay
+wd adds wd to every eigenvalue. A schedule scales the rate by at most 1 (at its start), so the
+limit on the base rate is the same.
+
 L is the loss the update descends: SSE/n for ``grad_scale="mean"``, SSE for ``"sum"``.
 """
 
@@ -21,6 +27,7 @@ __all__ = [
     "linear_hessian",
     "linear_lr_limit",
     "lr_limit",
+    "optimizer_limit",
     "sharpness",
 ]
 
@@ -37,9 +44,28 @@ def _linear_terms(X: np.ndarray, grad_scale: str) -> tuple[np.ndarray, float]:
     return A, 1.0 / len(X) if check_grad_scale(grad_scale) == "mean" else 1.0
 
 
-def linear_lr_limit(X: np.ndarray, grad_scale: str = "mean") -> float:
-    """2/λ_max for the linear model on inputs X: the exact critical learning rate."""
-    return float(2.0 / np.linalg.eigvalsh(linear_hessian(X, grad_scale)).max())
+def optimizer_limit(
+    sharpness: float, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0
+) -> float:
+    """The largest stable learning rate on a quadratic of top Hessian eigenvalue ``sharpness``
+    under the given update rule: 2(1 + β) / (λ + wd), divided by (1 + 2β) for Nesterov."""
+    factor = 2.0 * (1.0 + momentum)
+    if nesterov:
+        factor /= 1.0 + 2.0 * momentum
+    return factor / (abs(sharpness) + weight_decay)
+
+
+def linear_lr_limit(
+    X: np.ndarray,
+    grad_scale: str = "mean",
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+) -> float:
+    """The linear model's exact critical learning rate on inputs X under the update rule
+    (2/λ_max for plain gradient descent)."""
+    top = float(np.linalg.eigvalsh(linear_hessian(X, grad_scale)).max())
+    return optimizer_limit(top, momentum, nesterov, weight_decay)
 
 
 def _flat(params: Params) -> np.ndarray:
@@ -116,9 +142,14 @@ def lr_limit(
     Y: np.ndarray,
     activation: str = "tanh",
     grad_scale: str = "mean",
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
 ) -> float:
-    """The predicted critical learning rate 2/λ_max at ``params``."""
-    return 2.0 / abs(sharpness(params, X, Y, activation, grad_scale))
+    """The predicted critical learning rate at ``params`` under the update rule (2/λ_max for
+    plain gradient descent; see :func:`optimizer_limit`)."""
+    top = sharpness(params, X, Y, activation, grad_scale)
+    return optimizer_limit(top, momentum, nesterov, weight_decay)
 
 
 def linear_gd_path(

@@ -1,10 +1,10 @@
 """Learning-rate reports: headless matplotlib figures in one self-contained HTML or Markdown file.
 
 A report has a summary up top (per comparison group: best lr, the measured critical bracket,
-the predicted stability limit 2/λ_max, how many trials diverged), then SSE curves per learning
-rate, final SSE against learning rate on log-log axes with the diverged region shaded and the
-predicted limit marked (the U-shaped curve of the seed notebook), epochs to tolerance against
-learning rate, and the tables.
+the predicted stability limit for the group's update rule, how many trials diverged), then SSE
+curves per learning rate, final SSE against learning rate on log-log axes with the diverged
+region shaded and the predicted limit marked (the U-shaped curve of the seed notebook), epochs
+to tolerance against learning rate, and the tables.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def summary_table(
             "best lr": float(best.iloc[0]) if len(best) else np.nan,
             "largest lr that converged": np.nan if bracket is None else bracket["lr_converged"],
             "smallest lr that diverged": np.nan if bracket is None else bracket["lr_diverged"],
-            "predicted limit 2/λ_max": limits.get(label, np.nan),
+            "predicted limit": limits.get(label, np.nan),
             "diverged": f"{round((frame['diverged_fraction'] * frame['trials']).sum())}"
                         f" / {int(frame['trials'].sum())}",
             "pruned": round((frame["pruned_fraction"] * frame["trials"]).sum()),

@@ -46,7 +46,7 @@ def figure_final_vs_lr(
         if np.isfinite(edge):
             ax.axvspan(edge, frame["lr"].max() * 1.5, color="C3", alpha=0.12, label="diverged")
         if label in limits:
-            ax.axvline(limits[label], color="k", linestyle="--", label="2/λ_max at init")
+            ax.axvline(limits[label], color="k", linestyle="--", label="predicted limit at init")
         pruned = frame.loc[frame["pruned_fraction"] > 0, "lr"]
         if len(pruned):  # their SSE is from a rung, not the end: marked on the axis only
             ax.plot(pruned, np.full(len(pruned), 0.03), "x", color="0.4",

@@ -16,19 +16,36 @@ from matplotlib.colors import LogNorm
 
 from gdsearch.model.comparison import GROUP
 
+SETTING_LABELS = {
+    "init_scale": "scale {:g}",
+    "batch_size": "batch {}",
+    "momentum": "momentum {:g}",
+    "nesterov": "Nesterov",
+    "weight_decay": "wd {:g}",
+    "lr_schedule": "{} schedule",
+    "step_size": "every {:.0f}",
+    "gamma": "× {:g}",
+    "warmup_epochs": "warm-up {:.0f}",
+}
+"""How a group's title shows a setting that is on (a setting that is off, or absent, is not
+shown: groups of a job that does not search it look as before)."""
+
+
+def _on(value: Any) -> bool:
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return not missing and bool(value) and value != "constant"
+
 
 def label(key: tuple[Any, ...], columns: list[str]) -> str:
-    """A comparison group's title, e.g. "xavier, hidden 16, tanh"."""
+    """A comparison group's title, e.g. "xavier, hidden 16, tanh, momentum 0.9"."""
     parts = []
     for column, value in zip(columns, key, strict=True):
         if column == "hidden":
             parts.append(f"hidden {value or 'none (linear)'}")
-        elif column == "init_scale" and not (isinstance(value, float) and math.isnan(value)):
-            parts.append(f"scale {value:g}")
-        elif column == "batch_size" and value:
-            parts.append(f"batch {value}")
         elif column in ("init", "activation"):
             parts.append(str(value))
+        elif column in SETTING_LABELS and _on(value):
+            parts.append(SETTING_LABELS[column].format(value))
     return ", ".join(parts)
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gdsearch.job.trial import Trial
 from gdsearch.model import stability
 from gdsearch.model.comparison import GROUP
 from gdsearch.report.panels import label
@@ -15,21 +16,37 @@ if TYPE_CHECKING:
 
 
 def predicted_limits(results: Results) -> dict[str, float]:
-    """2/λ_max per group label at the first replicate's initial weights; {} if the job's data
-    cannot be loaded from where the result set says it came from."""
+    """Per group label, the predicted critical learning rate for the group's update rule
+    (2/λ_max for plain gradient descent) at the first replicate's initial weights; {} if the
+    job's data cannot be loaded from where the result set says it came from.
+
+    λ_max is computed once per model and starting weights, and shared by the groups that differ
+    only in their optimizer.
+    """
     loaded = results.job_and_data()
     if loaded is None:
         return {}
     spec, X, Y = loaded
     limits: dict[str, float] = {}
+    tops: dict[tuple[Any, ...], float] = {}
     for trial in sorted(spec.trials(), key=lambda t: t.seed):
-        key = trial.comparison_key()
-        name = label(tuple(np.nan if v is None else v for v in key), GROUP)
+        name = label(tuple(np.nan if v is None else v for v in trial.comparison_key()), GROUP)
         if name in limits:
             continue
-        if not trial.hidden:
-            limits[name] = stability.linear_lr_limit(X, trial.train.grad_scale)
-            continue
-        params = trial.initial_params(X.shape[1], Y.shape[1])
-        limits[name] = stability.lr_limit(params, X, Y, trial.activation, trial.train.grad_scale)
+        train = trial.train
+        model = (trial.hidden, trial.init, trial.init_scale, trial.seed, trial.activation,
+                 train.grad_scale)  # fmt: skip
+        if model not in tops:
+            tops[model] = _sharpness(trial, X, Y)
+        limits[name] = stability.optimizer_limit(
+            tops[model], train.momentum, train.nesterov, train.weight_decay
+        )
     return limits
+
+
+def _sharpness(trial: Trial, X: np.ndarray, Y: np.ndarray) -> float:
+    """λ_max of the loss's Hessian at the trial's starting weights (exact for the linear model)."""
+    if not trial.hidden:
+        return float(np.linalg.eigvalsh(stability.linear_hessian(X, trial.train.grad_scale)).max())
+    params = trial.initial_params(X.shape[1], Y.shape[1])
+    return stability.sharpness(params, X, Y, trial.activation, trial.train.grad_scale)

@@ -7,6 +7,7 @@ reads every part against these schemas).
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 TRIALS_SCHEMA = pa.schema(
     [
@@ -27,8 +28,40 @@ TRIALS_SCHEMA = pa.schema(
         ("node", pa.string()),
         ("wall_s", pa.float64()),
         ("error", pa.string()),  # why a failed trial failed; null otherwise
+        # The update rule (gdsearch.model.config.TrainConfig); null in parts written before.
+        ("momentum", pa.float64()),
+        ("nesterov", pa.bool_()),
+        ("weight_decay", pa.float64()),
+        ("lr_schedule", pa.string()),
+        ("step_size", pa.int32()),  # null unless lr_schedule is "step"
+        ("gamma", pa.float64()),  # null unless lr_schedule is "step"
+        ("warmup_epochs", pa.int32()),
     ]
 )
+IMPLIED = {
+    "momentum": 0.0,
+    "nesterov": False,
+    "weight_decay": 0.0,
+    "lr_schedule": "constant",
+    "warmup_epochs": 0,
+}
+"""What a trials part written before a column existed meant by it: its trials trained with
+that setting off. ``load_results`` fills these in, so old and new trials of one result set
+compare in one group."""
+
+
+def fill_implied(trials: pa.Table) -> pa.Table:
+    """The trials table with ``IMPLIED`` values in place of the nulls of older parts."""
+    for name, value in IMPLIED.items():
+        index = trials.schema.get_field_index(name)
+        if index >= 0 and trials.column(index).null_count:
+            column = pc.fill_null(
+                trials.column(index), pa.scalar(value, trials.schema.field(index).type)
+            )
+            trials = trials.set_column(index, name, column)
+    return trials
+
+
 HISTORY_SCHEMA = pa.schema(
     [("trial_id", pa.string()), ("epoch", pa.int32()), ("sse", pa.float64())]
 )

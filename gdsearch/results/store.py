@@ -44,7 +44,7 @@ from gdsearch.errors import InputError, ResultsError, RunError, one_line
 from gdsearch.job.spec import JobSpec, parse_job
 from gdsearch.job.trial import initial_params
 from gdsearch.model.network import Params
-from gdsearch.results.schema import HISTORY_SCHEMA, TRIALS_SCHEMA
+from gdsearch.results.schema import HISTORY_SCHEMA, TRIALS_SCHEMA, fill_implied
 
 MANIFEST = "manifest.json"
 JOB_COPY = "job.toml"
@@ -392,7 +392,7 @@ def load_results(location: str | Path) -> Results:
     store = ResultsStore(location)
     if not store.has_trials_dir():
         raise ResultsError(f"{store.location}: no results here (no trials/ directory)")
-    trials = store.read_table("trials")
+    trials = fill_implied(store.read_table("trials"))
     history = store.read_table("history")
     committed = pc.is_in(history.column("trial_id"), value_set=trials.column("trial_id"))
     history = history.filter(committed)
