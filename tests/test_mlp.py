@@ -257,8 +257,27 @@ def _initial(config: _Config) -> Params:
     return mlp.init_params(_LAYERS, config.init, config.seed, config.scale)
 
 
+OPTIMIZERS: dict[str, dict[str, object]] = {
+    "plain": {},
+    "momentum": {"momentum": 0.6},
+    "nesterov-wd-cosine": {
+        "momentum": 0.6,
+        "nesterov": True,
+        "weight_decay": 0.02,
+        "lr_schedule": "cosine",
+        "warmup_epochs": 5,
+    },
+    "wd-step": {"weight_decay": 0.05, "lr_schedule": "step", "step_size": 7, "gamma": 0.5},
+}
+"""Update rules that a population must train exactly as it trains each trial alone."""
+
+
 def _train_alone(
-    X: np.ndarray, Y: np.ndarray, config: _Config, batch_size: int | None
+    X: np.ndarray,
+    Y: np.ndarray,
+    config: _Config,
+    batch_size: int | None,
+    settings: dict[str, object] | None = None,
 ) -> tuple[np.ndarray, Params]:
     return mlp.train(
         _initial(config),
@@ -269,6 +288,7 @@ def _train_alone(
         activation="tanh",
         batch_size=batch_size,
         shuffle_seed=config.shuffle_seed if batch_size else None,
+        **(settings or {}),
     )
 
 
@@ -279,6 +299,7 @@ def _train_in_populations(
     order: Sequence[int],
     size: int,
     batch_size: int | None,
+    settings: dict[str, object] | None = None,
 ) -> dict[int, tuple[np.ndarray, Params]]:
     out: dict[int, tuple[np.ndarray, Params]] = {}
     for start in range(0, len(order), size):
@@ -293,7 +314,7 @@ def _train_in_populations(
             X,
             Y,
             np.array([configs[i].lr for i in members]),
-            mlp.TrainConfig(epochs=_EPOCHS, batch_size=batch_size or 0),
+            mlp.TrainConfig(epochs=_EPOCHS, batch_size=batch_size or 0, **(settings or {})),
             activation="tanh",
             shuffle_rngs=rngs,
         )
@@ -304,14 +325,17 @@ def _train_in_populations(
     return out
 
 
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("batch_size", [None, 7], ids=["full-batch", "mini-batch-7"])
 def test_population_training_is_bit_identical_to_training_each_trial_alone(
-    batch_size: int | None,
+    batch_size: int | None, optimizer: str
 ) -> None:
+    """Also with a velocity per trial: compacting out diverged trials keeps it aligned."""
     X, Y, configs = _population_problem()
-    alone = [_train_alone(X, Y, config, batch_size) for config in configs]
+    settings = OPTIMIZERS[optimizer]
+    alone = [_train_alone(X, Y, config, batch_size, settings) for config in configs]
     diverged = {c.lr for c, (h, _) in zip(configs, alone, strict=True) if len(h) < _EPOCHS + 1}
-    assert diverged == set(_DIVERGING_LRS)  # the mix really holds diverging trials
+    assert diverged >= set(_DIVERGING_LRS) and len(diverged) < len(configs)  # a mix
 
     K = len(configs)
     shuffled = np.random.default_rng(5).permutation(K).tolist()
@@ -324,7 +348,7 @@ def test_population_training_is_bit_identical_to_training_each_trial_alone(
         "shuffled fives": (shuffled, 5),
     }
     for name, (order, size) in layouts.items():
-        trained = _train_in_populations(X, Y, configs, order, size, batch_size)
+        trained = _train_in_populations(X, Y, configs, order, size, batch_size, settings)
         for i, (history, params) in enumerate(alone):
             pop_history, pop_params = trained[i]
             assert np.array_equal(pop_history, history), (name, i)
