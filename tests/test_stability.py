@@ -1,12 +1,20 @@
-"""The stability limit 2/λ_max: the linear closed form and the power-iteration estimate."""
+"""The stability limit: 2/λ_max, the linear closed form and the power-iteration estimate, and
+the limit of each update rule (momentum, Nesterov, weight decay)."""
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gdsearch import mlp, stability
+import gdsearch
+from gdsearch import analysis, mlp, stability
 from gdsearch.model.datasets import moons, sine
+from gdsearch.stability import linear_lr_limit
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_sharpness_matches_the_exact_hessian_of_the_linear_model() -> None:
@@ -68,3 +76,53 @@ def test_linear_gd_path_retraces_training_sse_epoch_for_epoch(grad_scale: str) -
         sse = ((Y[:, 0] - path @ A.T) ** 2).sum(axis=1)
         np.testing.assert_allclose(sse, history, rtol=1e-9)
     assert history[-1] > 1e3 * history[0]  # the last rate is past the limit and blows up
+
+
+def test_sine_momentum_diverges_exactly_past_each_update_rules_limit(tmp_path: Path) -> None:
+    """jobs/sine_momentum.toml: per (β, Nesterov), the measured bracket holds the exact limit,
+    so the diverging rates are those past it, to one grid step; the report's limits agree."""
+    from gdsearch.job.spec import load_job
+    from gdsearch.report import predicted_limits
+    from gdsearch.results.store import ResultsStore
+    from gdsearch.search.plan import plan_units
+    from gdsearch.search.unit import train_unit
+
+    spec = load_job(REPO / "jobs" / "sine_momentum.toml")
+    X, Y = spec.load_data()
+    store = ResultsStore(tmp_path / spec.name)
+    store.prepare(spec.source)
+    for unit in plan_units(spec.trials(), 1):
+        store.write_part(*train_unit(X, Y, unit))
+    results = gdsearch.load_results(store.location)
+    brackets = analysis.critical_lr(results)
+    assert len(brackets) == 5  # β 0; 0.5 and 0.9, each plain and Nesterov
+    limits = predicted_limits(results)
+    assert len(set(limits.values())) == 5
+    for row in brackets.itertuples():
+        limit = linear_lr_limit(X, "mean", row.momentum, row.nesterov)
+        assert row.lr_converged < limit <= row.lr_diverged, row
+        assert row.lr_diverged / row.lr_converged < 1.09  # one step of the 40-point grid
+        assert any(math.isclose(limit, v) for v in limits.values())
+    heavy = brackets[~brackets["nesterov"]].sort_values("momentum")
+    assert heavy["lr_diverged"].is_monotonic_increasing  # momentum moves the limit up
+
+
+@pytest.mark.parametrize(
+    ("momentum", "nesterov", "weight_decay"),
+    [(0.5, False, 0.0), (0.9, False, 0.0), (0.5, True, 0.0), (0.0, False, 2.0), (0.6, True, 1.0)],
+)
+def test_each_update_rules_limit_is_where_the_linear_model_starts_to_diverge(
+    momentum: float, nesterov: bool, weight_decay: float
+) -> None:
+    """Just below the predicted limit training converges; just above, it diverges."""
+    X, Y = sine()
+    limit = linear_lr_limit(X, "mean", momentum, nesterov, weight_decay)
+    exact = 2 * (1 + momentum) / (1 + 2 * momentum if nesterov else 1)
+    top = np.linalg.eigvalsh(stability.linear_hessian(X)).max()
+    assert limit == pytest.approx(exact / (top + weight_decay), rel=1e-12)
+    params = mlp.init_params([1, 1], "normal", 0, 1.0)
+    settings = {"momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay}
+    below, _ = mlp.train(params, X, Y, lr=0.97 * limit, epochs=4000, **settings)
+    above, _ = mlp.train(params, X, Y, lr=1.03 * limit, epochs=4000, **settings)
+    assert len(below) == 4001 and below[-1] < below[0]
+    assert len(above) < 4001
