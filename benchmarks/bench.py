@@ -260,6 +260,37 @@ def _median_run(kind: str, job: Path, runs: int, *extra: str) -> dict[str, Any]:
     return merged
 
 
+UPDATE_RULES = {
+    "plain gradient descent": "",
+    "momentum 0.9": "momentum = 0.9",
+    "Nesterov 0.9, weight decay 1e-4, cosine": (
+        'momentum = 0.9\nnesterov = true\nweight_decay = 1e-4\nlr_schedule = "cosine"'
+    ),
+}
+"""W1 under each update rule, for the cost of a trial-epoch (its histories differ, by design)."""
+
+
+def _rule_job(name: str, settings: str, folder: Path) -> Path:
+    text = W1.read_text().replace("epochs = 1000", f"epochs = 1000\n{settings}")
+    path = folder / f"w1_{len(list(folder.iterdir()))}.toml"
+    path.write_text(text.replace('name = "moons-lr-init"', f'name = "w1-{path.stem}"'))
+    return path
+
+
+def _print_update_rules(folder: Path, runs: int) -> None:
+    """The cost of a trial-epoch under each update rule: W1 in one process, no Ray."""
+    print("\nW1 per update rule (populations, one process, no Ray; median of", runs, "runs)\n")
+    print("| update rule | trial-epochs | training s | µs per trial-epoch | × plain |")
+    print("|---|---:|---:|---:|---:|")
+    base = None
+    for name, settings in UPDATE_RULES.items():
+        r = _median_run("stacked", _rule_job(name, settings, folder), runs)
+        cost = r["search_s"] / r["trial_epochs"] * 1e6  # training only, imports left out
+        base = base or cost
+        print(f"| {name} | {r['trial_epochs']:,} | {r['search_s']:.2f} | {cost:.2f} | "
+              f"{cost / base:.2f} |")  # fmt: skip
+
+
 def _scaled_job(factor: int, folder: Path) -> Path:
     text = W1.read_text()
     seeds = ", ".join(str(s) for s in range(4 * factor))
@@ -413,8 +444,11 @@ def main() -> None:
                 "plain numpy loop, one trial at a time",
             )
             summary[label]["rows"] = rows
-    _print_ratios(summary)
-    _print_halving(summary["W1"]["gdsearch"], _median_run("gdsearch", W1_HALVING, args.runs))
+        _print_ratios(summary)
+        _print_halving(summary["W1"]["gdsearch"], _median_run("gdsearch", W1_HALVING, args.runs))
+        rules = Path(folder) / "rules"
+        rules.mkdir()
+        _print_update_rules(rules, args.runs)
 
 
 def _print_halving(full: dict[str, Any], halved: dict[str, Any]) -> None:

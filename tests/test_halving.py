@@ -72,9 +72,11 @@ def _reference(spec_text: str) -> pd.DataFrame:
         "min_epochs = 10\nreduction_factor = 3\n", ""))  # fmt: skip
     X, Y = spec.load_data()
     trials = spec.trials()
-    table, history = train_unit(X, Y, trials)
-    rows = table.to_pandas().set_index("trial_id")
-    sse = history.to_pandas().pivot(index="trial_id", columns="epoch", values="sse")
+    keys = dict.fromkeys(t.population_key() for t in trials)
+    parts = [train_unit(X, Y, [t for t in trials if t.population_key() == k]) for k in keys]
+    rows = pd.concat([table.to_pandas() for table, _ in parts]).set_index("trial_id")
+    history = pd.concat([history.to_pandas() for _, history in parts])
+    sse = history.pivot(index="trial_id", columns="epoch", values="sse")
     status = {t.trial_id: rows.loc[t.trial_id, "status"] for t in trials}
     length = {t.trial_id: int(sse.loc[t.trial_id].notna().sum()) for t in trials}
     for rung in (10, 30, 90):

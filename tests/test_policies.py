@@ -131,3 +131,33 @@ def test_a_halving_policy_whose_trials_are_all_stored_has_nothing_to_run(tmp_pat
     again = SuccessiveHalving(spec, spec.trials(), store, cpus=2)
     assert again.next_steps() == [] and again.planned() == 0
     again.check_finished()
+
+
+def test_halving_ranks_each_update_rule_in_its_own_group(tmp_path: Path) -> None:
+    """With momentum searched, a comparison group is one (init, momentum): halving prunes
+    within it, as the rule applied by hand to full histories says."""
+    text = HALVING_JOB.replace("seed = [0, 1]\n", "seed = [0, 1]\nmomentum = [0.0, 0.8]\n")
+    spec = parse_job(text)
+    assert {t.train.momentum for t in spec.trials()} == {0.0, 0.8}
+    store = _store(tmp_path, spec)
+    run_in_process(SuccessiveHalving(spec, spec.trials(), store, cpus=2), spec, store)
+    outcome = _outcome(gdsearch.load_results(store.location))
+    pd.testing.assert_frame_equal(
+        outcome.sort_index(), _reference(text).sort_index(), check_dtype=False, check_names=False
+    )
+
+
+def test_bracket_narrows_each_update_rules_own_limit(tmp_path: Path) -> None:
+    from gdsearch.model.stability import linear_lr_limit
+
+    text = BRACKET_JOB.replace("seed = [0, 1]\n", "seed = [0, 1]\nmomentum = [0.0, 0.5]\n")
+    spec = parse_job(text.replace("bracket_rounds = 6", "bracket_rounds = 8"))
+    store = _store(tmp_path, spec)
+    run_in_process(BracketRounds(spec, spec.trials(), store, cpus=2), spec, store)
+    X, _ = spec.load_data()
+    brackets = analysis.critical_lr(gdsearch.load_results(store.location))
+    assert sorted(brackets["momentum"]) == [0.0, 0.5]
+    for row in brackets.itertuples():
+        limit = linear_lr_limit(X, "mean", row.momentum)
+        assert row.lr_converged < limit <= row.lr_diverged
+        assert row.lr_diverged / row.lr_converged - 1 <= 0.05 * (1 + 1e-9)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import gdsearch
-from gdsearch import mlp
+from gdsearch import analysis, mlp
 from gdsearch.job.spec import load_job
 
 pytestmark = pytest.mark.ray
@@ -256,3 +256,33 @@ def test_history_is_the_same_alone_in_one_population_or_spread_over_workers(
         frame = history.to_pandas()
         for trial_id, sse in frame.groupby("trial_id")["sse"]:
             np.testing.assert_array_equal(sse.to_numpy(), stored[trial_id])
+
+
+def test_update_rules_through_ray_equal_direct_training_value_for_value(
+    local_ray: None, small_job: Path, tmp_path: Path
+) -> None:
+    """Momentum, Nesterov and weight decay searched, a cosine schedule with warm-up fixed."""
+    text = small_job.read_text().replace(
+        "epochs = 60", 'epochs = 60\nlr_schedule = "cosine"\nwarmup_epochs = 5'
+    ).replace("seed = [0, 1]", "seed = [0]\nmomentum = [0.0, 0.8]\nnesterov = [false, true]\n"
+              "weight_decay = [0.0, 0.01]")  # fmt: skip
+    job = tmp_path / "momentum.toml"
+    job.write_text(text)
+    spec = load_job(job)
+    summary = gdsearch.run_search(job, tmp_path / "results", show_progress=False)
+    assert summary.ran == summary.total == 4 * 2 * 2 * 3 * 2  # Nesterov at β = 0 folds away
+    results = gdsearch.load_results(summary.path)
+    X, Y = spec.load_data()
+    stored = dict(iter(results.history.groupby("trial_id")["sse"]))
+    rows = results.trials.set_index("trial_id")
+    for trial in spec.trials():
+        params = trial.initial_params(X.shape[1], Y.shape[1])
+        settings = {k: getattr(trial.train, k) for k in ("momentum", "nesterov", "weight_decay")}
+        history, _ = mlp.train(params, X, Y, lr=trial.lr, epochs=60, lr_schedule="cosine",
+                               warmup_epochs=5, **settings)  # fmt: skip
+        np.testing.assert_array_equal(stored[trial.trial_id].to_numpy(), history)
+        row = rows.loc[trial.trial_id]
+        assert (row["momentum"], row["nesterov"], row["weight_decay"]) == tuple(settings.values())
+        assert (row["lr_schedule"], row["warmup_epochs"]) == ("cosine", 5)
+    groups = analysis.critical_lr(results)
+    assert len(groups) == 2 * 2 * 3 * 2  # init × hidden × (β, Nesterov) × wd
