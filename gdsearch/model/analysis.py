@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from gdsearch.model.comparison import GROUP
+from gdsearch.model.config import OPTIMIZER_FIELDS
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -229,8 +230,9 @@ def critical_lr(results: Results) -> pd.DataFrame:
 
 
 def lr_summary(trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per (init, hidden, activation, lr), and per value of any other group column that
-    varies (momentum, say): trials, median final SSE, diverged and pruned counts.
+    """One row per (init, hidden, activation, lr), and per value of the batch size or an update
+    rule's setting where it varies (momentum, say): trials, median final SSE, diverged and
+    pruned counts.
 
     Args:
         trials: a result set's trials table.
@@ -242,8 +244,8 @@ def lr_summary(trials: pd.DataFrame) -> pd.DataFrame:
         SSE).
     """
     shown = ["init", "hidden", "activation"]
-    varying = [c for c in _group_columns(trials)
-               if c not in shown and trials[c].nunique(dropna=False) > 1]  # fmt: skip
+    varying = [c for c in ("batch_size", *OPTIMIZER_FIELDS)
+               if c in trials.columns and trials[c].nunique(dropna=False) > 1]  # fmt: skip
     frame = trials.assign(
         converged_sse=trials["final_sse"].where(~trials["status"].isin(STOPPED_EARLY)),
         is_diverged=trials["status"] == "diverged",
