@@ -71,6 +71,8 @@ def _validate(args: argparse.Namespace) -> int:
         )
     if train.patience:
         stopping += f"; patience {train.patience} epochs"
+    if train.sharpness_every:
+        stopping += f"; sharpness every {train.sharpness_every} epochs"
     print(
         f"{args.job}: OK — {spec.n_trials} trials ({how}); data {spec.dataset}: "
         f"{X.shape[0]} samples, {X.shape[1]} inputs, {Y.shape[1]} outputs; {train.epochs} epochs"

@@ -94,7 +94,7 @@ init = ["normal"]
 def test_critical_lr_on_the_sine_fit_holds_the_linear_stability_limit() -> None:
     spec = parse_job(SINE)
     X, Y = spec.load_data()
-    trials_table, history_table = train_unit(X, Y, spec.trials())
+    trials_table, history_table, _ = train_unit(X, Y, spec.trials())
     results = Results(trials_table.to_pandas(), history_table.to_pandas(), {}, "")
     A = np.column_stack([X[:, 0], np.ones(len(X))])
     lr_star = 2.0 / np.linalg.eigvalsh(2.0 * A.T @ A / len(X)).max()
@@ -184,3 +184,56 @@ def test_pruned_trials_are_classed_apart_and_say_nothing_about_the_bracket() -> 
 def trial_metrics_by_id(results: Results) -> dict[str, str]:
     metrics = analysis.trial_metrics(results)
     return dict(zip(metrics["trial_id"], metrics["convergence"], strict=True))
+
+
+def test_divergence_that_is_not_monotone_in_lr_is_said_not_bracketed() -> None:
+    """0.3 diverged late while 0.5 converged: no single bracket holds the critical rate."""
+    falling = np.geomspace(10.0, 1.0, EPOCHS + 1)
+    results = _results(
+        {
+            "a": (0.1, falling, "ok"),
+            "b": (0.3, falling[:150], "diverged"),
+            "c": (0.5, falling, "ok"),
+            "d": (2.0, falling[:5], "diverged"),
+        }
+    )
+    row = analysis.critical_lr(results).iloc[0]
+    assert (row["lr_converged"], row["lr_diverged"]) == (0.1, 0.3)
+    assert not row["monotone"] and row["lr_converged_above"] == 0.5
+    assert analysis.critical_lr(_synthetic())["monotone"].all()
+
+    from gdsearch.report import summary_table
+
+    table = analysis.convergence_table(results)
+    metrics = analysis.trial_metrics(results)
+    summary = summary_table(
+        table, analysis.critical_lr(results), {"xavier, hidden 4, tanh": 0.2}, metrics
+    )
+    assert summary.loc[0, "why"].startswith("not monotone: 0.5 converged above 0.3")
+
+
+def test_bracket_mode_does_not_refine_a_group_whose_divergence_is_not_monotone() -> None:
+    from gdsearch.search.bracket import next_round, non_monotone
+
+    spec = parse_job(
+        """
+[job]
+name = "b"
+[data]
+dataset = "sine"
+[search]
+mode = "bracket"
+lr = [0.01, 0.04, 0.16, 0.64]
+init = ["xavier", "he"]
+hidden = [[2]]
+"""
+    )
+    trials = spec.trials()
+    statuses = {
+        t.trial_id: "diverged" if (t.lr == 0.64 or (t.init == "he" and t.lr == 0.04)) else "ok"
+        for t in trials
+    }
+    flagged = non_monotone(trials, statuses)
+    assert [key[0] for key in flagged] == ["he"] and list(flagged.values()) == [(0.04, 0.16)]
+    new = next_round(spec, trials, statuses)
+    assert new and {t.init for t in new} == {"xavier"}  # he's edges are left as they are

@@ -81,7 +81,7 @@ def test_parts_written_before_the_error_column_existed_load_with_it_null(tmp_pat
     X, Y = spec.load_data()
     store = ResultsStore(tmp_path / "old")
     store.prepare(JOB)
-    trials_table, history = train_unit(X, Y, spec.trials())
+    trials_table, history, _ = train_unit(X, Y, spec.trials())
     old = trials_table.drop_columns(["error"])
     name = store.write_part(trials_table.slice(0, 3), history)
     pq.write_table(old.slice(3), f"{store.trials_dir}/part-old.parquet")  # an older writer's part
@@ -141,7 +141,7 @@ def test_the_loop_records_a_raising_unit_as_failed_and_submits_a_lost_one_again(
     execute(raised, X, Y, stores["raised"], 2, show_progress=False)
     [outcome] = raised.outcomes
     assert outcome.failed and outcome.rows is not None
-    trials_table, history = outcome.rows
+    trials_table, history, _ = outcome.rows
     assert trials_table.column("status").to_pylist() == ["failed"] * 3 and history.num_rows == 0
     assert trials_table.column("error")[0].as_py() == (
         "ValueError: row 7 of data.csv: could not convert 'abc' to float"
@@ -153,7 +153,7 @@ def test_the_loop_records_a_raising_unit_as_failed_and_submits_a_lost_one_again(
     execute(lost, X, Y, stores["lost"], 2, show_progress=False)
     [outcome] = lost.outcomes  # one outcome: the resubmissions are the loop's own business
     assert outcome.failed and outcome.rows is not None
-    trials_table, history = outcome.rows
+    trials_table, history, _ = outcome.rows
     assert trials_table.column("status").to_pylist() == ["failed"] * 3 and history.num_rows == 0
     assert trials_table.column("error")[0].as_py().startswith(f"lost {RESUBMITS + 1} times: ")
     assert stores["lost"].status_counts() == {"failed": 3}

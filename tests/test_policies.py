@@ -77,7 +77,7 @@ def test_plain_policy_in_process_stores_what_training_the_units_directly_gives(
     policy = PlainRun(spec.trials(), store, cpus=2)
     run_in_process(policy, spec, store)
     X, Y = spec.load_data()
-    _, history = train_unit(X, Y, spec.trials())
+    _, history, _ = train_unit(X, Y, spec.trials())
     expected = history.to_pandas().sort_values(["trial_id", "epoch"], ignore_index=True)
     pd.testing.assert_frame_equal(gdsearch.load_results(store.location).history, expected)
     again = PlainRun(spec.trials(), store, cpus=2)  # all stored: nothing to run

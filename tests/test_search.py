@@ -252,7 +252,7 @@ def test_history_is_the_same_alone_in_one_population_or_spread_over_workers(
     stored = {k: v.to_numpy() for k, v in small_run.history.groupby("trial_id")["sse"]}
     for group in {t.hidden for t in trials}:
         members = [t for t in trials if t.hidden == group][::-1]  # one population, reversed
-        _, history = train_unit(X, Y, members)
+        _, history, _ = train_unit(X, Y, members)
         frame = history.to_pandas()
         for trial_id, sse in frame.groupby("trial_id")["sse"]:
             np.testing.assert_array_equal(sse.to_numpy(), stored[trial_id])

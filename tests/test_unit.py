@@ -68,7 +68,7 @@ def _histories_by_trial(history: pa.Table) -> dict[str, tuple[np.ndarray, np.nda
 
 def _check_unit_tables(spec: JobSpec, trials: list[Trial]) -> pa.Table:
     X, Y = spec.load_data()
-    trials_table, history = train_unit(X, Y, trials, node="node-a")
+    trials_table, history, _ = train_unit(X, Y, trials, node="node-a")
 
     assert trials_table.schema.equals(TRIALS_SCHEMA)
     assert history.schema.equals(HISTORY_SCHEMA)
@@ -125,11 +125,11 @@ def test_train_unit_gives_each_trial_the_same_history_in_any_order_or_grouping()
     spec = parse_job(UNIT_JOB)
     X, Y = spec.load_data()
     trials = spec.trials()
-    _, whole = train_unit(X, Y, trials)
+    _, whole, _ = train_unit(X, Y, trials)
     order = np.random.default_rng(8).permutation(len(trials))
     shuffled = [trials[i] for i in order]
-    _, first_half = train_unit(X, Y, shuffled[:5])
-    _, second_half = train_unit(X, Y, shuffled[5:])
+    _, first_half, _ = train_unit(X, Y, shuffled[:5])
+    _, second_half, _ = train_unit(X, Y, shuffled[5:])
     expected = _histories_by_trial(whole)
     parts = {**_histories_by_trial(first_half), **_histories_by_trial(second_half)}
     assert parts.keys() == expected.keys()
@@ -240,7 +240,7 @@ def test_a_raising_population_is_retrained_trial_by_trial_and_only_the_raising_t
         real(self, X, Y, until)
 
     monkeypatch.setattr(mlp.Population, "advance", overflowing)
-    trials_table, history = train_unit(X, Y, trials, node="node-a")
+    trials_table, history, _ = train_unit(X, Y, trials, node="node-a")
 
     assert calls[0] == len(trials) and calls[1:] == [1] * len(trials)  # whole, then one by one
     assert trials_table.schema.equals(TRIALS_SCHEMA) and history.schema.equals(HISTORY_SCHEMA)
@@ -270,7 +270,7 @@ def test_the_fault_variable_fails_exactly_the_trials_it_names(
     trials = spec.trials()
     named = [trials[2].trial_id, trials[11].trial_id]
     monkeypatch.setenv(FAULT_VARIABLE, ",".join(named))
-    trials_table, history = train_unit(X, Y, trials)
+    trials_table, history, _ = train_unit(X, Y, trials)
     columns = trials_table.to_pydict()
     statuses = dict(zip(columns["trial_id"], columns["status"], strict=True))
     assert {tid for tid, status in statuses.items() if status == "failed"} == set(named)
@@ -280,7 +280,7 @@ def test_the_fault_variable_fails_exactly_the_trials_it_names(
     )
     assert not set(named) & set(history.column("trial_id").to_pylist())
     monkeypatch.delenv(FAULT_VARIABLE)
-    _, clean = train_unit(X, Y, trials)
+    _, clean, _ = train_unit(X, Y, trials)
     expected = _histories_by_trial(clean)
     for tid, (epochs, sse) in _histories_by_trial(history).items():
         assert np.array_equal(expected[tid][1], sse) and np.array_equal(expected[tid][0], epochs)
@@ -291,7 +291,7 @@ def test_failed_tables_mark_a_whole_unit_failed_with_one_line_of_error() -> None
     from gdsearch.search.unit import failed_tables
 
     trials = parse_job(UNIT_JOB).trials()[:3]
-    trials_table, history = failed_tables(trials, "WorkerCrashedError:\n  " + "x" * 1000)
+    trials_table, history, _ = failed_tables(trials, "WorkerCrashedError:\n  " + "x" * 1000)
     assert trials_table.schema.equals(TRIALS_SCHEMA) and history.num_rows == 0
     assert trials_table.column("status").to_pylist() == ["failed"] * 3
     error = trials_table.column("error")[0].as_py()

@@ -97,6 +97,9 @@ TRAIN_SETTINGS = {
                         "improving)"),
     "patience_tolerance": Setting("patience_tolerance", float, DEFAULT_PATIENCE_TOLERANCE,
                                   _finite(0, 1, open_high=True), "a number in [0, 1)"),
+    "sharpness_every": Setting("sharpness_every", int, 0, _finite(0, MAX_EPOCHS),
+                               f"an integer in [0, {MAX_EPOCHS}] (0: never measure the "
+                               "sharpness)"),
 }  # fmt: skip
 """``[train]``'s scalar keys, each a field of :class:`TrainConfig`."""
 TRAIN_AXES = ("batch_size", *OPTIMIZER_FIELDS)
@@ -251,6 +254,8 @@ class JobSpec:
             "data_sha256": data_digest(X, Y),
             **shared,
         }
+        if self.train.sharpness_every:  # results with and without it do not mix
+            key["sharpness_every"] = self.train.sharpness_every
         if self.halving is not None:
             h = self.halving
             key["scheduler"] = ["halving", h.min_epochs, h.reduction_factor, h.metric]

@@ -9,6 +9,8 @@ Trial classes, in the order they are decided:
 - ``failed``: the trial raised an error and has no history (its status is failed).
 - ``diverged``: the trial's status is diverged.
 - ``pruned``: a scheduler stopped it at a rung (status pruned); its history ends there.
+- ``catapult`` and ``edge_of_stability``: where the sharpness was measured, the mechanisms of
+  :mod:`gdsearch.model.edge` (their thresholds are there).
 - ``converged``: its final SSE is within ``tolerance`` (relative) of its group's best SSE.
 - ``oscillating``: over the late phase (the last ``LATE_FRACTION`` of its epochs) its SSE rose
   in at least ``OSCILLATION_SHARE`` of the steps.
@@ -27,6 +29,7 @@ import pandas as pd
 
 from gdsearch.model.comparison import GROUP
 from gdsearch.model.config import OPTIMIZER_FIELDS
+from gdsearch.model.edge import edge_metrics
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -37,6 +40,7 @@ __all__ = [
     "STOPPED_EARLY",
     "TELLING",
     "bracket",
+    "converged_above",
     "convergence_table",
     "critical_lr",
     "lr_summary",
@@ -90,7 +94,9 @@ def trial_metrics(
     Returns:
         The trials table plus ``group_best``, ``epochs_to_tolerance`` (NaN if never reached),
         ``epochs_to_target``, ``contraction`` (median SSE(t+1)/SSE(t) over the late phase) and
-        ``convergence`` (one of the classes in this module's docstring).
+        ``convergence`` (one of the classes in this module's docstring); and where the
+        sharpness was measured, ``sharpness_init``, ``edge_ratio_init``, ``edge_ratio_final``,
+        ``edge_of_stability`` and ``catapult`` (:func:`gdsearch.model.edge.edge_metrics`).
     """
     trials = results.trials.copy()
     sse = _history_matrix(results)
@@ -122,18 +128,26 @@ def trial_metrics(
         gain = (first_late - final) / first_late
 
     reached = final <= threshold
+    sharpness = getattr(results, "sharpness", None)
+    edge = pd.DataFrame({"catapult": False, "edge_of_stability": False}, index=trials.index)
+    if sharpness is not None and len(sharpness):
+        edge = edge_metrics(trials, sharpness, sse)
+        trials = trials.join(edge)
     classes = np.select(
         [
             (trials["status"] == "failed").to_numpy(),
             (trials["status"] == "diverged").to_numpy(),
             (trials["status"] == "pruned").to_numpy(),
+            edge["catapult"].to_numpy(),
+            edge["edge_of_stability"].to_numpy(),
             reached,
             rises >= OSCILLATION_SHARE,
             ~(gain >= PLATEAU_GAIN),
         ],
-        ["failed", "diverged", "pruned", "converged", "oscillating", "plateaued"],
+        ["failed", "diverged", "pruned", "catapult", "edge_of_stability", "converged",
+         "oscillating", "plateaued"],
         default="slow",
-    )
+    )  # fmt: skip
     trials["convergence"] = classes
     return trials
 
@@ -193,6 +207,15 @@ def bracket(diverged_at: dict[float, bool]) -> tuple[float, float]:
     return (max(below) if below else math.nan), lr_diverged
 
 
+def converged_above(diverged_at: dict[float, bool]) -> float:
+    """The largest lr at which no replicate diverged although a smaller one did: where
+    divergence is not monotone in the learning rate (near the edge of stability a rate can
+    diverge late while a larger one converges). NaN where divergence is monotone."""
+    lr_diverged = bracket(diverged_at)[1]
+    above = [lr for lr, flag in diverged_at.items() if not flag and lr > lr_diverged]
+    return max(above) if above else math.nan
+
+
 def refine(lr_converged: float, lr_diverged: float, points: int) -> list[float]:
     """``points`` learning rates spaced evenly in log space strictly inside the bracket.
 
@@ -209,7 +232,9 @@ def critical_lr(results: Results) -> pd.DataFrame:
     stopped on their own for not improving. A pruned trial had not diverged by its rung but
     might have later, and a failed one says nothing.
 
-    Columns: the group's columns, ``lr_converged`` and ``lr_diverged``.
+    Columns: the group's columns, ``lr_converged``, ``lr_diverged``, ``monotone`` (False
+    where a rate above ``lr_diverged`` converged, so that no single bracket holds the critical
+    rate) and ``lr_converged_above`` (the largest such rate; NaN where monotone).
     """
     metrics = results.trials[results.trials["status"].isin(TELLING)]
     group = _group_columns(metrics)
@@ -221,11 +246,12 @@ def critical_lr(results: Results) -> pd.DataFrame:
     )
     rows = []
     for key, frame in per_lr.groupby(group, dropna=False, sort=True):
-        lr_converged, lr_diverged = bracket(
-            dict(zip(frame["lr"], frame["is_diverged"], strict=True))
-        )
+        flags = dict(zip(frame["lr"], frame["is_diverged"], strict=True))
+        lr_converged, lr_diverged = bracket(flags)
+        above = converged_above(flags)
         rows.append({**dict(zip(group, key, strict=True)), "lr_converged": lr_converged,
-                     "lr_diverged": lr_diverged})  # fmt: skip
+                     "lr_diverged": lr_diverged, "monotone": math.isnan(above),
+                     "lr_converged_above": above})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -53,6 +53,9 @@ class TrainConfig:
         step_size, gamma: for ``"step"``: the rate falls by γ in (0, 1] every ``step_size``
             epochs (0: not set).
         warmup_epochs: a linear warm-up in front of any schedule (0: none).
+        sharpness_every: measure the sharpness (the top Hessian eigenvalue of the loss) at
+            epochs 0, k, 2k, … (0: never). It observes training and does not change it, so it
+            is not part of a trial's identity.
     """
 
     epochs: int
@@ -68,6 +71,7 @@ class TrainConfig:
     step_size: int = 0
     gamma: float = DEFAULT_GAMMA
     warmup_epochs: int = 0
+    sharpness_every: int = 0
 
     def __post_init__(self) -> None:
         for name, kind in (("momentum", float), ("weight_decay", float), ("gamma", float),
@@ -84,6 +88,7 @@ class TrainConfig:
             ("gamma", 0.0 < self.gamma <= 1.0, "a number in (0, 1]"),
             ("step_size", self.step_size >= 0, "an integer >= 1 (0: not set)"),
             ("warmup_epochs", self.warmup_epochs >= 0, "an integer >= 0"),
+            ("sharpness_every", self.sharpness_every >= 0, "an integer >= 0 (0: never)"),
         ]  # fmt: skip
         for name, ok, rule in checks:
             if not ok:

@@ -38,6 +38,7 @@ __all__ = [
     "moons",
     "sine",
     "spirals",
+    "wave",
     "xor",
 ]
 
@@ -65,6 +66,16 @@ def sine(n_samples: int = 10) -> Dataset:
     """The seed notebook's data: x = 0, 1, …, n−1 as one column and y = sin x."""
     x = np.arange(n_samples, dtype=np.float64)
     return _column(x), _column(np.sin(x))
+
+
+def wave(
+    n_samples: int = 64, frequency: float = 2.0, noise: float = 0.0, seed: int = 0
+) -> Dataset:
+    """A smooth one-dimensional regression: x evenly spaced on [−π, π], y = sin(frequency·x)
+    plus Gaussian noise."""
+    x = np.linspace(-np.pi, np.pi, n_samples)
+    y = np.sin(frequency * x) + noise * np.random.default_rng(seed).normal(size=n_samples)
+    return _column(x), _column(y)
 
 
 def xor(n_samples: int = 4, noise: float = 0.0, seed: int = 0) -> Dataset:
@@ -290,6 +301,7 @@ def _one_hot(column: pd.Series, where: str, n_inputs: int) -> np.ndarray:
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "sine": sine,
+    "wave": wave,
     "xor": xor,
     "moons": moons,
     "circles": circles,

@@ -34,6 +34,7 @@ from gdsearch.model.network import (
     with_ones_t,
 )
 from gdsearch.model.optim import UpdateRule
+from gdsearch.model.sharpness import SharpnessMeter
 
 _BLAS = ThreadpoolController()
 
@@ -41,6 +42,9 @@ STATUS_CODES = ("running", "ok", "diverged", "plateaued", "pruned")
 """A trial's state in a population, by code: still training; trained every epoch; stopped by
 the divergence limit; stopped by the patience rule; stopped by a scheduler."""
 RUNNING, OK, DIVERGED, PLATEAUED, PRUNED = range(len(STATUS_CODES))
+PATIENCE_SPIKE = 0.1
+"""A rise of the SSE above (1 + this) × the patience rule's reference restarts the rule there:
+at the edge of stability the loss spikes and recovers, which is not a plateau."""
 
 
 RUNG_METRICS = ("sse", "auc")
@@ -68,6 +72,8 @@ class PopulationResult:
         params: the final stacked weights (see :func:`unstack_params`); a diverged trial's
             are the ones whose SSE broke the limit.
         status: (K,) codes into ``STATUS_CODES``.
+        sharpness: (K, epochs // k + 1) the sharpness at epochs 0, k, 2k, … with
+            ``sharpness_every`` = k, NaN where not measured; None when k is 0.
     """
 
     histories: np.ndarray
@@ -75,6 +81,7 @@ class PopulationResult:
     diverged_epoch: np.ndarray
     params: Stacked
     status: np.ndarray
+    sharpness: np.ndarray | None = None
 
 
 @dataclass
@@ -88,6 +95,7 @@ class _Active:
     rngs: list[np.random.Generator]
     best: np.ndarray  # the patience rule's reference SSE, and the epoch it was set
     since: np.ndarray
+    curvature: np.ndarray | None = None  # (K, P) each trial's last top Hessian eigenvector
 
     def drop(self, mask: np.ndarray, final: Stacked) -> None:
         """Move the trials in ``mask`` out of the population, saving their weights."""
@@ -100,6 +108,8 @@ class _Active:
         self.limit = self.limit[keep]
         self.best = self.best[keep]
         self.since = self.since[keep]
+        if self.curvature is not None:
+            self.curvature = self.curvature[keep]
         self.rngs = [rng for rng, k in zip(self.rngs, keep, strict=True) if k] if self.rngs else []
 
 
@@ -114,6 +124,9 @@ class Population:
     × its epoch-0 SSE (diverged; its history keeps the epochs before), or, with ``patience``
     N > 0, at the first epoch e where its SSE has not fallen below (1 − ``patience_tolerance``)
     × the last SSE that did so, set at epoch e − N or earlier (plateaued; its history keeps e).
+    A rise of the SSE to more than (1 + ``PATIENCE_SPIKE``) × that reference is a spike, not a
+    plateau: the reference restarts from the spike, so a trial whose loss spikes and falls again
+    at the edge of stability is not stopped while it recovers.
     """
 
     def __init__(
@@ -135,6 +148,9 @@ class Population:
         self.stop_epoch = np.full(K, -1, dtype=np.int64)
         self.epoch = 0  # the next epoch whose SSE is to be measured
         self.final = [Wb.copy() for Wb in params]
+        every = config.sharpness_every
+        self.sharpness = np.full((K, config.epochs // every + 1), np.nan) if every else None
+        self.sharpness_through = -1  # the last epoch whose sharpness was measured
         self.active = _Active(
             index=np.arange(K),
             Wbs=[Wb.copy() for Wb in params],
@@ -174,6 +190,8 @@ class Population:
                     if not len(active.index):
                         break
                     ws.keep(~stop)
+                if self.sharpness is not None and epoch % config.sharpness_every == 0:
+                    self._measure_sharpness(epoch, X1_t, Y_t, sizes, n)
                 if epoch == until:
                     break
                 active.rule.start_epoch(epoch)
@@ -188,6 +206,23 @@ class Population:
             if until == config.epochs:
                 self._stop(np.ones(len(active.index), dtype=bool), OK, until)
 
+    def _measure_sharpness(
+        self, epoch: int, X1_t: np.ndarray, Y_t: np.ndarray, sizes: list[int], n: int
+    ) -> None:
+        """Record the running trials' sharpness at this epoch's weights (once per epoch: an
+        epoch measured at the end of one call starts the next)."""
+        assert self.sharpness is not None
+        active, config = self.active, self.config
+        if epoch <= self.sharpness_through:
+            return
+        meter = SharpnessMeter(X1_t, Y_t, sizes, self.activation,
+                               loss_scale(config.grad_scale, n), config.weight_decay)  # fmt: skip
+        if active.curvature is None:
+            active.curvature = meter.start(len(active.index), sum(Wb[0].size for Wb in active.Wbs))
+        values, active.curvature = meter.measure(active.Wbs, active.curvature)
+        self.sharpness[active.index, epoch // config.sharpness_every] = values
+        self.sharpness_through = epoch
+
     def _check(self, epoch: int, sse: np.ndarray) -> np.ndarray:
         """Record this epoch's SSE; stop trials that diverged or plateaued. Returns the mask."""
         active = self.active
@@ -197,6 +232,7 @@ class Population:
         patience = self.config.patience
         if patience:
             better = sse < active.best * (1.0 - self.config.patience_tolerance)
+            better |= sse > active.best * (1.0 + PATIENCE_SPIKE)  # a spike restarts the count
             active.best = np.where(better, sse, active.best)
             active.since = np.where(better, epoch, active.since)
             flat = ~bad & (epoch - active.since >= patience)
@@ -244,7 +280,9 @@ class Population:
             np.where(self.stop_epoch >= 0, self.stop_epoch + 1, self.epoch),
         )
         diverged_epoch = np.where(self.status == DIVERGED, self.stop_epoch, -1)
-        return PopulationResult(self.histories, lengths, diverged_epoch, weights, self.status)
+        return PopulationResult(
+            self.histories, lengths, diverged_epoch, weights, self.status, self.sharpness
+        )
 
 
 def train_population(

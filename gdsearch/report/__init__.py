@@ -11,9 +11,11 @@ from gdsearch.report.document import FORMATS, build, compare, summary_table
 from gdsearch.report.figures import (
     PATH_EPOCHS,
     figure_curves,
+    figure_edge_ratio,
     figure_epochs_to_tolerance,
     figure_final_vs_lr,
     figure_linear,
+    figure_sharpness,
 )
 from gdsearch.report.panels import FACET_COLUMNS
 from gdsearch.report.theory import predicted_limits
@@ -25,9 +27,11 @@ __all__ = [
     "build",
     "compare",
     "figure_curves",
+    "figure_edge_ratio",
     "figure_epochs_to_tolerance",
     "figure_final_vs_lr",
     "figure_linear",
+    "figure_sharpness",
     "predicted_limits",
     "summary_table",
 ]

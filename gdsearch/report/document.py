@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +23,14 @@ from gdsearch.errors import InputError
 from gdsearch.model import analysis
 from gdsearch.report.figures import (
     figure_curves,
+    figure_edge_ratio,
     figure_epochs_to_tolerance,
     figure_final_vs_lr,
     figure_linear,
+    figure_sharpness,
 )
 from gdsearch.report.panels import groups, png
-from gdsearch.report.theory import predicted_limits
+from gdsearch.report.theory import explanation, predicted_limits
 
 if TYPE_CHECKING:
     from gdsearch.results.store import Results
@@ -36,24 +39,43 @@ FORMATS = ("html", "md")
 
 
 def summary_table(
-    table: pd.DataFrame, brackets: pd.DataFrame, limits: dict[str, float]
+    table: pd.DataFrame,
+    brackets: pd.DataFrame,
+    limits: dict[str, float],
+    metrics: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Per group: best lr, measured bracket, predicted limit, diverged / trials."""
+    """Per group: best lr, measured bracket, predicted limit, diverged / trials; and, given the
+    trial metrics, how far the bracket sits from the prediction and which mechanism explains
+    it (:func:`gdsearch.report.theory.explanation`), and whether divergence was monotone."""
     rows = []
     bracket_by = {label: frame.iloc[0] for label, frame in groups(brackets)}
+    metrics_by = dict(groups(metrics)) if metrics is not None else {}
+    measured = metrics is not None and "edge_ratio_init" in metrics.columns
     for label, frame in groups(table):
         best = frame.loc[frame["best"], "lr"]
         bracket = bracket_by.get(label)
-        rows.append({
+        lo = np.nan if bracket is None else bracket["lr_converged"]
+        hi = np.nan if bracket is None else bracket["lr_diverged"]
+        limit = limits.get(label, np.nan)
+        row = {
             "group": label,
             "best lr": float(best.iloc[0]) if len(best) else np.nan,
-            "largest lr that converged": np.nan if bracket is None else bracket["lr_converged"],
-            "smallest lr that diverged": np.nan if bracket is None else bracket["lr_diverged"],
-            "predicted limit": limits.get(label, np.nan),
+            "largest lr that converged": lo,
+            "smallest lr that diverged": hi,
+            "predicted limit": limit,
             "diverged": f"{round((frame['diverged_fraction'] * frame['trials']).sum())}"
                         f" / {int(frame['trials'].sum())}",
             "pruned": round((frame["pruned_fraction"] * frame["trials"]).sum()),
-        })  # fmt: skip
+        }  # fmt: skip
+        if metrics is not None:
+            ratio = math.sqrt(lo * hi) / limit if lo > 0 and hi > 0 and limit > 0 else np.nan
+            why = explanation(ratio, metrics_by.get(label, pd.DataFrame()), measured)
+            if bracket is not None and not bracket["monotone"]:
+                above = float(bracket["lr_converged_above"])
+                why = f"not monotone: {above:.4g} converged above {hi:.4g}, which diverged; {why}"
+            row["measured / predicted"] = ratio
+            row["why"] = why.rstrip("; ")
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -72,7 +94,7 @@ def build(results: Results, out: Path, fmt: str = "html") -> Path:
     table = analysis.convergence_table(results)
     brackets = analysis.critical_lr(results)
     limits = predicted_limits(results)
-    summary = summary_table(table, brackets, limits)
+    summary = summary_table(table, brackets, limits, analysis.trial_metrics(results))
     figures = {
         "curves": ("SSE curves per learning rate", figure_curves(results)),
         "final_vs_lr": (
@@ -81,6 +103,15 @@ def build(results: Results, out: Path, fmt: str = "html") -> Path:
         ),
         "epochs_to_tolerance": ("Epochs to tolerance", figure_epochs_to_tolerance(table)),
     }
+    if len(results.sharpness):
+        figures["sharpness"] = (
+            "Sharpness during training, each rate's 2/lr dashed (edge of stability)",
+            figure_sharpness(results),
+        )
+        figures["edge_ratio"] = (
+            "The edge ratio lr·λ/2 during training",
+            figure_edge_ratio(results),
+        )
     linear = figure_linear(results)
     if linear is not None:
         figures["linear"] = (

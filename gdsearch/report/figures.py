@@ -33,6 +33,53 @@ def figure_curves(results: Results) -> bytes:
     return png(fig)
 
 
+def _sharpness_curves(results: Results) -> list[tuple[str, pd.DataFrame]]:
+    """Per group, each lr's sharpness and edge ratio lr·λ/2 by epoch, diverged trials left out
+    (their sharpness runs off to infinity with their weights)."""
+    kept = results.trials[results.trials["status"] != "diverged"]
+    merged = results.sharpness.merge(kept, on="trial_id")
+    merged["edge_ratio"] = merged["lr"] * merged["sharpness"] / 2.0
+    return groups(merged)
+
+
+def figure_sharpness(results: Results) -> bytes:
+    """Sharpness λ against epoch per learning rate, each rate's 2/lr dashed in its colour:
+    where a curve meets its line, that rate trains at the edge of stability. Diverged trials
+    are left out."""
+    norm = lr_norm(results.trials["lr"])
+    fig, axes, panels = facet_panels(_sharpness_curves(results))
+    for label, frame, ax in panels:
+        curves = frame.groupby(["lr", "epoch"])["sharpness"].median().unstack("lr")
+        for lr in curves.columns:
+            color = plt.cm.viridis(norm(lr))
+            ax.plot(curves.index, curves[lr], color=color, linewidth=1)
+            ax.axhline(2.0 / float(lr), color=color, linestyle="--", linewidth=0.7)
+        top = np.nanmax(curves.to_numpy()) if curves.notna().any().any() else 1.0
+        ax.set_ylim(0, 1.3 * top)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("sharpness λ (median over seeds)")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes, label="learning rate")
+    return png(fig)
+
+
+def figure_edge_ratio(results: Results) -> bytes:
+    """The edge ratio lr·λ/2 against epoch per learning rate; 1 is the edge of stability."""
+    norm = lr_norm(results.trials["lr"])
+    fig, axes, panels = facet_panels(_sharpness_curves(results))
+    for label, frame, ax in panels:
+        curves = frame.groupby(["lr", "epoch"])["edge_ratio"].median().unstack("lr")
+        for lr in curves.columns:
+            ax.plot(curves.index, curves[lr], color=plt.cm.viridis(norm(lr)), linewidth=1)
+        ax.axhline(1.0, color="k", linestyle="--", linewidth=0.8)
+        ax.set_yscale("log")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("lr·λ/2 (median over seeds)")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes, label="learning rate")
+    return png(fig)
+
+
 def figure_final_vs_lr(
     table: pd.DataFrame, brackets: pd.DataFrame, limits: dict[str, float]
 ) -> bytes:

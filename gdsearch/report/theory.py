@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from gdsearch.job.trial import Trial
 from gdsearch.model import stability
@@ -42,6 +44,42 @@ def predicted_limits(results: Results) -> dict[str, float]:
             tops[model], train.momentum, train.nesterov, train.weight_decay
         )
     return limits
+
+
+AGREES = 1.25
+"""The measured critical rate agrees with the prediction at init when within this factor."""
+
+
+def explanation(ratio: float, metrics: pd.DataFrame, measured: bool) -> str:
+    """Why a group's measured critical rate sits where it does against the prediction at init.
+
+    Args:
+        ratio: the measured bracket's geometric middle over the predicted limit (NaN if
+            either is unknown).
+        metrics: the group's rows of :func:`gdsearch.model.analysis.trial_metrics`.
+        measured: whether the sharpness was measured during training.
+    """
+    if math.isnan(ratio):
+        return ""
+    if 1 / AGREES <= ratio <= AGREES:
+        return "the prediction at init holds"
+    if not measured:
+        return "set sharpness_every in [train] to see why"
+    said = []
+    catapults = int(metrics["convergence"].eq("catapult").sum())
+    edges = int(metrics["convergence"].eq("edge_of_stability").sum())
+    if catapults:
+        said.append(f"catapult: {catapults} trials above 2/λ₀ converged after a loss spike "
+                    "drove λ down")  # fmt: skip
+    if edges:
+        said.append(f"edge of stability: in {edges} trials λ rose to 2/lr and stayed there "
+                    "as the SSE fell")  # fmt: skip
+    if not said:
+        rises = metrics["edge_ratio_final"] / metrics["edge_ratio_init"]
+        typical = float(np.nanmedian(rises)) if rises.notna().any() else math.nan
+        if ratio < 1 and typical > AGREES:
+            said.append(f"progressive sharpening: λ rose {typical:.2g}× during training")
+    return "; ".join(said) or "neither catapult nor edge of stability seen"
 
 
 def _sharpness(trial: Trial, X: np.ndarray, Y: np.ndarray) -> float:

@@ -1,12 +1,14 @@
 """Repair a result set: drop what a crash or a damaged disk left, so that a run trains it again.
 
-A finished work unit is one history part and one trials part of the same name, and its trials
-count as stored exactly when both are there and whole. :func:`repair_results` reads every part
+A finished work unit is one history part and one trials part of the same name (and a sharpness
+part, where the job measures sharpness), and its trials count as stored exactly when they are
+there and whole. :func:`repair_results` reads every part
 (its footer, its schema, every page against its checksum) and drops
 
 - files left under a temporary name by a write that never finished,
-- parts that cannot be read whole, together with their partner,
-- parts whose partner is missing, and pairs whose two parts name different trials.
+- parts that cannot be read whole, together with their partners,
+- parts whose trials or history partner is missing, and pairs whose two parts name different
+  trials.
 
 The next ``gdsearch run`` of the job then trains exactly the trials of the dropped parts.
 """
@@ -24,7 +26,11 @@ from gdsearch.errors import ResultsError, one_line
 from gdsearch.results.lock import ResultsLock
 from gdsearch.results.store import KINDS, ResultsStore
 
-REQUIRED = {"trials": ("trial_id", "status"), "history": ("trial_id", "epoch", "sse")}
+REQUIRED = {
+    "trials": ("trial_id", "status"),
+    "history": ("trial_id", "epoch", "sse"),
+    "sharpness": ("trial_id", "epoch", "sharpness"),
+}
 """Columns every row of a part must have."""
 
 
@@ -85,21 +91,28 @@ def repair_results(location: str | Path, *, dry_run: bool = False) -> RepairRepo
 
 
 def _damage(store: ResultsStore) -> list[Dropped]:
-    """Every file to drop, each trials part before its history partner."""
+    """Every file to drop, each trials part before its partners."""
     # In that order a repair that is itself interrupted leaves no trials part without history.
     unfinished = "left by a write that did not finish"
     dropped = [Dropped(path, unfinished) for path in store.temporary_files()]
     names = {kind: set(store.parts(kind)) for kind in KINDS}
-    for name in sorted(names["trials"] | names["history"]):
+    for name in sorted(names["trials"] | names["history"] | names["sharpness"]):
         problems = {
             kind: _check_part(store, kind, name) if name in names[kind] else "missing"
             for kind in KINDS
         }
+        if problems["sharpness"] == "missing":  # optional: only where the job measures it
+            problems["sharpness"] = "" if name in names["trials"] else "missing"
         if not any(problems.values()) and not _same_trials(store, name):
             problems["trials"] = problems["history"] = "names other trials than its partner"
-        for kind, other in (("trials", "history"), ("history", "trials")):
-            if name in names[kind] and (problems[kind] or problems[other]):
-                reason = problems[kind] or f"its {other} part is {_as_state(problems[other])}"
+        for kind in KINDS:
+            if name not in names[kind]:
+                continue
+            others = [k for k in KINDS if k != kind and problems[k]]
+            if problems[kind] or others:
+                reason = (
+                    problems[kind] or f"its {others[0]} part is {_as_state(problems[others[0]])}"
+                )
                 dropped.append(Dropped(f"{store.directory(kind)}/{name}", reason))
     return dropped
 

@@ -62,6 +62,10 @@ def fill_implied(trials: pa.Table) -> pa.Table:
     return trials
 
 
+SHARPNESS_SCHEMA = pa.schema(
+    [("trial_id", pa.string()), ("epoch", pa.int32()), ("sharpness", pa.float64())]
+)
+"""With ``sharpness_every`` = k: the top Hessian eigenvalue of the loss at epochs 0, k, 2k, …"""
 HISTORY_SCHEMA = pa.schema(
     [("trial_id", pa.string()), ("epoch", pa.int32()), ("sse", pa.float64())]
 )

@@ -29,7 +29,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +44,22 @@ from gdsearch.errors import InputError, ResultsError, RunError, one_line
 from gdsearch.job.spec import JobSpec, parse_job
 from gdsearch.job.trial import initial_params
 from gdsearch.model.network import Params
-from gdsearch.results.schema import HISTORY_SCHEMA, TRIALS_SCHEMA, fill_implied
+from gdsearch.results.schema import (
+    HISTORY_SCHEMA,
+    SHARPNESS_SCHEMA,
+    TRIALS_SCHEMA,
+    fill_implied,
+)
 
 MANIFEST = "manifest.json"
 JOB_COPY = "job.toml"
 LOCK = ".lock"
 TEMPORARY_PREFIX = ".tmp-"
-KINDS = ("trials", "history")
-SCHEMAS = {"trials": TRIALS_SCHEMA, "history": HISTORY_SCHEMA}
+KINDS = ("trials", "history", "sharpness")
+SCHEMAS = {"trials": TRIALS_SCHEMA, "history": HISTORY_SCHEMA, "sharpness": SHARPNESS_SCHEMA}
+PARTNERS = ("history", "sharpness")
+"""The datasets whose parts belong to the trials part of the same name (sharpness only where
+the job measures it)."""
 
 
 @dataclass
@@ -64,6 +72,9 @@ class Results:
         manifest: the run's manifest.json.
         path: where it was loaded from.
         job_source: the job file as it was run (the copy stored beside the results), or "".
+        sharpness: one row per measurement where the job set ``sharpness_every``: trial_id,
+            epoch, sharpness (the top Hessian eigenvalue of the loss at that epoch's weights);
+            empty otherwise.
     """
 
     trials: pd.DataFrame
@@ -71,6 +82,9 @@ class Results:
     manifest: dict[str, Any]
     path: str
     job_source: str = ""
+    sharpness: pd.DataFrame = field(
+        default_factory=lambda: SHARPNESS_SCHEMA.empty_table().to_pandas()
+    )
 
     def job_and_data(self) -> tuple[JobSpec, np.ndarray, np.ndarray] | None:
         """The job these results were run from and its data, loaded from where the job says
@@ -140,6 +154,7 @@ class ResultsStore:
         self.root = root.rstrip("/")
         self.trials_dir = f"{self.root}/trials"
         self.history_dir = f"{self.root}/history"
+        self.sharpness_dir = f"{self.root}/sharpness"
 
     def has_trials_dir(self) -> bool:
         """Whether the layout exists here (``trials/`` at least)."""
@@ -154,13 +169,14 @@ class ResultsStore:
         for directory in (self.trials_dir, self.history_dir):
             self.fs.create_dir(directory, recursive=True)
         committed = {name for name in self._parts(self.trials_dir)}
-        for directory in (self.trials_dir, self.history_dir):
-            for info in self._listing(directory):
+        for kind in KINDS:
+            for info in self._listing(self.directory(kind)):
                 if info.base_name.startswith(TEMPORARY_PREFIX):
                     self.fs.delete_file(info.path)
-        for name in self._parts(self.history_dir):
-            if name not in committed:
-                self.fs.delete_file(f"{self.history_dir}/{name}")
+        for kind in PARTNERS:
+            for name in self.parts(kind):
+                if name not in committed:
+                    self.fs.delete_file(f"{self.directory(kind)}/{name}")
         self._write_bytes(f"{self.root}/{JOB_COPY}", job_text.encode())
 
     def remove(self) -> None:
@@ -189,10 +205,17 @@ class ResultsStore:
         statuses = self.read_table("trials", columns=["status"]).column("status")
         return {row["values"]: row["counts"] for row in pc.value_counts(statuses).to_pylist()}
 
-    def write_part(self, trials: pa.Table, history: pa.Table) -> str:
-        """Commit one work unit's tables: history first, trials last. Returns the part name."""
+    def write_part(
+        self, trials: pa.Table, history: pa.Table, sharpness: pa.Table | None = None
+    ) -> str:
+        """Commit one work unit's tables: history and sharpness (if any rows) first, trials
+        last. Returns the part name."""
         name = f"part-{uuid.uuid4().hex}.parquet"
         self._write_table(history.cast(HISTORY_SCHEMA), f"{self.history_dir}/{name}")
+        if sharpness is not None and sharpness.num_rows:
+            if self.local:
+                self.fs.create_dir(self.sharpness_dir, recursive=True)
+            self._write_table(sharpness.cast(SHARPNESS_SCHEMA), f"{self.sharpness_dir}/{name}")
         self._write_table(trials.cast(TRIALS_SCHEMA), f"{self.trials_dir}/{name}")
         return name
 
@@ -222,15 +245,15 @@ class ResultsStore:
             kept = table.filter(pc.invert(retry(table)))
             if kept.num_rows:
                 self._write_table(kept, path)
-            else:  # trials first: a lone history part is an interrupted write, removed later
+            else:  # trials first: a lone partner is an interrupted write, removed later
                 self.fs.delete_file(path)
-                if self._info(f"{self.history_dir}/{name}").type == pafs.FileType.File:
-                    self.fs.delete_file(f"{self.history_dir}/{name}")
+                for kind in PARTNERS:
+                    self.delete(f"{self.directory(kind)}/{name}")
             dropped += table.num_rows - kept.num_rows
         return dropped
 
     def read_table(self, kind: str, columns: list[str] | None = None) -> pa.Table:
-        """All committed parts of ``trials`` or ``history`` as one table.
+        """All committed parts of a dataset (``trials``, ``history``, ``sharpness``) as one table.
 
         Raises:
             ResultsError: a part cannot be read whole; the message names it and the remedy.
@@ -242,11 +265,12 @@ class ResultsStore:
         return pa.concat_tables(tables)
 
     def directory(self, kind: str) -> str:
-        """The directory of ``trials`` or ``history`` parts."""
-        return self.trials_dir if kind == "trials" else self.history_dir
+        """The directory of ``trials``, ``history`` or ``sharpness`` parts."""
+        return {"trials": self.trials_dir, "history": self.history_dir,
+                "sharpness": self.sharpness_dir}[kind]  # fmt: skip
 
     def parts(self, kind: str) -> list[str]:
-        """The names of the parts of ``trials`` or ``history``, sorted."""
+        """The names of the parts of a dataset, sorted."""
         return self._parts(self.directory(kind))
 
     def read_part(self, kind: str, name: str, columns: list[str] | None = None) -> pa.Table:
@@ -260,7 +284,7 @@ class ResultsStore:
         )
 
     def read_filtered(self, kind: str, where: pc.Expression) -> pa.Table:
-        """The committed rows of ``trials`` or ``history`` that match ``where``, one part at a
+        """The committed rows of a dataset that match ``where``, one part at a
         time, so that only the matching rows are ever held together."""
         schema = SCHEMAS[kind]
         tables = [self._read_checked(kind, name).filter(where) for name in self.parts(kind)]
@@ -386,20 +410,25 @@ def load_results(location: str | Path) -> Results:
             (``"s3://bucket/prefix/seed-sine"``).
 
     Returns:
-        :class:`Results` with ``.trials`` and ``.history`` DataFrames, the manifest and the
-        job file as it was run.
+        :class:`Results` with ``.trials``, ``.history`` and ``.sharpness`` DataFrames, the
+        manifest and the job file as it was run.
     """
     store = ResultsStore(location)
     if not store.has_trials_dir():
         raise ResultsError(f"{store.location}: no results here (no trials/ directory)")
     trials = fill_implied(store.read_table("trials"))
-    history = store.read_table("history")
-    committed = pc.is_in(history.column("trial_id"), value_set=trials.column("trial_id"))
-    history = history.filter(committed)
+    ids = trials.column("trial_id")
+    history, sharpness = (
+        table.filter(pc.is_in(table.column("trial_id"), value_set=ids))  # committed rows only
+        .to_pandas()
+        .sort_values(["trial_id", "epoch"], ignore_index=True)
+        for table in (store.read_table("history"), store.read_table("sharpness"))
+    )
     return Results(
         trials=trials.to_pandas().sort_values("trial_id", ignore_index=True),
-        history=history.to_pandas().sort_values(["trial_id", "epoch"], ignore_index=True),
+        history=history,
         manifest=store.read_manifest(),
         path=store.location,
         job_source=store.read_job_copy(),
+        sharpness=sharpness,
     )

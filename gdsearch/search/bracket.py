@@ -7,6 +7,10 @@ smallest at which one did (:func:`gdsearch.analysis.bracket`). While a bracket i
 ``bracket_points`` learning rates spaced evenly in log space inside it, with every replicate
 seed. Each round is one wave of work units.
 
+A group whose divergence is not monotone in lr (a rate diverges while a larger one converges,
+as happens near the edge of stability) has no single critical rate: it is said in a warning
+and in the round's record, and not refined further.
+
 A round's learning rates depend only on the stored statuses of the earlier rounds' trials, so a
 run that stops part-way replays the same rounds when it is run again and trains only what is
 missing.
@@ -23,7 +27,7 @@ from typing import Any
 
 from gdsearch.job.spec import JobSpec
 from gdsearch.job.trial import Trial
-from gdsearch.model.analysis import TELLING, bracket, refine
+from gdsearch.model.analysis import TELLING, bracket, converged_above, refine
 from gdsearch.search.plain import PlainRun
 from gdsearch.search.plan import Ledger, Round
 from gdsearch.search.policy import Outcome, Policy, Rows, Step
@@ -32,22 +36,43 @@ from gdsearch.search.unit import UnitState
 log = logging.getLogger("gdsearch")
 
 
-def brackets(
+def diverged_at(
     trials: Sequence[Trial], statuses: Mapping[str, str]
-) -> dict[tuple[Any, ...], tuple[float, float]]:
-    """Per comparison group, ``(lr_converged, lr_diverged)`` from the stored statuses.
+) -> dict[tuple[Any, ...], dict[float, bool]]:
+    """Per comparison group, whether each learning rate diverged, from the stored statuses.
 
     A learning rate counts as diverged if any of its replicates did; trials with no stored
     status, or one that says nothing about stability (failed), are left out.
     """
-    diverged_at: dict[tuple[Any, ...], dict[float, bool]] = defaultdict(dict)
+    flags_by_group: dict[tuple[Any, ...], dict[float, bool]] = defaultdict(dict)
     for trial in trials:
         status = statuses.get(trial.trial_id)
         if status not in TELLING:
             continue
-        flags = diverged_at[trial.comparison_key()]
+        flags = flags_by_group[trial.comparison_key()]
         flags[trial.lr] = flags.get(trial.lr, False) or status == "diverged"
-    return {key: bracket(flags) for key, flags in diverged_at.items()}
+    return flags_by_group
+
+
+def brackets(
+    trials: Sequence[Trial], statuses: Mapping[str, str]
+) -> dict[tuple[Any, ...], tuple[float, float]]:
+    """Per comparison group, ``(lr_converged, lr_diverged)`` from the stored statuses."""
+    return {key: bracket(flags) for key, flags in diverged_at(trials, statuses).items()}
+
+
+def non_monotone(
+    trials: Sequence[Trial], statuses: Mapping[str, str]
+) -> dict[tuple[Any, ...], tuple[float, float]]:
+    """The groups whose divergence is not monotone in lr: ``(lr_diverged, lr_converged_above)``,
+    a rate that diverged below one that converged. No single bracket holds their critical
+    rate, so bisecting would narrow onto one of several edges and hide the others."""
+    out = {}
+    for key, flags in diverged_at(trials, statuses).items():
+        above = converged_above(flags)
+        if not math.isnan(above):
+            out[key] = (bracket(flags)[1], above)
+    return out
 
 
 def is_narrow(lr_converged: float, lr_diverged: float, width: float) -> bool:
@@ -68,7 +93,8 @@ def next_round(spec: JobSpec, trials: Sequence[Trial], statuses: Mapping[str, st
 
     Returns:
         New trials, every replicate of each group at each new learning rate; empty when all
-        brackets are narrow enough.
+        brackets are narrow enough. Groups whose divergence is not monotone in lr
+        (:func:`non_monotone`) are not refined.
     """
     settings = spec.bracket
     assert settings is not None
@@ -76,8 +102,9 @@ def next_round(spec: JobSpec, trials: Sequence[Trial], statuses: Mapping[str, st
     for trial in trials:
         templates[trial.comparison_key()].setdefault(trial.seed, trial)
     new: list[Trial] = []
+    skipped = non_monotone(trials, statuses)
     for key, (lr_converged, lr_diverged) in brackets(trials, statuses).items():
-        if is_narrow(lr_converged, lr_diverged, settings.width):
+        if key in skipped or is_narrow(lr_converged, lr_diverged, settings.width):
             continue
         for lr in refine(lr_converged, lr_diverged, settings.points):
             new.extend(
@@ -100,6 +127,7 @@ class BracketRounds(Policy):
         self.spec, self.ledger, self.cpus = spec, ledger, cpus
         self.known = list(trials)
         self.past: list[Round] = []
+        self.non_monotone: set[tuple[Any, ...]] = set()
         log.info("bracket round 0: %d trials", len(trials))
         self.current = PlainRun(trials, ledger, cpus, index=0)
 
@@ -112,7 +140,9 @@ class BracketRounds(Policy):
             if len(self.past) + 1 > self.spec.bracket.rounds:
                 return []
             seen = {t.trial_id for t in self.known}
-            new = [t for t in next_round(self.spec, self.known, self.ledger.trial_statuses())
+            statuses = self.ledger.trial_statuses()
+            self._say_non_monotone(statuses)
+            new = [t for t in next_round(self.spec, self.known, statuses)
                    if t.trial_id not in seen]  # fmt: skip
             if not new:
                 return []
@@ -120,6 +150,21 @@ class BracketRounds(Policy):
             self.past.append(self.current.round)
             log.info("bracket round %d: %d trials", len(self.past), len(new))
             self.current = PlainRun(new, self.ledger, self.cpus, index=len(self.past))
+
+    def _say_non_monotone(self, statuses: Mapping[str, str]) -> None:
+        """Warn once per group whose divergence turned out not monotone, and note it in the
+        round's record: such a group is not bracketed further."""
+        for key, (lr_diverged, above) in non_monotone(self.known, statuses).items():
+            if key in self.non_monotone:
+                continue
+            self.non_monotone.add(key)
+            self.current.round.non_monotone += 1
+            log.warning(
+                "group %s: divergence is not monotone in lr (%.4g diverged, %.4g above it did "
+                "not); not bracketed further",
+                ", ".join(str(v) for v in key if v not in (None, 0, 0.0, False, "constant")),
+                lr_diverged, above,
+            )  # fmt: skip
 
     def on_result(self, step: Step, outcome: Outcome) -> None:
         self.current.on_result(step, outcome)

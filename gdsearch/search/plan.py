@@ -73,6 +73,7 @@ class Round:
         units: into how many work units.
         retried: trials that had failed before and are trained again.
         first_error: the error of one trial that failed in this round, if any did.
+        non_monotone: groups found, after this round, to diverge non-monotonically in lr.
     """
 
     index: int
@@ -81,12 +82,16 @@ class Round:
     units: int
     retried: int = 0
     first_error: str | None = None
+    non_monotone: int = 0
 
     def record(self) -> dict[str, Any]:
-        """As the manifest writes it."""
-        return {"round": self.index, "trials": self.trials, "ran": self.ran,
-                "units": self.units, "retried": self.retried,
-                "first_error": self.first_error}  # fmt: skip
+        """As the manifest writes it (``non_monotone`` only where bracket mode found some)."""
+        record = {"round": self.index, "trials": self.trials, "ran": self.ran,
+                  "units": self.units, "retried": self.retried,
+                  "first_error": self.first_error}  # fmt: skip
+        if self.non_monotone:
+            record["non_monotone"] = self.non_monotone
+        return record
 
 
 def open_round(

@@ -14,14 +14,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-
 from gdsearch.job.trial import Trial
 from gdsearch.search.plan import Round
-from gdsearch.search.unit import UnitState
+from gdsearch.search.unit import Part, UnitState
 
-Rows = tuple[pa.Table, pa.Table]
-"""A part: the trials table and the history table of trials that finished."""
+Rows = Part
+"""A part: the trials, history and sharpness rows of trials that finished."""
 
 
 @dataclass

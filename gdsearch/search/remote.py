@@ -10,11 +10,10 @@ import copy
 from typing import Final
 
 import numpy as np
-import pyarrow as pa
 import ray
 
 from gdsearch.job.trial import Trial
-from gdsearch.search.unit import UnitState, advance_unit, start_unit
+from gdsearch.search.unit import Part, UnitState, advance_unit, start_unit
 
 TASK_RETRIES = 3
 """How often Ray runs a unit again when its worker dies."""
@@ -31,7 +30,7 @@ def unit_task(
     prune: list[str],
     metric: str,
     carry: bool,
-) -> tuple[tuple[pa.Table, pa.Table] | None, dict[str, float], UnitState | None]:
+) -> tuple[Part | None, dict[str, float], UnitState | None]:
     """Carry a unit (its trials, or its state from an earlier step) on to epoch ``until``.
 
     Returns the rows of the trials that finished, the ``metric`` of each trial still training,

@@ -8,6 +8,10 @@ trained again one at a time from their initial weights (a trial's history does n
 its population, so those that succeed get the values they would have had), and each that still
 raises gets status ``failed``, its error text in ``error``, and no history rows.
 
+A unit's finished trials come out as a :data:`Part`: their trials rows, their history rows,
+and their sharpness rows (None unless the job measures sharpness), which the driver stores as
+one part of each dataset.
+
 Fault injection: the environment variable ``GDSEARCH_FAULT_TRIALS`` (comma-separated trial_ids),
 read here and nowhere else, makes those trials raise, so that tests can fail a trial on a real
 Ray worker. Unset, it costs one lookup per population and call.
@@ -27,13 +31,15 @@ from gdsearch.errors import one_line
 from gdsearch.job.trial import Trial
 from gdsearch.model.network import layer_sizes, stack_params
 from gdsearch.model.population import RUNNING, STATUS_CODES, Population, rung_metric
-from gdsearch.results.schema import HISTORY_SCHEMA, TRIALS_SCHEMA
+from gdsearch.results.schema import HISTORY_SCHEMA, SHARPNESS_SCHEMA, TRIALS_SCHEMA
 
 POPULATION_ELEMENTS = 65_536
 """A unit trains its trials in populations of about this many values per activation array
 (K × samples × widest layer): small enough for the CPU's cache, large enough that numpy's
 per-call cost is shared by many trials. Results do not depend on it."""
 FAULT_VARIABLE = "GDSEARCH_FAULT_TRIALS"
+Part = tuple[pa.Table, pa.Table, pa.Table | None]
+"""Finished trials' rows: trials table, history table, sharpness table (or None)."""
 
 
 @dataclass
@@ -72,7 +78,7 @@ def advance_unit(
     prune: Collection[str] = (),
     metric: str = "sse",
     node: str = "",
-) -> tuple[tuple[pa.Table, pa.Table] | None, dict[str, float], UnitState]:
+) -> tuple[Part | None, dict[str, float], UnitState]:
     """Prune some running trials, train the rest until epoch ``until``, hand out finished rows.
 
     Args:
@@ -112,15 +118,15 @@ def advance_unit(
             state.wall[members[was]] += elapsed * trained / trained.sum()
     gathered = _gather(state)
     rows = _emit(state, node, gathered)
-    histories, _, _, status = gathered
-    running = np.flatnonzero((status == RUNNING) & np.array([e is None for e in state.errors]))
-    values = rung_metric(histories[running], until, metric)
+    failed = np.array([e is not None for e in state.errors])
+    running = np.flatnonzero((gathered.status == RUNNING) & ~failed)
+    values = rung_metric(gathered.histories[running], until, metric)
     return rows, {ids[i]: float(v) for i, v in zip(running, values, strict=True)}, state
 
 
 def abandon_unit(
     state: UnitState, prune: Collection[str], error: str, node: str = ""
-) -> tuple[pa.Table, pa.Table] | None:
+) -> Part | None:
     """End a unit whose training cannot go on (its task keeps failing) where it stands.
 
     The trials it was to prune stop as pruned at the last epoch measured, as they would have;
@@ -139,25 +145,38 @@ def abandon_unit(
     return _emit(state, node, _gather(state))
 
 
-Gathered = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-"""Every trial's history, length, divergence epoch and status code (see :func:`_gather`)."""
+@dataclass
+class _Gathered:
+    """Every trial's history, length, divergence epoch, status code and sharpness (or None
+    where the job measures none), from the populations (see :func:`_gather`)."""
+
+    histories: np.ndarray
+    lengths: np.ndarray
+    diverged: np.ndarray
+    status: np.ndarray
+    sharpness: np.ndarray | None
 
 
-def _emit(state: UnitState, node: str, gathered: Gathered) -> tuple[pa.Table, pa.Table] | None:
+def _emit(state: UnitState, node: str, gathered: _Gathered) -> Part | None:
     """The rows of the trials that have finished since the last call, or None."""
-    histories, lengths, diverged, status = gathered
     failed = np.array([e is not None for e in state.errors])
-    done = ((status != RUNNING) | failed) & ~state.emitted
+    done = ((gathered.status != RUNNING) | failed) & ~state.emitted
     if not done.any():
         return None
     picked = np.flatnonzero(done)
     trials = [state.trials[i] for i in picked]
-    kept = (histories[picked], np.where(failed, state.failed_at + 1, lengths)[picked])
-    statuses = ["failed" if failed[i] else STATUS_CODES[status[i]] for i in picked]
-    table = _trials_table(trials, *kept, np.where(failed, -1, diverged)[picked], statuses, node,
-                          state.wall[picked], [state.errors[i] for i in picked])  # fmt: skip
+    lengths = np.where(failed, state.failed_at + 1, gathered.lengths)[picked]
+    kept = (gathered.histories[picked], lengths)
+    statuses = ["failed" if failed[i] else STATUS_CODES[gathered.status[i]] for i in picked]
+    diverged = np.where(failed, -1, gathered.diverged)[picked]
+    table = _trials_table(trials, *kept, diverged, statuses, node, state.wall[picked],
+                          [state.errors[i] for i in picked])  # fmt: skip
     state.emitted |= done
-    return table, _history_table(trials, *kept)
+    sharpness = None
+    if gathered.sharpness is not None:
+        every = trials[0].train.sharpness_every
+        sharpness = _sharpness_table(trials, gathered.sharpness[picked], lengths, every)
+    return table, _history_table(trials, *kept), sharpness
 
 
 def _one_at_a_time(
@@ -186,26 +205,29 @@ def _one_at_a_time(
         state.members.append(np.array([j]))
 
 
-def _gather(state: UnitState) -> Gathered:
-    """Every trial's history, length, divergence epoch and status code, from the population
-    that trains it now (a trial trained again alone is found in its own, added later)."""
+def _gather(state: UnitState) -> _Gathered:
+    """Every trial's history, length, divergence epoch, status code and sharpness, from the
+    population that trains it now (a trial trained again alone is found in its own, added
+    later)."""
     results = [p.result() for p in state.populations]
     K = len(state.trials)
     histories = np.full((K, results[0].histories.shape[1]), np.nan)
     lengths = np.zeros(K, dtype=np.int64)
     diverged = np.full(K, -1, dtype=np.int64)
     status = np.full(K, RUNNING, dtype=np.int8)
+    measured = results[0].sharpness
+    sharpness = None if measured is None else np.full((K, measured.shape[1]), np.nan)
     for result, members in zip(results, state.members, strict=True):
         histories[members] = result.histories
         lengths[members] = result.lengths
         diverged[members] = result.diverged_epoch
         status[members] = result.status
-    return histories, lengths, diverged, status
+        if sharpness is not None and result.sharpness is not None:
+            sharpness[members] = result.sharpness
+    return _Gathered(histories, lengths, diverged, status, sharpness)
 
 
-def train_unit(
-    X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial], node: str = ""
-) -> tuple[pa.Table, pa.Table]:
+def train_unit(X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial], node: str = "") -> Part:
     """Train a unit's trials to the end, in stacked populations of about ``POPULATION_ELEMENTS``.
 
     Args:
@@ -225,15 +247,13 @@ def train_unit(
     return rows
 
 
-def failed_tables(
-    trials: Sequence[Trial], error: str, node: str = ""
-) -> tuple[pa.Table, pa.Table]:
+def failed_tables(trials: Sequence[Trial], error: str, node: str = "") -> Part:
     """The tables of a unit none of whose trials could be trained: all ``failed``, no history."""
     K = len(trials)
     histories, lengths = np.full((K, 1), np.nan), np.zeros(K, dtype=np.int64)
     table = _trials_table(trials, histories, lengths, np.full(K, -1), ["failed"] * K, node,
                           np.zeros(K), [one_line(error)] * K)  # fmt: skip
-    return table, _history_table(trials, histories, lengths)
+    return table, _history_table(trials, histories, lengths), None
 
 
 def _population(X: np.ndarray, trials: Sequence[Trial], sizes: list[int]) -> Population:
@@ -254,6 +274,21 @@ def _inject_fault(trials: Sequence[Trial]) -> None:
     hit = set(named.split(",")).intersection(t.trial_id for t in trials)
     if hit:
         raise RuntimeError(f"fault injected by {FAULT_VARIABLE} into trial {min(hit)}")
+
+
+def _sharpness_table(
+    trials: Sequence[Trial], values: np.ndarray, lengths: np.ndarray, every: int
+) -> pa.Table:
+    """The sharpness rows: each trial's measurements at epochs 0, k, 2k, … of its history."""
+    epochs = np.arange(values.shape[1]) * every  # (M,)
+    kept = (epochs[None, :] < lengths[:, None]) & ~np.isnan(values)  # (K, M)
+    rows, columns = np.nonzero(kept)
+    ids = pa.array([t.trial_id for t in trials], pa.string())
+    return pa.Table.from_arrays(
+        [ids.take(pa.array(rows)), pa.array(epochs[columns].astype(np.int32)),
+         pa.array(values[kept])],
+        schema=SHARPNESS_SCHEMA,
+    )  # fmt: skip
 
 
 def _history_table(

@@ -1,0 +1,156 @@
+"""Sharpness during training: the top Hessian eigenvalue of the loss, for a population at once.
+
+The sharpness λ is the largest eigenvalue of the Hessian of the loss a trial descends: L = s·SSE
+(s = 1/n for ``grad_scale = "mean"``, 1 for ``"sum"``) plus wd/2·‖θ‖² where weight decay is
+set, so that gradient descent on a quadratic of that curvature is stable exactly while
+lr·λ < 2. Under full-batch gradient descent λ typically rises until it reaches 2/lr and then
+hovers there while the loss keeps falling (Cohen et al., "Gradient Descent on Neural Networks
+Typically Occurs at the Edge of Stability", ICLR 2021).
+
+:class:`SharpnessMeter` measures it for K trials together: Lanczos iterations on Hessian-vector
+products, each a forward difference of the batched analytic gradient,
+H·v ≈ (∇L(θ + εv) − ∇L(θ)) / ε with ε = ``STEP`` × max(1, ‖θ‖). A trial's Lanczos stops once
+its top Ritz pair's residual ‖H·y − θ·y‖ is below ``TOLERANCE`` × |θ| (so the eigenvalue is
+that close, or much closer), and the next measurement starts from its Ritz vector, which
+usually converges in a few steps. Every operation acts on each trial's slice alone, and a trial
+keeps the value it converged to even while others iterate on, so its sharpness is the same
+alone or in any population.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from gdsearch.model.network import Stacked, Workspace, backward, forward, residual_sse
+
+STEPS = 20
+"""Lanczos steps at most per measurement (each one Hessian-vector product, one gradient)."""
+TOLERANCE = 1e-3
+"""A Ritz pair is accepted when its residual is below this times its value."""
+STEP = 1e-6
+"""The forward difference's step, relative to max(1, ‖θ‖)."""
+START_SEED = 0
+"""The first measurement of every trial starts from the same fixed random direction."""
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of (K, P) arrays: (K,)."""
+    return np.multiply(a, b).sum(axis=1)
+
+
+class SharpnessMeter:
+    """Measures λ_max of the loss's Hessian for K stacked trials on the full data.
+
+    Args:
+        X1_t: inputs with their ones row, (d + 1, n).
+        Y_t: targets, (k, n).
+        sizes: layer widths, input first.
+        activation: hidden activation name.
+        scale: s, the loss's factor on the SSE.
+        weight_decay: wd, added to every eigenvalue.
+    """
+
+    def __init__(
+        self,
+        X1_t: np.ndarray,
+        Y_t: np.ndarray,
+        sizes: Sequence[int],
+        activation: str,
+        scale: float,
+        weight_decay: float = 0.0,
+    ) -> None:
+        self.X1_t, self.Y_t, self.sizes = X1_t, Y_t, list(sizes)
+        self.activation, self.scale, self.weight_decay = activation, scale, weight_decay
+
+    def start(self, K: int, n_params: int) -> np.ndarray:
+        """The first measurement's start vectors, the same fixed direction for every trial."""
+        direction = np.random.default_rng(START_SEED).normal(size=n_params)
+        return np.tile(direction / np.linalg.norm(direction), (K, 1))
+
+    def measure(self, Wbs: Stacked, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """λ_max of each trial at weights ``Wbs``, and its eigenvector (the next start).
+
+        Args:
+            Wbs: the trials' weights, (K, fan_in + 1, fan_out) a layer; not changed.
+            start: (K, P) a start vector per trial (P weights and biases).
+
+        Returns:
+            (K,) sharpness and (K, P) unit eigenvectors.
+        """
+        K = Wbs[0].shape[0]
+        ws = Workspace(K, self.X1_t, self.sizes)
+        base = self._gradient(Wbs, ws)
+        theta = _flat(Wbs)
+        eps = (STEP * np.maximum(1.0, np.sqrt(_dot(theta, theta))))[:, None]  # (K, 1)
+
+        def hvp(v: np.ndarray) -> np.ndarray:
+            moved = _unflat(theta + eps * v, Wbs)
+            product = (self._gradient(moved, ws) - base) / eps
+            return product + self.weight_decay * v if self.weight_decay else product
+
+        return _lanczos(hvp, start)
+
+    def _gradient(self, Wbs: Stacked, ws: Workspace) -> np.ndarray:
+        """∇(s·SSE) at ``Wbs``, flattened: (K, P)."""
+        forward(Wbs, ws, self.activation)
+        residual_sse(ws, self.Y_t)
+        return _flat(backward(Wbs, ws, ws.out, self.scale, self.activation))
+
+
+def _lanczos(
+    hvp: Callable[[np.ndarray], np.ndarray], start: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top eigenpair of each trial's operator, by Lanczos with full reorthogonalization."""
+    K, P = start.shape
+    steps = min(STEPS, P)
+    basis = np.zeros((steps + 1, K, P))
+    norms = np.sqrt(_dot(start, start))[:, None]
+    basis[0] = np.divide(start, norms, out=np.zeros_like(start), where=norms > 0)
+    alpha, beta = np.zeros((K, steps)), np.zeros((K, steps + 1))
+    values, vectors = np.full(K, np.nan), basis[0].copy()
+    done = np.zeros(K, dtype=bool)
+    for j in range(steps):
+        w = hvp(basis[j])
+        alpha[:, j] = _dot(basis[j], w)
+        for i in range(j + 1):  # full reorthogonalization: the basis stays orthonormal
+            w -= _dot(basis[i], w)[:, None] * basis[i]
+        beta[:, j + 1] = np.sqrt(_dot(w, w))
+        T = np.zeros((K, j + 1, j + 1))
+        diagonal = np.arange(j + 1)
+        T[:, diagonal, diagonal] = alpha[:, : j + 1]
+        T[:, diagonal[1:], diagonal[:-1]] = T[:, diagonal[:-1], diagonal[1:]] = beta[:, 1 : j + 1]
+        broken = ~np.isfinite(T).all(axis=(1, 2))  # weights on their way to infinity
+        T[broken] = 0.0
+        ritz, ritz_vectors = np.linalg.eigh(T)
+        top, s = ritz[:, -1], ritz_vectors[:, :, -1]  # (K,), (K, j + 1)
+        top[broken] = np.nan
+        residual = beta[:, j + 1] * np.abs(s[:, -1])
+        finished = ~done & ((residual <= TOLERANCE * np.abs(top)) | (j == steps - 1) | broken)
+        if finished.any():
+            y = np.zeros((K, P))
+            for i in range(j + 1):
+                y += s[:, i, None] * basis[i]
+            values[finished], vectors[finished] = top[finished], y[finished]
+            done |= finished
+        if done.all():
+            break
+        b = beta[:, j + 1, None]
+        basis[j + 1] = np.divide(w, b, out=np.zeros_like(w), where=b > 0)
+    return values, vectors
+
+
+def _flat(stacked: Stacked) -> np.ndarray:
+    """Per-layer (K, fan_in + 1, fan_out) arrays as one (K, P) array."""
+    return np.concatenate([a.reshape(a.shape[0], -1) for a in stacked], axis=1)
+
+
+def _unflat(flat: np.ndarray, like: Stacked) -> Stacked:
+    """A (K, P) array back into per-layer arrays shaped as ``like``."""
+    out, at = [], 0
+    for a in like:
+        size = a[0].size
+        out.append(flat[:, at : at + size].reshape(a.shape))
+        at += size
+    return out
