@@ -156,7 +156,7 @@ def measure_stacked(job: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     histories: dict[str, Any] = {}
     for unit in plan_units(trials, 1):
-        _, history = train_unit(X, Y, unit)
+        _, history, _ = train_unit(X, Y, unit)
         frame = history.to_pandas()
         histories.update({k: v.to_numpy() for k, v in frame.groupby("trial_id")["sse"]})
     return _in_process_result(histories, time.perf_counter() - t0)
@@ -266,8 +266,10 @@ UPDATE_RULES = {
     "Nesterov 0.9, weight decay 1e-4, cosine": (
         'momentum = 0.9\nnesterov = true\nweight_decay = 1e-4\nlr_schedule = "cosine"'
     ),
+    "plain, sharpness measured every 10 epochs": "sharpness_every = 10",
 }
-"""W1 under each update rule, for the cost of a trial-epoch (its histories differ, by design)."""
+"""W1 under each update rule, and with its sharpness measured, for the cost of a trial-epoch
+(an update rule's histories differ, by design; measuring the sharpness changes none)."""
 
 
 def _rule_job(name: str, settings: str, folder: Path) -> Path:
@@ -279,7 +281,8 @@ def _rule_job(name: str, settings: str, folder: Path) -> Path:
 
 def _print_update_rules(folder: Path, runs: int) -> None:
     """The cost of a trial-epoch under each update rule: W1 in one process, no Ray."""
-    print("\nW1 per update rule (populations, one process, no Ray; median of", runs, "runs)\n")
+    print("\nW1 per update rule and with sharpness (populations, one process, no Ray; median of",
+          runs, "runs)\n")  # fmt: skip
     print("| update rule | trial-epochs | training s | µs per trial-epoch | × plain |")
     print("|---|---:|---:|---:|---:|")
     base = None
