@@ -329,6 +329,7 @@ SHIPPED = {
     "sine_bracket": 10,
     "sine_momentum": 200,
     "moons_momentum": 512,
+    "edge_of_stability": 27,
 }
 FOLDED = {"sine_momentum": 40}
 """Grid points that are another point's trial: Nesterov at momentum 0 is plain descent."""
