@@ -157,3 +157,19 @@ def test_linear_one_input_jobs_get_the_seed_notebook_pictures(tmp_path: Path) ->
     text = out.read_text()
     assert "## The linear model: SSE, its derivative, gradient-descent paths" in text
     assert (tmp_path / "r_linear.png").read_bytes().startswith(PNG)
+
+
+def test_a_report_of_a_study_where_every_rate_diverged_is_written(tmp_path: Path) -> None:
+    text = (
+        '[job]\nname = "all-diverged"\n[data]\ndataset = "sine"\n[train]\nepochs = 50\n'
+        "sharpness_every = 5\n[search]\nlr = [5.0, 10.0]\nhidden = [[3]]\n"
+    )
+    spec = parse_job(text, str(tmp_path / "job.toml"))
+    X, Y = spec.load_data()
+    store = ResultsStore(tmp_path / spec.name)
+    store.prepare(text)
+    store.write_part(*train_unit(X, Y, spec.trials()))
+    results = load_results(store.location)
+    assert set(results.trials["status"]) == {"diverged"}
+    page = build(results, tmp_path / "report.html").read_text()
+    assert "<h2>Summary</h2>" in page and "Sharpness during training" not in page

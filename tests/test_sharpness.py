@@ -244,3 +244,31 @@ def test_sharpness_through_ray_is_stored_resumed_repaired_and_loaded(
     plain.write_text(job.read_text().replace("sharpness_every = 20", ""))
     with pytest.raises(gdsearch.GdsearchError, match="sharpness_every"):
         gdsearch.run_search(plain, tmp_path / "results", show_progress=False)
+
+
+def test_a_warm_start_on_an_overtaken_eigenvector_still_finds_the_top_eigenvalue() -> None:
+    from gdsearch.model.sharpness import FRESH, SharpnessMeter, _lanczos
+
+    spectrum = np.array([3.0, 2.0, 1.0, 0.5, 0.1, 0.05, 0.02, 0.01, 0.005, 0.001])
+    warm = np.zeros((1, 10))
+    warm[0, 1], warm[0, 0] = 1.0, 1e-4  # the old top eigenvector, now the second
+    meter = SharpnessMeter(np.ones((2, 3)), np.ones((1, 3)), [1, 1], "tanh", 1.0)
+    value, vector = _lanczos(lambda v: v * spectrum, warm + FRESH * meter.start(1, 10))
+    assert value[0] == pytest.approx(3.0, rel=1e-3) and abs(vector[0, 0]) > 0.99
+
+
+def test_the_edge_follows_momentum_so_a_rate_below_it_is_not_a_catapult(tmp_path: Path) -> None:
+    """Heavy ball at β = 0.9 is stable up to lr·λ/2 = 1.9: a rate starting at lr·λ₀/2 = 1.5 is
+    inside its edge, and its edge ratio is measured against 1.9, not 1."""
+    text = EDGE_JOB.read_text().replace("epochs = 3000", "epochs = 600\nmomentum = 0.9")
+    text = text.replace("lr = { log = [0.005, 0.2], num = 9 }", "lr = [0.0965]")
+    spec = parse_job(text.replace("seed = [0, 1, 2]", "seed = [0]"), str(EDGE_JOB))
+    X, Y = spec.load_data()
+    store = ResultsStore(tmp_path / spec.name)
+    store.prepare(spec.source)
+    store.write_part(*train_unit(X, Y, spec.trials()))
+    metrics = analysis.trial_metrics(gdsearch.load_results(store.location))
+    row = metrics.iloc[0]
+    assert 1.0 < row["lr"] * row["sharpness_init"] / 2 < 1.9  # past the plain-descent edge
+    assert row["edge_ratio_init"] == pytest.approx(row["lr"] * row["sharpness_init"] / 3.8)
+    assert row["convergence"] != "catapult"

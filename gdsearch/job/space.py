@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 
 from gdsearch.errors import JobError, shown
+from gdsearch.job.limits import MAX_EPOCHS
 from gdsearch.model.activations import ACTIVATIONS
+from gdsearch.model.datasets import MAX_SAMPLES
 from gdsearch.model.inits import INIT_SCHEMES
 from gdsearch.model.optim import SCHEDULES
 
@@ -50,14 +52,6 @@ def _non_negative_int(key: str, value: Any) -> int:
     return value
 
 
-def _positive_int(key: str, value: Any) -> int:
-    if _non_negative_int(key, value) < 1:
-        raise JobError(
-            f"[search] {key}: every value must be an integer >= 1, but got {shown(value)}"
-        )
-    return int(value)
-
-
 def _number_in(low: float, high: float, rule: str) -> Callable[[str, Any], float]:
     """A check for numbers with ``low <= value < high`` (``rule`` says it in words)."""
 
@@ -65,6 +59,20 @@ def _number_in(low: float, high: float, rule: str) -> Callable[[str, Any], float
         if not _is_number(value) or not math.isfinite(value) or not low <= value < high:
             raise JobError(f"[search] {key}: every value must be {rule}, but got {shown(value)}")
         return float(value)
+
+    return check
+
+
+def _int_in(low: int, high: int) -> Callable[[str, Any], int]:
+    """A check for integers in [low, high] (they are stored as int32 columns)."""
+
+    def check(key: str, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise JobError(
+                f"[search] {key}: every value must be an integer in [{low}, {high:,}], "
+                f"but got {shown(value)}"
+            )
+        return value
 
     return check
 
@@ -106,14 +114,14 @@ AXIS_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "seed": _non_negative_int,
     "activation": _name_in(ACTIVATIONS),
     "init_scale": _positive_number,
-    "batch_size": _positive_int,
+    "batch_size": _int_in(1, MAX_SAMPLES),
     "momentum": _number_in(0.0, 1.0, "a number in [0, 1)"),
     "nesterov": _bool,
     "weight_decay": _number_in(0.0, math.inf, "a finite number >= 0"),
     "lr_schedule": _name_in(SCHEDULES),
-    "step_size": _positive_int,
+    "step_size": _int_in(1, MAX_EPOCHS),
     "gamma": _fraction,
-    "warmup_epochs": _non_negative_int,
+    "warmup_epochs": _int_in(0, MAX_EPOCHS),
 }
 """Every axis a job may search, with the check of one value."""
 

@@ -189,7 +189,8 @@ def convergence_table(results: Results, tolerance: float = DEFAULT_TOLERANCE) ->
         .reset_index()
     )
     candidates = table["median_final_sse"].where(table["diverged_fraction"] == 0)
-    winners = candidates.groupby([table[c] for c in group], dropna=False).idxmin().dropna()
+    kept = candidates.dropna()  # a group where every rate diverged has no best
+    winners = kept.groupby([table.loc[kept.index, c] for c in group], dropna=False).idxmin()
     table["best"] = table.index.isin(winners.astype(int))  # ties go to the smallest lr
     return table
 

@@ -1,20 +1,24 @@
 """The edge of stability and the catapult, read from a trial's SSE and sharpness.
 
 With ``sharpness_every`` set, each trial has its sharpness λ (the top Hessian eigenvalue of the
-loss it descends) at epochs 0, k, 2k, …, and so its *edge ratio* r = lr·λ/2: on a quadratic,
-gradient descent is stable exactly while r < 1. Two mechanisms explain why a network's measured
-critical learning rate sits far from the prediction at its initial weights, 2/λ₀:
+loss it descends) at epochs 0, k, 2k, …, and so its *edge ratio* r = λ / λ_edge, where
+λ_edge = c / lr_t is the sharpness at which its step is at the edge (:func:`edge_sharpness`):
+lr_t the epoch's learning rate (after any schedule) and c = 2 for plain gradient descent,
+2(1 + β) for heavy-ball momentum, 2(1 + β)/(1 + 2β) for Nesterov's. On a quadratic, training is
+stable exactly while r < 1; for plain gradient descent r = lr·λ/2. Two mechanisms explain why
+a network's measured critical learning rate sits far from the prediction at its initial
+weights:
 
 - **Edge of stability** (Cohen, Kaur, Li, Kolter, Talwalkar, ICLR 2021): λ rises during training
   ("progressive sharpening") until r reaches about 1, then hovers there while the loss keeps
   falling, not monotonically. A trial is classed so when r reached ``EDGE_REACH``, the median of
   r from then on lies in ``EDGE_BAND``, over at least ``EDGE_MEASUREMENTS`` measurements, and
   its SSE at the end is below its SSE when it reached the edge.
-- **Catapult** (Lewkowycz, Bahri, Dyer, Sohl-Dickstein, Gur-Ari, 2020): a rate above 2/λ₀
-  (r₀ > 1) first makes the loss rise, which drives λ down until r < 1, after which training
-  converges. A trial is classed so when r₀ > 1, some epoch's SSE rose above its epoch-0 SSE,
-  some later measurement has r < 1, and it trained to the end (ok or plateaued) below its
-  epoch-0 SSE.
+- **Catapult** (Lewkowycz, Bahri, Dyer, Sohl-Dickstein, Gur-Ari, 2020): a rate past the edge
+  at init (r₀ > 1; for plain gradient descent, lr > 2/λ₀) first makes the loss rise, which
+  drives λ down until r < 1, after which training converges. A trial is classed so when
+  r₀ > 1, some epoch's SSE rose above its epoch-0 SSE, some later measurement has r < 1, and it
+  trained to the end (ok or plateaued) below its epoch-0 SSE.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from gdsearch.model.optim import Schedule
+
 EDGE_REACH = 0.9
 """The edge ratio lr·λ/2 at which a trial counts as having reached the edge."""
 EDGE_BAND = (0.9, 1.2)
@@ -32,6 +38,39 @@ EDGE_MEASUREMENTS = 3
 """Measurements at the edge, at least, to call it a stay rather than a passing touch."""
 TRAINED = ("ok", "plateaued")
 """Statuses of trials that trained until they ended on their own."""
+
+
+def edge_sharpness(frame: pd.DataFrame) -> np.ndarray:
+    """The sharpness at the edge of stability for each row's trial and epoch: c / lr_t.
+
+    Args:
+        frame: rows with ``lr`` and ``epoch``, and where present the trial's ``epochs``,
+            ``momentum``, ``nesterov``, ``lr_schedule``, ``step_size``, ``gamma`` and
+            ``warmup_epochs`` (missing ones mean plain gradient descent at a constant rate).
+    """
+
+    def column(name: str, default: object) -> pd.Series:
+        if name not in frame.columns:
+            return pd.Series(default, index=frame.index)
+        return frame[name].where(frame[name].notna(), default)
+
+    beta = column("momentum", 0.0).to_numpy(dtype=np.float64)
+    nesterov = column("nesterov", False).to_numpy(dtype=bool)
+    factor = 2.0 * (1.0 + beta) / np.where(nesterov, 1.0 + 2.0 * beta, 1.0)
+    scale = np.ones(len(frame))
+    schedules = column("lr_schedule", "constant").to_numpy()
+    warmups = column("warmup_epochs", 0).to_numpy(dtype=np.int64)
+    scheduled = np.flatnonzero((schedules != "constant") | (warmups > 0))
+    if scheduled.size:
+        epochs = column("epochs", 1).to_numpy(dtype=np.int64)
+        steps = column("step_size", 1).to_numpy(dtype=np.int64)
+        gammas = column("gamma", 1.0).to_numpy(dtype=np.float64)
+        at = frame["epoch"].to_numpy(dtype=np.int64)
+        for i in scheduled:
+            schedule = Schedule(str(schedules[i]), int(epochs[i]), max(int(steps[i]), 1),
+                                float(gammas[i]), int(warmups[i]))  # fmt: skip
+            scale[i] = schedule.factor(min(int(at[i]), int(epochs[i]) - 1))
+    return factor / (frame["lr"].to_numpy(dtype=np.float64) * scale)
 
 
 def edge_metrics(trials: pd.DataFrame, sharpness: pd.DataFrame, sse: np.ndarray) -> pd.DataFrame:
@@ -47,12 +86,18 @@ def edge_metrics(trials: pd.DataFrame, sharpness: pd.DataFrame, sse: np.ndarray)
         A frame indexed like ``trials`` with columns ``sharpness_init``, ``edge_ratio_init``,
         ``edge_ratio_final`` (NaN where not measured), ``edge_of_stability`` and ``catapult``.
     """
-    wide = sharpness.pivot(index="trial_id", columns="epoch", values="sharpness")
+    merged = sharpness.merge(trials.drop(columns=["epoch"], errors="ignore"), on="trial_id")
+    merged["ratio"] = merged["sharpness"] / edge_sharpness(merged)
+    wide = merged.pivot(index="trial_id", columns="epoch", values="sharpness")
     wide = wide.reindex(index=trials["trial_id"])
     measured_at = wide.columns.to_numpy(dtype=np.int64)  # (M,) epochs 0, k, 2k, …
     lam = wide.to_numpy(dtype=np.float64)  # (trials, M)
     lr = trials["lr"].to_numpy(dtype=np.float64)
-    ratio = lr[:, None] * lam / 2.0
+    ratio = (
+        merged.pivot(index="trial_id", columns="epoch", values="ratio")
+        .reindex(index=trials["trial_id"], columns=wide.columns)
+        .to_numpy(dtype=np.float64)
+    )
     have = ~np.isnan(ratio)
     first = np.where(have.any(axis=1), np.argmax(have, axis=1), 0)
     last = ratio.shape[1] - 1 - np.argmax(have[:, ::-1], axis=1)

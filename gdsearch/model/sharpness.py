@@ -10,11 +10,13 @@ Typically Occurs at the Edge of Stability", ICLR 2021).
 :class:`SharpnessMeter` measures it for K trials together: Lanczos iterations on Hessian-vector
 products, each a forward difference of the batched analytic gradient,
 H·v ≈ (∇L(θ + εv) − ∇L(θ)) / ε with ε = ``STEP`` × max(1, ‖θ‖). A trial's Lanczos stops once
-its top Ritz pair's residual ‖H·y − θ·y‖ is below ``TOLERANCE`` × |θ| (so the eigenvalue is
+its top Ritz pair's residual ‖H·y − θ·y‖ is below ``TOLERANCE`` × |θ| (so an eigenvalue is
 that close, or much closer), and the next measurement starts from its Ritz vector, which
-usually converges in a few steps. Every operation acts on each trial's slice alone, and a trial
-keeps the value it converged to even while others iterate on, so its sharpness is the same
-alone or in any population.
+usually converges in a few steps. The warm start is mixed with the fixed start direction and at
+least ``MIN_STEPS`` are taken, so that an eigenvalue overtaking the tracked one shows; the
+residual test alone cannot tell the top eigenvalue from another one. Every operation acts on
+each trial's slice alone, and a trial keeps the value it converged to even while others
+iterate on, so its sharpness is the same alone or in any population.
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ from gdsearch.model.network import Stacked, Workspace, backward, forward, residu
 
 STEPS = 20
 """Lanczos steps at most per measurement (each one Hessian-vector product, one gradient)."""
+MIN_STEPS = 3
+"""Lanczos steps at least: a warm start is an eigenvector already, so one step would accept it
+even where another eigenvalue has overtaken it; a few steps let the new top one show."""
+FRESH = 0.5
+"""A warm start is mixed with this much of the fixed start direction (both of unit length),
+so that every direction the top eigenvector may have moved to is in the Krylov space."""
+BASIS_VALUES = 1 << 25
+"""The Lanczos basis holds at most about this many float64 values (256 MiB): fewer steps for
+very large populations of very large networks."""
 TOLERANCE = 1e-3
 """A Ritz pair is accepted when its residual is below this times its value."""
 STEP = 1e-6
@@ -90,7 +101,8 @@ class SharpnessMeter:
             product = (self._gradient(moved, ws) - base) / eps
             return product + self.weight_decay * v if self.weight_decay else product
 
-        return _lanczos(hvp, start)
+        fresh = self.start(1, start.shape[1])
+        return _lanczos(hvp, start + FRESH * fresh)
 
     def _gradient(self, Wbs: Stacked, ws: Workspace) -> np.ndarray:
         """∇(s·SSE) at ``Wbs``, flattened: (K, P)."""
@@ -104,7 +116,7 @@ def _lanczos(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The top eigenpair of each trial's operator, by Lanczos with full reorthogonalization."""
     K, P = start.shape
-    steps = min(STEPS, P)
+    steps = max(1, min(STEPS, P, BASIS_VALUES // (K * P) - 1))
     basis = np.zeros((steps + 1, K, P))
     norms = np.sqrt(_dot(start, start))[:, None]
     basis[0] = np.divide(start, norms, out=np.zeros_like(start), where=norms > 0)
@@ -127,7 +139,8 @@ def _lanczos(
         top, s = ritz[:, -1], ritz_vectors[:, :, -1]  # (K,), (K, j + 1)
         top[broken] = np.nan
         residual = beta[:, j + 1] * np.abs(s[:, -1])
-        finished = ~done & ((residual <= TOLERANCE * np.abs(top)) | (j == steps - 1) | broken)
+        converged = (residual <= TOLERANCE * np.abs(top)) & (j + 1 >= min(MIN_STEPS, steps))
+        finished = ~done & (converged | (j == steps - 1) | broken)
         if finished.any():
             y = np.zeros((K, P))
             for i in range(j + 1):

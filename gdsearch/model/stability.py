@@ -9,8 +9,8 @@ gradient, and 2/λ_max is the prediction to set beside the measured critical lea
 The limit follows the optimizer (:func:`optimizer_limit`): on a quadratic, heavy-ball momentum β
 converges iff lr·λ < 2(1 + β), Nesterov's form iff lr·λ < 2(1 + β)/(1 + 2β) (both from the
 characteristic polynomial of the two-step recurrence, by Jury's test at z = −1), and weight decay
-wd adds wd to every eigenvalue. A schedule scales the rate by at most 1 (at its start), so the
-limit on the base rate is the same.
+wd adds wd to every eigenvalue. A schedule scales the base rate by a factor of at most 1, so
+the limit on the base rate is the same (the rate only reaches it where the factor is 1).
 
 L is the loss the update descends: SSE/n for ``grad_scale="mean"``, SSE for ``"sum"``.
 """

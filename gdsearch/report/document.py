@@ -103,13 +103,13 @@ def build(results: Results, out: Path, fmt: str = "html") -> Path:
         ),
         "epochs_to_tolerance": ("Epochs to tolerance", figure_epochs_to_tolerance(table)),
     }
-    if len(results.sharpness):
+    if len(results.sharpness.merge(results.trials[results.trials["status"] != "diverged"])):
         figures["sharpness"] = (
-            "Sharpness during training, each rate's 2/lr dashed (edge of stability)",
+            "Sharpness during training, each rate's edge dashed (2/lr for plain descent)",
             figure_sharpness(results),
         )
         figures["edge_ratio"] = (
-            "The edge ratio lr·λ/2 during training",
+            "The edge ratio during training (lr·λ/2 for plain descent)",
             figure_edge_ratio(results),
         )
     linear = figure_linear(results)

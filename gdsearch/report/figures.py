@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from gdsearch.model import stability
+from gdsearch.model.edge import edge_sharpness
 from gdsearch.report.panels import facet_panels, groups, lr_norm, png
 
 if TYPE_CHECKING:
@@ -38,22 +39,25 @@ def _sharpness_curves(results: Results) -> list[tuple[str, pd.DataFrame]]:
     (their sharpness runs off to infinity with their weights)."""
     kept = results.trials[results.trials["status"] != "diverged"]
     merged = results.sharpness.merge(kept, on="trial_id")
-    merged["edge_ratio"] = merged["lr"] * merged["sharpness"] / 2.0
+    merged["edge"] = edge_sharpness(merged)  # c / lr_t: 2/lr for plain gradient descent
+    merged["edge_ratio"] = merged["sharpness"] / merged["edge"]
     return groups(merged)
 
 
 def figure_sharpness(results: Results) -> bytes:
-    """Sharpness λ against epoch per learning rate, each rate's 2/lr dashed in its colour:
-    where a curve meets its line, that rate trains at the edge of stability. Diverged trials
-    are left out."""
+    """Sharpness λ against epoch per learning rate, each rate's edge dashed in its colour (2/lr
+    for plain gradient descent; it follows momentum and any schedule): where a curve meets its
+    line, that rate trains at the edge of stability. Diverged trials are left out."""
     norm = lr_norm(results.trials["lr"])
     fig, axes, panels = facet_panels(_sharpness_curves(results))
     for label, frame, ax in panels:
-        curves = frame.groupby(["lr", "epoch"])["sharpness"].median().unstack("lr")
+        by_lr = frame.groupby(["lr", "epoch"])
+        curves = by_lr["sharpness"].median().unstack("lr")
+        edges = by_lr["edge"].median().unstack("lr")
         for lr in curves.columns:
             color = plt.cm.viridis(norm(lr))
             ax.plot(curves.index, curves[lr], color=color, linewidth=1)
-            ax.axhline(2.0 / float(lr), color=color, linestyle="--", linewidth=0.7)
+            ax.plot(edges.index, edges[lr], color=color, linestyle="--", linewidth=0.7)
         top = np.nanmax(curves.to_numpy()) if curves.notna().any().any() else 1.0
         ax.set_ylim(0, 1.3 * top)
         ax.set_title(label, fontsize=9)
@@ -64,7 +68,8 @@ def figure_sharpness(results: Results) -> bytes:
 
 
 def figure_edge_ratio(results: Results) -> bytes:
-    """The edge ratio lr·λ/2 against epoch per learning rate; 1 is the edge of stability."""
+    """The edge ratio λ / λ_edge against epoch per learning rate (lr·λ/2 for plain gradient
+    descent); 1 is the edge of stability."""
     norm = lr_norm(results.trials["lr"])
     fig, axes, panels = facet_panels(_sharpness_curves(results))
     for label, frame, ax in panels:
@@ -75,7 +80,7 @@ def figure_edge_ratio(results: Results) -> bytes:
         ax.set_yscale("log")
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("lr·λ/2 (median over seeds)")
+        ax.set_ylabel("λ / edge (lr·λ/2 for plain GD)")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes, label="learning rate")
     return png(fig)
 
@@ -99,7 +104,8 @@ def figure_final_vs_lr(
             ax.plot(pruned, np.full(len(pruned), 0.03), "x", color="0.4",
                     transform=ax.get_xaxis_transform(), label="some seeds pruned")  # fmt: skip
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        if (frame["median_final_sse"] > 0).any():  # where every rate diverged: nothing to show
+            ax.set_yscale("log")
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("final SSE")

@@ -80,7 +80,7 @@ def facet_panels(
         places = [(rows.index(r), cols.index(c)) for r, c in keys]
         n_rows, n_cols = len(rows), len(cols)
     else:
-        n_cols = min(len(groups), 3)
+        n_cols = max(1, min(len(groups), 3))
         n_rows = math.ceil(len(groups) / n_cols)
         places = [divmod(i, n_cols) for i in range(len(groups))]
     fig, axes = plt.subplots(

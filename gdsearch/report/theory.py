@@ -69,11 +69,11 @@ def explanation(ratio: float, metrics: pd.DataFrame, measured: bool) -> str:
     catapults = int(metrics["convergence"].eq("catapult").sum())
     edges = int(metrics["convergence"].eq("edge_of_stability").sum())
     if catapults:
-        said.append(f"catapult: {catapults} trials above 2/λ₀ converged after a loss spike "
-                    "drove λ down")  # fmt: skip
+        said.append(f"catapult: {catapults} trials past the edge at init converged after a "
+                    "loss spike drove λ down")  # fmt: skip
     if edges:
-        said.append(f"edge of stability: in {edges} trials λ rose to 2/lr and stayed there "
-                    "as the SSE fell")  # fmt: skip
+        said.append(f"edge of stability: in {edges} trials λ rose to the edge (2/lr for "
+                    "plain descent) and stayed there as the SSE fell")  # fmt: skip
     if not said:
         rises = metrics["edge_ratio_final"] / metrics["edge_ratio_init"]
         typical = float(np.nanmedian(rises)) if rises.notna().any() else math.nan

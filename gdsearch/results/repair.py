@@ -96,14 +96,16 @@ def _damage(store: ResultsStore) -> list[Dropped]:
     unfinished = "left by a write that did not finish"
     dropped = [Dropped(path, unfinished) for path in store.temporary_files()]
     names = {kind: set(store.parts(kind)) for kind in KINDS}
+    compat = store.read_manifest().get("compat") if store.exists() else None
+    measured = bool((compat or {}).get("sharpness_every"))  # else no sharpness part is due
     for name in sorted(names["trials"] | names["history"] | names["sharpness"]):
         problems = {
             kind: _check_part(store, kind, name) if name in names[kind] else "missing"
             for kind in KINDS
         }
-        if problems["sharpness"] == "missing":  # optional: only where the job measures it
+        if problems["sharpness"] == "missing" and not measured:
             problems["sharpness"] = "" if name in names["trials"] else "missing"
-        if not any(problems.values()) and not _same_trials(store, name):
+        if not any(problems.values()) and not _same_trials(store, name, measured):
             problems["trials"] = problems["history"] = "names other trials than its partner"
         for kind in KINDS:
             if name not in names[kind]:
@@ -131,9 +133,10 @@ def _check_part(store: ResultsStore, kind: str, name: str) -> str:
     return ""
 
 
-def _same_trials(store: ResultsStore, name: str) -> bool:
+def _same_trials(store: ResultsStore, name: str, measured: bool = False) -> bool:
     """Whether a unit's history part holds the trials of its trials part: every trial that
-    has a history (all but failed ones and those diverged at epoch 0), and no other."""
+    has a history (all but failed ones and those diverged at epoch 0), and no other; and its
+    sharpness part (where measured) no other trials."""
     trials = store.read_part("trials", name, ["trial_id", "status", "diverged_epoch"])
     history = store.read_part("history", name, ["trial_id"]).column("trial_id")
     no_history = pc.or_(
@@ -142,6 +145,10 @@ def _same_trials(store: ResultsStore, name: str) -> bool:
     )
     listed = set(trials.column("trial_id").to_pylist())
     with_history = set(trials.filter(pc.invert(no_history)).column("trial_id").to_pylist())
+    if measured:
+        sharp = store.read_part("sharpness", name, ["trial_id"]).column("trial_id")
+        if not set(pc.unique(sharp).to_pylist()) <= listed:
+            return False
     return with_history <= set(pc.unique(history).to_pylist()) <= listed
 
 

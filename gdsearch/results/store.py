@@ -208,11 +208,11 @@ class ResultsStore:
     def write_part(
         self, trials: pa.Table, history: pa.Table, sharpness: pa.Table | None = None
     ) -> str:
-        """Commit one work unit's tables: history and sharpness (if any rows) first, trials
-        last. Returns the part name."""
+        """Commit one work unit's tables: history and sharpness (where the job measures it,
+        even if empty) first, trials last. Returns the part name."""
         name = f"part-{uuid.uuid4().hex}.parquet"
         self._write_table(history.cast(HISTORY_SCHEMA), f"{self.history_dir}/{name}")
-        if sharpness is not None and sharpness.num_rows:
+        if sharpness is not None:
             if self.local:
                 self.fs.create_dir(self.sharpness_dir, recursive=True)
             self._write_table(sharpness.cast(SHARPNESS_SCHEMA), f"{self.sharpness_dir}/{name}")

@@ -137,11 +137,11 @@ class BracketRounds(Policy):
             steps = self.current.next_steps()
             if steps or not self.current.done:
                 return steps
+            statuses = self.ledger.trial_statuses()
+            self._say_non_monotone(statuses)
             if len(self.past) + 1 > self.spec.bracket.rounds:
                 return []
             seen = {t.trial_id for t in self.known}
-            statuses = self.ledger.trial_statuses()
-            self._say_non_monotone(statuses)
             new = [t for t in next_round(self.spec, self.known, statuses)
                    if t.trial_id not in seen]  # fmt: skip
             if not new:

@@ -253,7 +253,9 @@ def failed_tables(trials: Sequence[Trial], error: str, node: str = "") -> Part:
     histories, lengths = np.full((K, 1), np.nan), np.zeros(K, dtype=np.int64)
     table = _trials_table(trials, histories, lengths, np.full(K, -1), ["failed"] * K, node,
                           np.zeros(K), [one_line(error)] * K)  # fmt: skip
-    return table, _history_table(trials, histories, lengths), None
+    measured = trials[0].train.sharpness_every > 0
+    sharpness = SHARPNESS_SCHEMA.empty_table() if measured else None
+    return table, _history_table(trials, histories, lengths), sharpness
 
 
 def _population(X: np.ndarray, trials: Sequence[Trial], sizes: list[int]) -> Population:
