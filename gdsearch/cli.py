@@ -1,7 +1,8 @@
 """The ``gdsearch`` command: one function per subcommand, errors turned into exit codes once.
 
 Exit codes: 0 success, 2 bad input (one line on stderr naming the key/file and the value),
-1 a run that failed.
+1 a run that failed; ``status`` also says the submission's state (``STATUS_EXIT``).
+Output is UTF-8 whatever the locale, like every file gdsearch reads or writes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from gdsearch.errors import GdsearchError, InputError, one_line
 
 MAX_MESSAGE_CHARS = 2000
 """An error line is cut here; the messages name user values shortened already, so it rarely is."""
+STATUS_EXIT = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3, "PENDING": 4, "RUNNING": 4}
+"""``gdsearch status``'s exit code by the submission's state (2 stays bad input)."""
+RESULTS_VARIABLE = "GDSEARCH_RESULTS"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -32,6 +36,7 @@ def _run(args: argparse.Namespace) -> int:
         show_progress=not args.no_progress,
         wait=args.wait,
         break_lock=args.break_lock,
+        num_cpus=args.num_cpus,
     )
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     print(
@@ -171,7 +176,7 @@ def _status(args: argparse.Namespace) -> int:
     info = cluster.status(args.address, args.submission_id)
     message = f" — {info['message']}" if info["message"] else ""
     print(f"{info['submission_id']}: {info['status']}{message}")
-    return 0
+    return STATUS_EXIT.get(info["status"], 1)
 
 
 def _logs(args: argparse.Namespace) -> int:
@@ -228,16 +233,18 @@ def _cluster_commands(commands: Any) -> None:
     address(submit)
     submit.add_argument(
         "--results-dir",
-        default=os.environ.get("GDSEARCH_RESULTS", "/results"),
+        default=os.environ.get(RESULTS_VARIABLE, "/results"),
         help="results location on the cluster (default: $GDSEARCH_RESULTS, else /results)",
     )
     submit.set_defaults(handler=_submit)
-    for name, handler, text in (
-        ("status", _status, "a submission's state"),
-        ("logs", _logs, "a submission's driver log"),
-        ("stop", _stop, "stop a submission"),
-    ):
-        sub = commands.add_parser(name, help=text, description=f"Show or change {text}.")
+    for name, handler, text, description in (
+        ("status", _status, "a submission's state",
+         "Print a submission's state. The exit code says it: 0 succeeded, 1 failed, 3 stopped, "
+         "4 pending or running (2 is bad input, as everywhere)."),
+        ("logs", _logs, "a submission's driver log", "Print a submission's driver log."),
+        ("stop", _stop, "stop a submission", "Stop a submission that is pending or running."),
+    ):  # fmt: skip
+        sub = commands.add_parser(name, help=text, description=description)
         sub.add_argument("submission_id", help="the id `gdsearch submit` printed (raysubmit_…)")
         address(sub)
         if name == "logs":
@@ -256,6 +263,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="gdsearch",
         description="Search learning rates, inits and architectures of small MLPs on Ray.",
     )
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
@@ -266,10 +274,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("job", help="the job file (TOML)")
     run.add_argument(
-        "--results-dir", default="results", help="root of result sets (default: results)"
+        "--results-dir",
+        default=os.environ.get(RESULTS_VARIABLE, "results"),
+        help="root of result sets, a folder or a URI (default: $GDSEARCH_RESULTS, else results)",
     )
     run.add_argument(
-        "--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)"
+        "--address",
+        help="Ray cluster to join, HEAD:6379 or ray://HEAD:10001 (default: $RAY_ADDRESS, else "
+        "an embedded local Ray)",
+    )
+    run.add_argument(
+        "--num-cpus",
+        type=_positive_int,
+        help="cores of the embedded Ray (default: all; not with a cluster)",
     )
     run.add_argument(
         "--fresh", action="store_true", help="delete stored results of this job first"
@@ -344,8 +361,39 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, but got {text!r}")
+    return value
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from gdsearch import __version__
+
+    try:
+        ray = version("ray")
+    except PackageNotFoundError:  # pragma: no cover - Ray is a dependency
+        ray = "not installed"
+    return f"gdsearch {__version__} (Ray {ray}, Python {sys.version.split()[0]})"
+
+
+def _utf8_output() -> None:
+    """Write UTF-8 to stdout and stderr even under a C locale (λ, —, × are in our text)."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(encoding="utf-8", errors="surrogateescape")  # paths as given
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    _utf8_output()
     args = _parser().parse_args(argv)
     logging.basicConfig(format="gdsearch: %(message)s", stream=sys.stderr)
     logging.getLogger("gdsearch").setLevel(logging.INFO)

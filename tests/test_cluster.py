@@ -225,6 +225,7 @@ def test_submitted_job_runs_on_both_nodes_and_equals_a_local_run(
     assert followed.returncode == 0, followed.stderr
     status = _gdsearch(["status", submission_id, "--address", cluster.dashboard], cluster.env)
     assert status.stdout.startswith(f"{submission_id}: SUCCEEDED"), followed.stdout[-2000:]
+    assert status.returncode == 0  # the exit code says the state
     listed = _gdsearch(["jobs", "--address", cluster.dashboard], cluster.env)
     assert submission_id in listed.stdout and "small" in listed.stdout
 
@@ -284,15 +285,15 @@ def test_stop_ends_a_running_submission(cluster: RunningCluster, tmp_path: Path)
     stopped = _gdsearch(["stop", submission_id, "--address", cluster.dashboard], cluster.env)
     assert stopped.returncode == 0 and stopped.stdout.startswith(f"{submission_id}: stopping")
     deadline = time.monotonic() + 60
-    state = ""
+    state, code = "", -1
     while time.monotonic() < deadline:
-        state = _gdsearch(
-            ["status", submission_id, "--address", cluster.dashboard], cluster.env
-        ).stdout
+        shown = _gdsearch(["status", submission_id, "--address", cluster.dashboard], cluster.env)
+        state, code = shown.stdout, shown.returncode
         if "STOPPED" in state:
             break
+        assert code == 4  # pending or running, until it stops
         time.sleep(1.0)
-    assert f"{submission_id}: STOPPED" in state
+    assert f"{submission_id}: STOPPED" in state and code == 3
 
 
 # --- a node lost mid-run ----------------------------------------------------------------------

@@ -121,9 +121,9 @@ def build(results: Results, out: Path, fmt: str = "html") -> Path:
     name = results.manifest.get("name", Path(results.path).name)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "html":
-        out.write_text(_html(name, summary, table, figures))
+        out.write_text(_html(name, summary, table, figures), encoding="utf-8")
     else:
-        out.write_text(_markdown(name, summary, table, figures, out))
+        out.write_text(_markdown(name, summary, table, figures, out), encoding="utf-8")
     return out
 
 
@@ -212,5 +212,5 @@ def compare(all_results: list[Results], out: Path) -> Path:
     combined = combined[["results", *[c for c in combined.columns if c != "results"]]]
     names = " vs ".join(s["results"].iloc[0] for s in summaries)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(_html(names, combined, pd.DataFrame(), figures))
+    out.write_text(_html(names, combined, pd.DataFrame(), figures), encoding="utf-8")
     return out

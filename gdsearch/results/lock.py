@@ -251,9 +251,9 @@ def _alive(pid: int, process: str) -> bool:
 def _process_identity(pid: int) -> str:
     """This boot's id and the process's start time (Linux), or "" where they are unknown."""
     try:
-        with open("/proc/sys/kernel/random/boot_id") as handle:
+        with open("/proc/sys/kernel/random/boot_id", encoding="utf-8") as handle:
             boot = handle.read().strip()
-        with open(f"/proc/{pid}/stat") as handle:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
             start = handle.read().rpartition(")")[2].split()[19]  # field 22, starttime
     except (OSError, IndexError):
         return ""

@@ -32,12 +32,27 @@ ADDRESS_VARIABLES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 
 
 def resolve_address(address: str | None) -> str:
-    """The Jobs API address: ``--address``, else RAY_API_SERVER_ADDRESS, else RAY_ADDRESS."""
-    for candidate in (address, *(os.environ.get(v) for v in ADDRESS_VARIABLES)):
+    """The Jobs API address: ``--address``, else RAY_API_SERVER_ADDRESS, else RAY_ADDRESS where
+    it is a job server's URL (``http://…``), as Ray's job tools use it.
+
+    RAY_ADDRESS also names a cluster to join (HEAD:6379, for ``gdsearch run``); given that
+    meaning here, it is refused in one line rather than tried as a URL.
+    """
+    for candidate in (address, os.environ.get("RAY_API_SERVER_ADDRESS")):
         if candidate:
             return candidate if "://" in candidate else f"http://{candidate}"
+    joining = os.environ.get("RAY_ADDRESS")
+    if joining and joining.startswith(("http://", "https://")):
+        return joining
+    if joining:
+        raise InputError(
+            f"RAY_ADDRESS {joining!r}: a cluster to join (for `gdsearch run`), not a job "
+            "server; give the job server's URL with --address or RAY_API_SERVER_ADDRESS, "
+            "e.g. http://127.0.0.1:8265"
+        )
     raise InputError(
-        "--address: missing; give the cluster's dashboard, e.g. http://127.0.0.1:8265"
+        "--address: missing; give the cluster's job server, e.g. http://127.0.0.1:8265 "
+        "(or set RAY_API_SERVER_ADDRESS)"
     )
 
 

@@ -14,24 +14,25 @@ from gdsearch.errors import InputError, RunError, one_line
 CONNECT_TIMEOUT_S = 5.0
 
 
-def connect(address: str | None) -> bool:
+def connect(address: str | None, num_cpus: int | None = None) -> bool:
     """Join or start Ray unless this process already has it; True if we started it.
 
     ``address`` (else ``RAY_ADDRESS``) names a cluster; without one an embedded local Ray
-    starts on all cores. BLAS is held to one thread inside every training
+    starts on ``num_cpus`` cores (all by default). BLAS is held to one thread inside every training
     (``gdsearch.model.population``), so workers need no runtime_env of their own, which would
     make Ray start fresh worker processes for us.
     """
     if ray.is_initialized():
         return False
-    target = address or os.environ.get("RAY_ADDRESS")
+    target = check_address(address, num_cpus)
     if target:
         _check_reachable(target)
     try:
         if target:
             ray.init(address=target, logging_level=logging.WARNING)
         else:
-            ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+            ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING,
+                     num_cpus=num_cpus)  # fmt: skip
     except (ConnectionError, OSError, RuntimeError, ValueError) as exc:
         if target:
             raise InputError(
@@ -39,6 +40,23 @@ def connect(address: str | None) -> bool:
             ) from exc
         raise RunError(f"cannot start a local Ray instance: {one_line(exc)}") from exc
     return True
+
+
+def check_address(address: str | None, num_cpus: int | None = None) -> str | None:
+    """The cluster to join (``address``, else ``RAY_ADDRESS``), or None for an embedded Ray;
+    refuses in one line a job server's URL given here and ``num_cpus`` with a cluster."""
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target and target.startswith(("http://", "https://")):
+        raise InputError(
+            f"--address {target!r}: a job server's URL (for `gdsearch submit`); `run` joins a "
+            "cluster at HEAD:6379 or ray://HEAD:10001 (RAY_ADDRESS)"
+        )
+    if target and num_cpus is not None:
+        raise InputError(
+            f"--num-cpus {num_cpus}: only for the embedded Ray; a cluster at {target!r} has "
+            "the CPUs it has"
+        )
+    return target
 
 
 def _check_reachable(address: str) -> None:

@@ -25,7 +25,7 @@ from gdsearch.results.lock import ResultsLock
 from gdsearch.results.manifest import check_compatible, new_manifest, now
 from gdsearch.results.store import ResultsStore, join
 from gdsearch.search.bracket import BracketRounds
-from gdsearch.search.connection import cluster_facts, connect
+from gdsearch.search.connection import check_address, cluster_facts, connect
 from gdsearch.search.halving import SuccessiveHalving
 from gdsearch.search.loop import execute
 from gdsearch.search.plain import PlainRun
@@ -66,6 +66,7 @@ def run_search(
     show_progress: bool = True,
     wait: bool = False,
     break_lock: bool = False,
+    num_cpus: int | None = None,
 ) -> RunSummary:
     """Run a search job on Ray and store its results under ``results_root/NAME``.
 
@@ -80,12 +81,15 @@ def run_search(
         wait: if another run writes to the same result set, wait for it to end instead of
             refusing (see :mod:`gdsearch.results.lock`).
         break_lock: take over the result set's lock from a run on another host that is gone.
+        num_cpus: cores of the embedded Ray (default: all); not with a cluster.
 
     Returns:
         A :class:`RunSummary`.
     """
     started = time.perf_counter()
     started_at = now()
+    if not ray.is_initialized():
+        check_address(address, num_cpus)  # before anything is touched
     spec = job if isinstance(job, JobSpec) else load_job(job)
     store = ResultsStore(join(str(results_root), spec.name))
     X, Y = spec.load_data()  # a bad data file stops us before anything is touched
@@ -97,7 +101,7 @@ def run_search(
         return _run_locked(
             spec, store, X, Y, trials, compat,
             address=address, fresh=fresh, show_progress=show_progress,
-            started=started, started_at=started_at,
+            started=started, started_at=started_at, num_cpus=num_cpus,
         )  # fmt: skip
 
 
@@ -114,9 +118,10 @@ def _run_locked(
     show_progress: bool,
     started: float,
     started_at: str,
+    num_cpus: int | None = None,
 ) -> RunSummary:
     """The run proper, under the lock."""
-    started_ray = connect(address)  # so is an address where no cluster answers
+    started_ray = connect(address, num_cpus)  # so is an address where no cluster answers
     try:
         if fresh:
             store.remove()

@@ -1,0 +1,115 @@
+"""The command line as a script sees it: --version, every --help, one meaning per address
+variable, GDSEARCH_RESULTS, and UTF-8 whatever the locale."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gdsearch.cli import STATUS_EXIT, _parser
+
+REPO = Path(__file__).resolve().parent.parent
+COMMANDS = sorted(_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+
+
+def _gdsearch(
+    args: list[str], env: dict[str, str] | None = None, cwd: Path = REPO
+) -> subprocess.CompletedProcess[bytes]:
+    """``gdsearch ARGS`` in a fresh process, without our RAY_ and GDSEARCH_ variables."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "GDSEARCH_"))}
+    command = [sys.executable, "-m", "gdsearch.cli", *args]
+    return subprocess.run(command, env={**clean, **(env or {})}, cwd=cwd, capture_output=True,
+                          timeout=300, check=False)  # fmt: skip
+
+
+@pytest.fixture
+def ray_tmp() -> Iterator[str]:
+    """A Ray temp dir short enough for its socket paths (about 100 characters at most)."""
+    path = tempfile.mkdtemp(prefix="gdsr-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_version_names_gdsearch_ray_and_python() -> None:
+    done = _gdsearch(["--version"])
+    assert done.returncode == 0
+    assert done.stdout.decode().startswith("gdsearch ") and "Ray 2." in done.stdout.decode()
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_every_help_reads_right(command: str) -> None:
+    done = _gdsearch([command, "--help"] if command else ["--help"])
+    text = done.stdout.decode("utf-8")
+    assert done.returncode == 0 and text.startswith(f"usage: gdsearch {command}".rstrip())
+    assert "Show or change" not in text and "  " in text
+    description = text.split("\n\n")[1]  # usage, then the description
+    assert description.strip().endswith(".") or not command, description
+
+
+def test_a_job_servers_url_in_ray_address_is_refused_by_run_in_one_line(tmp_path: Path) -> None:
+    done = _gdsearch(["run", "jobs/seed_sine.toml", "--results-dir", str(tmp_path / "r")],
+                     {"RAY_ADDRESS": "http://127.0.0.1:8265"})  # fmt: skip
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "job server's URL" in lines[0]
+    assert not (tmp_path / "r").exists()  # refused before anything was touched
+
+
+def test_a_cluster_address_in_ray_address_is_refused_by_the_job_commands() -> None:
+    done = _gdsearch(["status", "raysubmit_x"], {"RAY_ADDRESS": "127.0.0.1:6379"})
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1
+    assert "RAY_API_SERVER_ADDRESS" in lines[0] and "'127.0.0.1:6379'" in lines[0]
+
+
+def test_num_cpus_is_for_the_embedded_ray_only(tmp_path: Path) -> None:
+    done = _gdsearch(["run", "jobs/seed_sine.toml", "--num-cpus", "1", "--address",
+                      "127.0.0.1:6379", "--results-dir", str(tmp_path)])  # fmt: skip
+    assert done.returncode == 2 and b"--num-cpus 1: only for the embedded Ray" in done.stderr
+    assert _gdsearch(["run", "jobs/seed_sine.toml", "--num-cpus", "0"]).returncode == 2
+
+
+def test_status_exit_codes_tell_the_states_apart() -> None:
+    assert STATUS_EXIT["SUCCEEDED"] == 0 and 2 not in STATUS_EXIT.values()
+    assert len({STATUS_EXIT[s] for s in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING")}) == 4
+
+
+@pytest.mark.ray
+def test_run_writes_under_gdsearch_results_and_caps_its_cpus(tmp_path: Path, ray_tmp: str) -> None:
+    env = {"GDSEARCH_RESULTS": str(tmp_path), "RAY_TMPDIR": ray_tmp}
+    done = _gdsearch(["run", "jobs/seed_sine.toml", "--num-cpus", "1", "--no-progress"], env)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert (tmp_path / "seed-sine" / "manifest.json").is_file()
+    manifest = (tmp_path / "seed-sine" / "manifest.json").read_text(encoding="utf-8")
+    assert '"cpus": 1' in manifest
+
+
+@pytest.mark.ray
+def test_the_cli_works_in_a_c_locale_without_utf8_mode(tmp_path: Path, ray_tmp: str) -> None:
+    """Text with λ and — read and written as UTF-8, whatever the locale says."""
+    env = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "RAY_TMPDIR": ray_tmp}
+    job = tmp_path / "λ-job.toml"  # a name the C locale cannot spell: passed through as given
+    sine = (REPO / "jobs" / "seed_sine.toml").read_text(encoding="utf-8")
+    job.write_text(sine.replace("epochs = 20000", "epochs = 200") + "# λ_max — ×\n", "utf-8")
+    validated = _gdsearch(["validate", str(job)], env)
+    assert validated.returncode == 0, validated.stderr.decode()
+    assert "OK — 13 trials" in validated.stdout.decode("utf-8")
+    plain = tmp_path / "job.toml"  # Ray itself cannot start a driver from such a path there
+    shutil.copy(job, plain)
+    ran = _gdsearch(["run", str(plain), "--results-dir", str(tmp_path), "--no-progress",
+                     "--num-cpus", "1"], env)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr.decode()[-2000:]
+    reported = _gdsearch(["report", str(tmp_path / "seed-sine")], env)
+    assert reported.returncode == 0, reported.stderr.decode()[-2000:]
+    assert (
+        (tmp_path / "seed-sine" / "report.html").read_text(encoding="utf-8").endswith("</html>\n")
+    )
+    assert "# λ_max — ×" in (tmp_path / "seed-sine" / "job.toml").read_text(encoding="utf-8")
+    shown = _gdsearch(["show", str(tmp_path / "seed-sine")], env)
+    assert shown.returncode == 0 and b"seed-sine: 13 of 13" in shown.stdout
