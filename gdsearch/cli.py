@@ -8,6 +8,8 @@ Output is UTF-8 whatever the locale, like every file gdsearch reads or writes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import os
 import sys
@@ -25,6 +27,24 @@ STATUS_EXIT = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3, "PENDING": 4, "RUNNING
 RESULTS_VARIABLE = "GDSEARCH_RESULTS"
 
 
+def _print_json(document: Any) -> None:
+    """One JSON document on stdout (``--json``): NaN as null, times and paths as strings."""
+    print(json.dumps(_plain(document), default=str, allow_nan=False))
+
+
+def _plain(value: Any) -> Any:
+    """Values JSON can hold: NaN and missing as None, numpy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return None if value is pd.NA else value
+
+
 def _run(args: argparse.Namespace) -> int:
     from gdsearch.search.driver import run_search
 
@@ -39,10 +59,13 @@ def _run(args: argparse.Namespace) -> int:
         num_cpus=args.num_cpus,
     )
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
-    print(
-        f"{summary.path}: {summary.total} trials ({counts}); ran {summary.ran}, "
-        f"{summary.skipped} already stored; {summary.wall_s:.1f} s"
-    )
+    if args.json:
+        _print_json(dataclasses.asdict(summary))
+    else:
+        print(
+            f"{summary.path}: {summary.total} trials ({counts}); ran {summary.ran}, "
+            f"{summary.skipped} already stored; {summary.wall_s:.1f} s"
+        )
     failed = summary.counts.get("failed", 0)
     if failed:
         example = f" (e.g. {summary.first_error})" if summary.first_error else ""
@@ -78,6 +101,17 @@ def _validate(args: argparse.Namespace) -> int:
         stopping += f"; patience {train.patience} epochs"
     if train.sharpness_every:
         stopping += f"; sharpness every {train.sharpness_every} epochs"
+    if args.json:
+        _print_json({
+            "job": args.job, "name": spec.name, "trials": spec.n_trials, "mode": spec.mode,
+            "axes": {key: len(axis) or None for key, axis in spec.axes.items()},
+            "data": {"dataset": spec.dataset, "n_samples": X.shape[0], "n_inputs": X.shape[1],
+                     "n_outputs": Y.shape[1]},
+            "train": dataclasses.asdict(train),
+            "halving_rungs": spec.halving.rungs(train.epochs) if spec.halving else None,
+            "bracket": dataclasses.asdict(spec.bracket) if spec.bracket else None,
+        })  # fmt: skip
+        return 0
     print(
         f"{args.job}: OK — {spec.n_trials} trials ({how}); data {spec.dataset}: "
         f"{X.shape[0]} samples, {X.shape[1]} inputs, {Y.shape[1]} outputs; {train.epochs} epochs"
@@ -110,6 +144,12 @@ def _show(args: argparse.Namespace) -> int:
     trials = results.trials
     manifest = results.manifest
     counts = trials["status"].value_counts().to_dict()
+    if args.json:
+        rows = lr_summary(trials).to_dict(orient="records") if len(trials) else []
+        _print_json({"name": manifest.get("name"), "status": manifest.get("status"),
+                     "trials_total": manifest.get("trials_total"), "stored": len(trials),
+                     "counts": counts, "rows": rows})  # fmt: skip
+        return 0
     print(
         f"{manifest.get('name', args.results)}: {len(trials)} of "
         f"{manifest.get('trials_total', '?')} "
@@ -175,7 +215,10 @@ def _status(args: argparse.Namespace) -> int:
 
     info = cluster.status(args.address, args.submission_id)
     message = f" — {info['message']}" if info["message"] else ""
-    print(f"{info['submission_id']}: {info['status']}{message}")
+    if args.json:
+        _print_json(info)
+    else:
+        print(f"{info['submission_id']}: {info['status']}{message}")
     return STATUS_EXIT.get(info["status"], 1)
 
 
@@ -202,6 +245,9 @@ def _jobs(args: argparse.Namespace) -> int:
     from gdsearch.search import cluster
 
     rows = cluster.jobs(args.address)
+    if args.json:
+        _print_json(rows[: args.limit])
+        return 0
     if not rows:
         print("no submissions")
         return 0
@@ -249,12 +295,15 @@ def _cluster_commands(commands: Any) -> None:
         address(sub)
         if name == "logs":
             sub.add_argument("--follow", "-f", action="store_true", help="stream until it ends")
+        if name == "status":
+            _json_flag(sub)
         sub.set_defaults(handler=handler)
     listing = commands.add_parser(
         "jobs", help="recent submissions and their states", description="List submissions."
     )
     address(listing)
     listing.add_argument("--limit", type=int, default=50, help="rows to print at most")
+    _json_flag(listing)
     listing.set_defaults(handler=_jobs)
 
 
@@ -302,6 +351,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="take the results' lock from a run on another host that is gone",
     )
+    _json_flag(run)
     run.set_defaults(handler=_run)
 
     repair = commands.add_parser(
@@ -322,6 +372,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Check a job file and its data, and print how many trials it expands to.",
     )
     validate.add_argument("job", help="the job file (TOML)")
+    _json_flag(validate)
     validate.set_defaults(handler=_validate)
 
     show = commands.add_parser(
@@ -333,6 +384,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     show.add_argument("results", help="a results directory, e.g. results/seed-sine")
     show.add_argument("--max-rows", type=int, default=500, help="rows to print at most")
+    _json_flag(show)
     show.set_defaults(handler=_show)
 
     report = commands.add_parser(
@@ -359,6 +411,12 @@ def _parser() -> argparse.ArgumentParser:
     comparison.set_defaults(handler=_compare)
     _cluster_commands(commands)
     return parser
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document instead (README: --json)"
+    )
 
 
 def _positive_int(text: str) -> int:

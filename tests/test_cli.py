@@ -3,6 +3,7 @@ variable, GDSEARCH_RESULTS, and UTF-8 whatever the locale."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -75,6 +76,16 @@ def test_num_cpus_is_for_the_embedded_ray_only(tmp_path: Path) -> None:
     assert _gdsearch(["run", "jobs/seed_sine.toml", "--num-cpus", "0"]).returncode == 2
 
 
+def test_validate_json_has_the_documented_shape() -> None:
+    done = _gdsearch(["validate", "jobs/moons_halving.toml", "--json"])
+    document = json.loads(done.stdout)
+    assert done.returncode == 0 and document["trials"] == 256
+    assert document["axes"] == {"lr": 16, "init": 4, "hidden": 1, "seed": 4}
+    assert document["data"] == {"dataset": "moons", "n_samples": 200, "n_inputs": 2,
+                                "n_outputs": 1}  # fmt: skip
+    assert document["halving_rungs"] == [30, 90, 270, 810] and document["train"]["epochs"] == 1000
+
+
 def test_status_exit_codes_tell_the_states_apart() -> None:
     assert STATUS_EXIT["SUCCEEDED"] == 0 and 2 not in STATUS_EXIT.values()
     assert len({STATUS_EXIT[s] for s in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING")}) == 4
@@ -83,8 +94,17 @@ def test_status_exit_codes_tell_the_states_apart() -> None:
 @pytest.mark.ray
 def test_run_writes_under_gdsearch_results_and_caps_its_cpus(tmp_path: Path, ray_tmp: str) -> None:
     env = {"GDSEARCH_RESULTS": str(tmp_path), "RAY_TMPDIR": ray_tmp}
-    done = _gdsearch(["run", "jobs/seed_sine.toml", "--num-cpus", "1", "--no-progress"], env)
+    done = _gdsearch(["run", "jobs/seed_sine.toml", "--num-cpus", "1", "--no-progress", "--json"],
+                     env)  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["total"] == summary["ran"] == 13 and summary["counts"] == {
+        "ok": 10,
+        "diverged": 3,
+    }
+    shown = json.loads(_gdsearch(["show", str(tmp_path / "seed-sine"), "--json"]).stdout)
+    assert shown["stored"] == 13 and len(shown["rows"]) == 13 and shown["status"] == "complete"
+    assert {row["diverged"] for row in shown["rows"]} == {0, 1}
     assert (tmp_path / "seed-sine" / "manifest.json").is_file()
     manifest = (tmp_path / "seed-sine" / "manifest.json").read_text(encoding="utf-8")
     assert '"cpus": 1' in manifest

@@ -228,6 +228,12 @@ def test_submitted_job_runs_on_both_nodes_and_equals_a_local_run(
     assert status.returncode == 0  # the exit code says the state
     listed = _gdsearch(["jobs", "--address", cluster.dashboard], cluster.env)
     assert submission_id in listed.stdout and "small" in listed.stdout
+    as_json = _gdsearch(["status", submission_id, "--json", "--address", cluster.dashboard],
+                        cluster.env)  # fmt: skip
+    assert json.loads(as_json.stdout)["status"] == "SUCCEEDED" and as_json.returncode == 0
+    listed_json = json.loads(_gdsearch(["jobs", "--json", "--address", cluster.dashboard],
+                                       cluster.env).stdout)  # fmt: skip
+    assert submission_id in {row["submission_id"] for row in listed_json}
 
     remote = gdsearch.load_results(shared / "small")
     assert len(set(remote.trials["node"])) == 2  # trained on the head and on the worker node
