@@ -81,7 +81,11 @@ def test_compose_keeps_token_auth_on_and_the_api_on_loopback() -> None:
         env = service["environment"]
         assert env["RAY_AUTH_MODE"] == "token"
         assert env["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN:?")  # from the environment only
-    assert services["ray-head"]["ports"] == ["127.0.0.1:${RAY_DASHBOARD_PORT:-8265}:8265"]
+    assert services["ray-head"]["ports"] == [  # the job server and the Ray Client server
+        "127.0.0.1:${RAY_DASHBOARD_PORT:-8265}:8265",
+        "127.0.0.1:${RAY_CLIENT_PORT:-10001}:10001",
+    ]
+    assert "--ray-client-server-port=10001" in services["ray-head"]["command"]
     assert "ports" not in services["ray-worker"]
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "RAY_AUTH_TOKEN" not in dockerfile and "RAY_AUTH_MODE=token" in dockerfile
@@ -124,6 +128,7 @@ class RunningCluster:
     env: dict[str, str]
     processes: list[subprocess.Popen[bytes]]
     gcs_address: str
+    client_address: str
 
 
 def _worker_command(gcs_address: str) -> list[str]:
@@ -157,14 +162,13 @@ def cluster() -> Iterator[RunningCluster]:
     token = secrets.token_hex(32)
     env = {k: v for k, v in os.environ.items() if k not in TOKEN_VARIABLES}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, HOME=temp)  # no ~/.ray token leaks in
-    gcs, dashboard = _free_port(), _free_port()
+    gcs, dashboard, client = _free_port(), _free_port(), _free_port()
     services = _compose()["services"]
     head = _as_process(
         services["ray-head"]["command"],
         {"--port": str(gcs), "--dashboard-host": "127.0.0.1", "--dashboard-port": str(dashboard),
-         "--num-cpus": "1"},
+         "--num-cpus": "1", "--ray-client-server-port": str(client)},
         [f"--temp-dir={temp}/ray", "--node-ip-address=127.0.0.1",
-         f"--ray-client-server-port={_free_port()}",
          f"--dashboard-agent-listen-port={_free_port()}"],
     )  # fmt: skip
     worker = _worker_command(f"127.0.0.1:{gcs}")
@@ -182,7 +186,8 @@ def cluster() -> Iterator[RunningCluster]:
                 time.sleep(3.0)
         address = f"http://127.0.0.1:{dashboard}"
         _wait_for_nodes(address, env, 2, time.monotonic() + 120)
-        yield RunningCluster(address, token, env, processes, f"127.0.0.1:{gcs}")
+        yield RunningCluster(address, token, env, processes, f"127.0.0.1:{gcs}",
+                             f"ray://127.0.0.1:{client}")  # fmt: skip
     finally:
         for process in reversed(processes):  # only what this fixture started, by its handle
             if process.poll() is None:
@@ -244,6 +249,24 @@ def test_submitted_job_runs_on_both_nodes_and_equals_a_local_run(
     assert remote.history.equals(local.history)
     columns = ["trial_id", "lr", "init", "hidden", "seed", "status", "final_sse", "min_sse"]
     assert remote.trials[columns].equals(local.trials[columns])
+
+
+def test_a_client_on_the_host_runs_a_job_through_the_ray_client_port(
+    cluster: RunningCluster, small_job: Path, tmp_path: Path, local_ray: None
+) -> None:
+    """What the compose file publishes on loopback: `gdsearch run --address ray://HOST:10001`
+    drives the cluster from outside it, results written where the client runs."""
+    ran = _gdsearch(["run", str(small_job), "--address", cluster.client_address, "--results-dir",
+                     str(tmp_path / "client"), "--no-progress", "--json"], cluster.env,
+                    timeout=300)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert json.loads(ran.stdout)["ran"] == 32
+    remote = gdsearch.load_results(tmp_path / "client" / "small")
+    assert len(remote.manifest["cluster"]["nodes"]) == 2
+    local = gdsearch.load_results(
+        gdsearch.run_search(small_job, tmp_path / "local", show_progress=False).path
+    )
+    assert remote.history.equals(local.history)
 
 
 def test_a_submission_without_the_token_is_refused(
