@@ -201,13 +201,42 @@ def _compare(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from gdsearch.search import cluster
 
-    submission_id = cluster.submit(args.job, args.address, args.results_dir)
-    print(submission_id)
-    print(
-        f"gdsearch: submitted; watch it with `gdsearch logs {submission_id} --follow`",
-        file=sys.stderr,
+    submission_id = cluster.submit(
+        args.job,
+        args.address,
+        args.results_dir,
+        submission_id=args.submission_id,
+        runtime_env=_json_object("--runtime-env-json", args.runtime_env_json),
+        metadata=_json_object("--metadata-json", args.metadata_json),
+        entrypoint_num_cpus=args.entrypoint_num_cpus,
     )
-    return 0
+    print(submission_id)
+    if args.no_wait:
+        print(
+            f"gdsearch: submitted; watch it with `gdsearch logs {submission_id} --follow`",
+            file=sys.stderr,
+        )
+        return 0
+    print("gdsearch: submitted; its log follows (Ctrl-C stops following, not the job)",
+          file=sys.stderr)  # fmt: skip
+    cluster.follow_logs(args.address, submission_id, sys.stdout.write)
+    sys.stdout.flush()
+    info = cluster.status(args.address, submission_id)
+    print(f"{submission_id}: {info['status']}", file=sys.stderr)
+    return STATUS_EXIT.get(info["status"], 1)
+
+
+def _json_object(option: str, text: str | None) -> dict[str, Any] | None:
+    """A JSON object given on the command line, or None; anything else is exit 2."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{option}: not JSON ({exc}), but got {text!r}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{option}: must be a JSON object, but got {text!r}")
+    return value
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -272,7 +301,8 @@ def _cluster_commands(commands: Any) -> None:
         "submit",
         help="submit a job to a Ray cluster (Ray Jobs API)",
         description="Check a job, send it and its data file to a Ray cluster's job server, "
-        "and print the submission id. The cluster runs `gdsearch run` and writes to "
+        "print the submission id, and follow its log until it ends (as `ray job submit` "
+        "does; --no-wait returns at once). The cluster runs `gdsearch run` and writes to "
         "RESULTS_DIR, a path on a volume the cluster shares or a URI such as s3://bucket/prefix.",
     )
     submit.add_argument("job", help="the job file (TOML)")
@@ -281,6 +311,20 @@ def _cluster_commands(commands: Any) -> None:
         "--results-dir",
         default=os.environ.get(RESULTS_VARIABLE, "/results"),
         help="results location on the cluster (default: $GDSEARCH_RESULTS, else /results)",
+    )
+    submit.add_argument("--submission-id", help="the id to give it (default: Ray makes one)")
+    submit.add_argument(
+        "--runtime-env-json", help="more of Ray's runtime env, e.g. '{\"env_vars\": {...}}'"
+    )
+    submit.add_argument("--metadata-json", help="more metadata to record, a JSON object")
+    submit.add_argument(
+        "--entrypoint-num-cpus", type=float, help="CPUs reserved for the driver (default: 0)"
+    )
+    submit.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="print the id and return (default: follow the log until the job ends, and exit "
+        "with its state, as `gdsearch status` does)",
     )
     submit.set_defaults(handler=_submit)
     for name, handler, text, description in (

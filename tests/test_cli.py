@@ -86,6 +86,23 @@ def test_validate_json_has_the_documented_shape() -> None:
     assert document["halving_rungs"] == [30, 90, 270, 810] and document["train"]["epochs"] == 1000
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--runtime-env-json", "{not json", "--runtime-env-json: not JSON"),
+        ("--metadata-json", "[1, 2]", "--metadata-json: must be a JSON object"),
+        ("--runtime-env-json", '{"working_dir": "/elsewhere"}', "working_dir is the job"),
+    ],
+)
+def test_submit_options_are_checked_before_anything_is_sent(
+    option: str, value: str, said: str
+) -> None:
+    done = _gdsearch(["submit", "jobs/seed_sine.toml", "--address", "http://127.0.0.1:9",
+                      "--results-dir", "/results", option, value])  # fmt: skip
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and said in lines[0]
+
+
 def test_status_exit_codes_tell_the_states_apart() -> None:
     assert STATUS_EXIT["SUCCEEDED"] == 0 and 2 not in STATUS_EXIT.values()
     assert len({STATUS_EXIT[s] for s in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING")}) == 4

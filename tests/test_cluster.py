@@ -218,12 +218,16 @@ def test_submitted_job_runs_on_both_nodes_and_equals_a_local_run(
     small_job.write_text(small_job.read_text().replace("epochs = 60", "epochs = 20000"))
     shared = tmp_path / "shared-results"
     submitted = _gdsearch(
-        ["submit", str(small_job), "--address", cluster.dashboard, "--results-dir", str(shared)],
-        cluster.env,
-    )
+        ["submit", str(small_job), "--address", cluster.dashboard, "--results-dir", str(shared),
+         "--submission-id", f"gdsearch-test-{secrets.token_hex(4)}", "--metadata-json",
+         '{"owner": "tests"}', "--entrypoint-num-cpus", "0"],
+        cluster.env, timeout=300,
+    )  # fmt: skip
+    # By default submit waits, following the log, and exits with the job's state.
     assert submitted.returncode == 0, submitted.stderr
-    submission_id = submitted.stdout.strip()
-    assert submission_id.startswith("raysubmit_")
+    submission_id = submitted.stdout.splitlines()[0].strip()
+    assert submission_id.startswith("gdsearch-test-")
+    assert "small: 32 trials" in submitted.stdout and "SUCCEEDED" in submitted.stderr
 
     followed = _gdsearch(["logs", submission_id, "--follow", "--address", cluster.dashboard],
                          cluster.env, timeout=300)  # fmt: skip
@@ -306,9 +310,10 @@ def test_stop_ends_a_running_submission(cluster: RunningCluster, tmp_path: Path)
         .replace("epochs = 20000", "epochs = 1000000")
     )
     submitted = _gdsearch(
-        ["submit", str(job), "--address", cluster.dashboard, "--results-dir", str(tmp_path / "r")],
+        ["submit", str(job), "--address", cluster.dashboard, "--results-dir", str(tmp_path / "r"),
+         "--no-wait"],
         cluster.env,
-    )
+    )  # fmt: skip
     assert submitted.returncode == 0, submitted.stderr
     submission_id = submitted.stdout.strip()
     stopped = _gdsearch(["stop", submission_id, "--address", cluster.dashboard], cluster.env)

@@ -102,7 +102,16 @@ def _working_dir(spec: JobSpec, folder: Path) -> str:
     return job.relative_to(base).as_posix()
 
 
-def submit(job_path: str, address: str | None, results_dir: str) -> str:
+def submit(
+    job_path: str,
+    address: str | None,
+    results_dir: str,
+    *,
+    submission_id: str | None = None,
+    runtime_env: dict[str, Any] | None = None,
+    metadata: dict[str, str] | None = None,
+    entrypoint_num_cpus: float | None = None,
+) -> str:
     """Submit a job file to the cluster; returns the submission id.
 
     Args:
@@ -110,7 +119,18 @@ def submit(job_path: str, address: str | None, results_dir: str) -> str:
         address: the cluster's Jobs API (dashboard) address.
         results_dir: where the cluster's driver writes: an absolute path on a volume the
             cluster shares, or a filesystem URI such as ``s3://bucket/prefix``.
+        submission_id: the id to give the submission (Ray makes one by default).
+        runtime_env: more of Ray's runtime environment (``env_vars``, ``pip``, …); its
+            ``working_dir`` is the job and its data, so it may not set one.
+        metadata: more metadata to record with the submission.
+        entrypoint_num_cpus: CPUs reserved for the driver (Ray's default: none).
     """
+    extra_env = dict(runtime_env or {})
+    if "working_dir" in extra_env:
+        raise InputError(
+            "--runtime-env-json: working_dir is the job and its data file, which submit "
+            f"sends itself, but got working_dir = {extra_env['working_dir']!r}"
+        )
     spec = load_job(job_path)
     spec.load_data()  # a bad data file is refused here, not on the cluster
     if not (is_uri(results_dir) or Path(results_dir).is_absolute()):
@@ -126,12 +146,14 @@ def submit(job_path: str, address: str | None, results_dir: str) -> str:
              "--no-progress"]
         )  # fmt: skip
         with _reasons("submit"):
-            submission_id: str = client.submit_job(
+            given: str = client.submit_job(
                 entrypoint=entrypoint,
-                runtime_env={"working_dir": folder},
-                metadata={"gdsearch_job": spec.name, "results": results_dir},
+                submission_id=submission_id,
+                runtime_env={**extra_env, "working_dir": folder},
+                metadata={**(metadata or {}), "gdsearch_job": spec.name, "results": results_dir},
+                entrypoint_num_cpus=entrypoint_num_cpus,
             )
-    return submission_id
+    return given
 
 
 def status(address: str | None, submission_id: str) -> dict[str, Any]:
