@@ -12,9 +12,10 @@ products, each a forward difference of the batched analytic gradient,
 H·v ≈ (∇L(θ + εv) − ∇L(θ)) / ε with ε = ``STEP`` × max(1, ‖θ‖). A trial's Lanczos stops once
 its top Ritz pair's residual ‖H·y − θ·y‖ is below ``TOLERANCE`` × |θ| (so an eigenvalue is
 that close, or much closer), and the next measurement starts from its Ritz vector, which
-usually converges in a few steps. The warm start is mixed with the fixed start direction and at
-least ``MIN_STEPS`` are taken, so that an eigenvalue overtaking the tracked one shows; the
-residual test alone cannot tell the top eigenvalue from another one. Every operation acts on
+usually converges in a few steps. The warm start is mixed with a little of the fixed start
+direction and at least ``MIN_STEPS`` are taken, so that an eigenvalue overtaking the tracked one
+by a clear margin shows (the residual test alone cannot tell the top eigenvalue from another);
+one that overtakes it by a hair can be missed for a measurement or more. Every operation acts on
 each trial's slice alone, and a trial keeps the value it converged to even while others
 iterate on, so its sharpness is the same alone or in any population.
 """
@@ -29,10 +30,10 @@ from gdsearch.model.network import Stacked, Workspace, backward, forward, residu
 
 STEPS = 20
 """Lanczos steps at most per measurement (each one Hessian-vector product, one gradient)."""
-MIN_STEPS = 3
+MIN_STEPS = 2
 """Lanczos steps at least: a warm start is an eigenvector already, so one step would accept it
 even where another eigenvalue has overtaken it; a few steps let the new top one show."""
-FRESH = 0.5
+FRESH = 0.05
 """A warm start is mixed with this much of the fixed start direction (both of unit length),
 so that every direction the top eigenvector may have moved to is in the Krylov space."""
 BASIS_VALUES = 1 << 25
