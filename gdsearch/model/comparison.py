@@ -9,20 +9,9 @@ is; a new setting that changes how a trial trains is added here as a column.
 
 from __future__ import annotations
 
-GROUP = [
-    "init",
-    "hidden",
-    "activation",
-    "init_scale",
-    "batch_size",
-    "momentum",
-    "nesterov",
-    "weight_decay",
-    "lr_schedule",
-    "step_size",
-    "gamma",
-    "warmup_epochs",
-]
+from gdsearch.model.config import OPTIMIZER_FIELDS
+
+GROUP = ["init", "hidden", "activation", "init_scale", "batch_size", *OPTIMIZER_FIELDS]
 """The trials table's columns that define a comparison group: the model, its starting weights'
 scheme, and every training setting but the learning rate (the update rule included, since the
 stability limit moves with it)."""
