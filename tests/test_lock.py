@@ -23,7 +23,7 @@ from gdsearch.cli import main
 from gdsearch.errors import ResultsError
 from gdsearch.results.lock import Holder, ResultsLock
 from gdsearch.results.repair import repair_results
-from gdsearch.results.store import LOCK, ResultsStore
+from gdsearch.results.store import ALIVE, LOCK, ResultsStore
 from tests.conftest import REPO
 
 HOLD = """
@@ -105,13 +105,36 @@ def test_lock_of_a_process_killed_by_sigkill_is_taken_over_with_a_log_line(
     assert not (results / LOCK).exists()
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_lock_whose_pid_now_belongs_to_another_process_is_taken_over(tmp_path: Path) -> None:
+def test_a_lock_naming_a_live_pid_of_this_host_is_taken_over_when_no_run_holds_the_os_lock(
+    tmp_path: Path,
+) -> None:
+    """Liveness is the OS lock's, not a pid probe's: a lock naming a live pid (this test's own,
+    as a reused pid would) but without its OS lock held is a dead run's."""
     results = tmp_path / "job"
-    write_lock(results, pid=os.getpid(), process="another-boot/12345")  # our pid, not our start
+    write_lock(results, pid=os.getpid())
     with ResultsLock(ResultsStore(results)) as lock:
         assert lock.holder() == lock.mine
     assert not (results / LOCK).exists()
+
+
+def test_the_lock_never_signals_the_holders_pid(
+    tmp_path: Path, hold: Hold, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """os.kill(pid, 0) probes a process on POSIX but ends it on Windows: never called."""
+    calls: list[tuple[int, int]] = []
+    results = tmp_path / "job"
+    holder = hold(results, 30)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "kill", lambda pid, sig: calls.append((pid, sig)))
+        with pytest.raises(ResultsError, match=f"pid {holder.pid}"):
+            ResultsLock(ResultsStore(results)).acquire()
+    holder.kill()
+    holder.wait()
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "kill", lambda pid, sig: calls.append((pid, sig)))
+        with ResultsLock(ResultsStore(results)) as lock:
+            assert lock.holder() == lock.mine
+    assert calls == []
 
 
 def test_wait_takes_the_lock_once_its_holder_ends(tmp_path: Path, hold: Hold) -> None:
@@ -190,7 +213,7 @@ def test_fresh_start_removes_everything_but_the_lock(tmp_path: Path) -> None:
         store.prepare("[job]\n")
         store.write_manifest({"name": "job"})
         store.remove()
-        assert [p.name for p in results.iterdir()] == [LOCK]
+        assert sorted(p.name for p in results.iterdir()) == [LOCK, ALIVE]
     assert not results.exists()  # the lock made the folder, and nothing is left in it
 
 

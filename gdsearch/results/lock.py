@@ -5,19 +5,28 @@ created with ``O_CREAT | O_EXCL``, which the kernel (or, on a shared volume, the
 NFS v3 and later, CephFS, Lustre, SMB) makes atomic, so of two runs that start together exactly
 one gets it. The other refuses, naming the holder, or waits for it with ``wait=True``.
 
-A lock whose holder is gone is dealt with so:
+Whether the holder still lives is the operating system's answer, not a guess from its pid: for
+as long as it runs, the holder keeps an OS file lock (:class:`filelock.FileLock`: ``flock`` on
+POSIX, ``LockFileEx`` on Windows) on ``results/NAME/.lock.alive``, which the kernel drops when the
+process ends however it ends. A run takes that OS lock before it looks at ``.lock``, so:
 
-- held by a process of this host that is no longer alive (killed, or its pid now belongs to a
-  later process): taken over, with a log line;
-- held by another host: this host cannot tell whether that run still lives, so the lock stays
-  until the user breaks it (``gdsearch run --break-lock`` or ``gdsearch repair``).
+- ``.lock`` names this host and the OS lock was free: its holder is gone (killed, crashed) and
+  the lock is taken over, with a log line;
+- the OS lock is held: a live run of this host writes here, and this one refuses or waits;
+- ``.lock`` names another host: this host cannot tell whether that run still lives (OS locks are
+  not shared between hosts on every shared filesystem), so the lock stays until the user breaks
+  it (``gdsearch run --break-lock`` or ``gdsearch repair``).
+
+``.lock.alive`` stays in place between runs (removing it could let two runs lock two different
+files of one name); it holds nothing.
 
 Hosts are told apart by their hostname: containers that share a hostname must not share a
 results directory.
 
-On an object store (``s3://``) there is no exclusive create. The lock is then written, read
-back after a moment, and kept only if it still holds this run's token: two runs that start
-within that moment of each other may both go on. Start one run per result set there.
+On an object store (``s3://``) there is neither an exclusive create nor an OS lock. The lock is
+then written, read back after a moment, and kept only if it still holds this run's token: two
+runs that start within that moment of each other may both go on, and a killed run's lock stays
+until it is broken. Start one run per result set there.
 """
 
 from __future__ import annotations
@@ -32,11 +41,12 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
+import filelock
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 from gdsearch.errors import ResultsError
-from gdsearch.results.store import LOCK, ResultsStore
+from gdsearch.results.store import ALIVE, LOCK, ResultsStore
 
 log = logging.getLogger("gdsearch")
 
@@ -54,7 +64,7 @@ class Holder:
     pid: int
     since: str
     token: str
-    process: str = ""  # this host's boot and the process's start, to tell a reused pid
+    process: str = ""  # written by 0.1.0 (to tell a reused pid); read and ignored
 
     def __str__(self) -> str:
         if not self.host:
@@ -95,6 +105,7 @@ class ResultsLock:
         self.break_foreign = break_foreign
         self.mine: Holder | None = None
         self._made_root = False
+        self._alive: filelock.BaseFileLock | None = None
 
     def __enter__(self) -> ResultsLock:
         self.acquire()
@@ -105,31 +116,44 @@ class ResultsLock:
 
     def acquire(self) -> None:
         """Take the lock, or raise :class:`ResultsError` naming the run that holds it."""
+        here = socket.gethostname()
         waiting = False
         while True:
             mine = _me()
-            if self._create(mine):
-                self.mine = mine
-                return
-            held = self._read()
-            if held is None:
-                continue  # released between our attempt and our look
-            if self._stale(held):
-                log.warning("taking over %s: its run (%s) is no longer alive", self.path, held)
-                self._remove(held)
-                continue
-            if self.break_foreign and held.host != socket.gethostname():
-                log.warning("breaking %s, held by %s, as asked", self.path, held)
-                self._remove(held)
-                continue
+            alone = self._lock_alive()  # None on an object store, which has no OS locks
+            held = None
+            if alone is not False:
+                if self._create(mine):
+                    self.mine = mine
+                    return
+                held = self._read()
+                if held is None:
+                    self._unlock_alive()
+                    continue  # released between our attempt and our look
+                if alone and held.host == here:
+                    log.warning("taking over %s: its run (%s) is no longer alive", self.path, held)
+                    self._remove(held)
+                    self._unlock_alive()
+                    continue
+                if self.break_foreign:
+                    log.warning("breaking %s, held by %s, as asked", self.path, held)
+                    self._remove(held)
+                    self._unlock_alive()
+                    continue
+                self._unlock_alive()
+            else:
+                held = self._read()
+            who = str(held)
+            if alone is False and not (held and held.host):  # it has not written .lock yet
+                who = f"a live run of this host ({ALIVE} is locked)"
             if not self.wait:
                 raise ResultsError(
-                    f"{self.store.location}: in use by another run ({held}; lock file "
+                    f"{self.store.location}: in use by another run ({who}; lock file "
                     f"{self.path}); wait for it to end or pass --wait; if that run is gone, "
                     f"`gdsearch repair {self.store.location}` or --break-lock frees it"
                 )
             if not waiting:
-                log.info("waiting for %s, held by %s", self.store.location, held)
+                log.info("waiting for %s, held by %s", self.store.location, who)
                 waiting = True
             time.sleep(POLL_S)
 
@@ -141,8 +165,12 @@ class ResultsLock:
         if held is not None and held.token == self.mine.token:
             self._delete(self.path)
         self.mine = None
+        if self._made_root and self._only_alive_left():  # a run that stored nothing leaves no
+            with contextlib.suppress(OSError):  # directory (its OS lock file goes while held)
+                os.unlink(f"{self.store.root}/{ALIVE}")
+        self._unlock_alive()
         if self._made_root:
-            with contextlib.suppress(OSError):  # a run that stored nothing leaves no directory
+            with contextlib.suppress(OSError):
                 os.rmdir(self.store.root)
 
     def holder(self) -> Holder | None:
@@ -155,9 +183,6 @@ class ResultsLock:
         if not self.store.local:
             return self._create_on_object_store(mine)
         try:
-            if not os.path.isdir(self.store.root):
-                os.makedirs(self.store.root, exist_ok=True)
-                self._made_root = True
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
@@ -191,9 +216,40 @@ class ResultsLock:
             raise ResultsError(f"{self.path}: cannot be read: {exc}") from None
         return Holder.parse(text)
 
-    def _stale(self, held: Holder) -> bool:
-        """Whether the holder is a process of this host that is no longer alive."""
-        return held.host == socket.gethostname() and not _alive(held.pid, held.process)
+    def _lock_alive(self) -> bool | None:
+        """Take the OS lock that says a run of this host lives: True if taken (no live run of
+        this host holds the set), False if another live process has it, None on an object
+        store, where there is none."""
+        if not self.store.local:
+            return None
+        if not os.path.isdir(self.store.root):
+            try:
+                os.makedirs(self.store.root, exist_ok=True)
+            except OSError as exc:
+                raise ResultsError(f"{self.path}: cannot create the lock: {exc.strerror}") from exc
+            self._made_root = True
+        lock = filelock.FileLock(f"{self.store.root}/{ALIVE}", timeout=0)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            return False
+        except OSError as exc:
+            raise ResultsError(
+                f"{self.store.root}/{ALIVE}: cannot take the OS lock: {exc.strerror or exc}"
+            ) from None
+        self._alive = lock
+        return True
+
+    def _unlock_alive(self) -> None:
+        if self._alive is not None:
+            self._alive.release()
+            self._alive = None
+
+    def _only_alive_left(self) -> bool:
+        try:
+            return os.listdir(self.store.root) == [ALIVE]
+        except OSError:
+            return False
 
     def _remove(self, held: Holder) -> None:
         """Delete the lock if it is still the one ``held`` wrote (another run may have taken
@@ -230,31 +286,4 @@ def _me() -> Holder:
         pid=os.getpid(),
         since=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         token=uuid.uuid4().hex,
-        process=_process_identity(os.getpid()),
     )
-
-
-def _alive(pid: int, process: str) -> bool:
-    """Whether ``pid`` is a live process of this host, and the same one that took the lock."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, owned by another user
-    now = _process_identity(pid)
-    return not (process and now and now != process)
-
-
-def _process_identity(pid: int) -> str:
-    """This boot's id and the process's start time (Linux), or "" where they are unknown."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="utf-8") as handle:
-            boot = handle.read().strip()
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
-            start = handle.read().rpartition(")")[2].split()[19]  # field 22, starttime
-    except (OSError, IndexError):
-        return ""
-    return f"{boot}/{start}"

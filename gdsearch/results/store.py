@@ -10,6 +10,7 @@ with credentials and endpoint from the standard AWS environment variables). Layo
     job.toml                    the job file as it was run
 
     .lock                       while a run writes here (``gdsearch.results.lock``)
+    .lock.alive                 the OS lock its writer holds while it lives
 
 A finished work unit becomes one history part and one trials part with the same name. The
 history part is written first and the trials part last, so a trial counts as stored exactly
@@ -54,6 +55,7 @@ from gdsearch.results.schema import (
 MANIFEST = "manifest.json"
 JOB_COPY = "job.toml"
 LOCK = ".lock"
+ALIVE = ".lock.alive"  # the OS lock a live writer holds (gdsearch.results.lock)
 TEMPORARY_PREFIX = ".tmp-"
 KINDS = ("trials", "history", "sharpness")
 SCHEMAS = {"trials": TRIALS_SCHEMA, "history": HISTORY_SCHEMA, "sharpness": SHARPNESS_SCHEMA}
@@ -182,7 +184,7 @@ class ResultsStore:
     def remove(self) -> None:
         """Delete everything stored here (``--fresh``) but the lock of the run doing it."""
         for info in self._listing(self.root):
-            if info.base_name == LOCK:
+            if info.base_name in (LOCK, ALIVE):
                 continue
             if info.type == pafs.FileType.Directory:
                 self.fs.delete_dir(info.path)
