@@ -19,14 +19,14 @@ the driver's imports.
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("gdsearch")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+__version__ = "0.1.0"  # pyproject.toml reads it here, and a copy shipped to a cluster has it
+
+if sys.version_info < (3, 10):  # noqa: UP036 - a cluster node's Python, where gdsearch is shipped
+    raise SystemExit("gdsearch needs Python 3.10 or later; this is " + sys.version.split()[0])
 
 if TYPE_CHECKING:
     from gdsearch.errors import GdsearchError

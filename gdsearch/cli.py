@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from gdsearch.errors import GdsearchError, InputError, one_line
+from gdsearch.search.cluster import RAY_NEEDED, SHIP
 
 MAX_MESSAGE_CHARS = 2000
 """An error line is cut here; the messages name user values shortened already, so it rarely is."""
@@ -209,6 +210,7 @@ def _submit(args: argparse.Namespace) -> int:
         runtime_env=_json_object("--runtime-env-json", args.runtime_env_json),
         metadata=_json_object("--metadata-json", args.metadata_json),
         entrypoint_num_cpus=args.entrypoint_num_cpus,
+        ship=args.ship,
     )
     print(submission_id)
     if args.no_wait:
@@ -270,6 +272,13 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _requirements(args: argparse.Namespace) -> int:
+    from gdsearch.search import cluster
+
+    print("\n".join(cluster.pinned_requirements()))
+    return 0
+
+
 def _jobs(args: argparse.Namespace) -> int:
     from gdsearch.search import cluster
 
@@ -302,8 +311,10 @@ def _cluster_commands(commands: Any) -> None:
         help="submit a job to a Ray cluster (Ray Jobs API)",
         description="Check a job, send it and its data file to a Ray cluster's job server, "
         "print the submission id, and follow its log until it ends (as `ray job submit` "
-        "does; --no-wait returns at once). The cluster runs `gdsearch run` and writes to "
-        "RESULTS_DIR, a path on a volume the cluster shares or a URI such as s3://bucket/prefix.",
+        "does; --no-wait returns at once). The cluster runs `python -m gdsearch run` and writes "
+        "to RESULTS_DIR, a path on a volume the cluster shares or a URI such as "
+        "s3://bucket/prefix. gdsearch itself goes with the job (see --ship): the cluster needs "
+        f"only Ray {RAY_NEEDED} and Python 3.10 or later.",
     )
     submit.add_argument("job", help="the job file (TOML)")
     address(submit)
@@ -319,6 +330,14 @@ def _cluster_commands(commands: Any) -> None:
     submit.add_argument("--metadata-json", help="more metadata to record, a JSON object")
     submit.add_argument(
         "--entrypoint-num-cpus", type=float, help="CPUs reserved for the driver (default: 0)"
+    )
+    submit.add_argument(
+        "--ship",
+        choices=SHIP,
+        default="all",
+        help="what to send of gdsearch in Ray's runtime env: all (the package and its pinned "
+        "dependencies, for a cluster with only Ray and Python; the default), code (the package; "
+        "the nodes have the libraries) or none (the nodes' image has gdsearch)",
     )
     submit.add_argument(
         "--no-wait",
@@ -349,6 +368,14 @@ def _cluster_commands(commands: Any) -> None:
     listing.add_argument("--limit", type=int, default=50, help="rows to print at most")
     _json_flag(listing)
     listing.set_defaults(handler=_jobs)
+    pins = commands.add_parser(
+        "requirements",
+        help="gdsearch's dependencies pinned as installed here, for a cluster's runtime env",
+        description="Print gdsearch's dependencies (but Ray) pinned to the versions installed "
+        "here, one pip requirement a line: what `gdsearch submit` ships, and what a recipe in "
+        "deploy/ lists under its runtime env's pip.",
+    )
+    pins.set_defaults(handler=_requirements)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -20,13 +20,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import ray
 
 import gdsearch
+from gdsearch.search import cluster as cluster_module
 from tests.conftest import REPO
 
 yaml = pytest.importorskip("yaml")
@@ -92,8 +95,6 @@ def test_compose_keeps_token_auth_on_and_the_api_on_loopback() -> None:
 
 
 def test_compose_commands_start_ray_at_the_pinned_version() -> None:
-    import ray
-
     services = _compose()["services"]
     head, worker = services["ray-head"]["command"], services["ray-worker"]["command"]
     assert head[:3] == ["ray", "start", "--head"] and "--block" in head
@@ -131,13 +132,15 @@ class RunningCluster:
     client_address: str
 
 
-def _worker_command(gcs_address: str) -> list[str]:
-    """The compose file's worker node, 1 CPU, joining the head at ``gcs_address``."""
+def _worker_command(gcs_address: str, temp: str | None = None) -> list[str]:
+    """The compose file's worker node, 1 CPU, joining the head at ``gcs_address``; with
+    ``temp``, in a temp dir of its own, as on a machine of its own."""
     return _as_process(
         _compose()["services"]["ray-worker"]["command"],
         {"--address": gcs_address, "--num-cpus": "1"},
-        ["--node-ip-address=127.0.0.1", f"--dashboard-agent-listen-port={_free_port()}"],
-    )
+        ["--node-ip-address=127.0.0.1", f"--dashboard-agent-listen-port={_free_port()}",
+         *([f"--temp-dir={temp}"] if temp else [])],
+    )  # fmt: skip
 
 
 def _wait_for_nodes(dashboard: str, env: dict[str, str], count: int, deadline: float) -> None:
@@ -155,13 +158,14 @@ def _wait_for_nodes(dashboard: str, env: dict[str, str], count: int, deadline: f
     raise TimeoutError(f"fewer than {count} Ray nodes came up")
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RunningCluster]:
-    """Head + one worker node from the compose commands, 1 CPU each; stopped by their handles."""
-    temp = tempfile.mkdtemp(prefix="gdsc-", dir="/tmp")
-    token = secrets.token_hex(32)
-    env = {k: v for k, v in os.environ.items() if k not in TOKEN_VARIABLES}
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, HOME=temp)  # no ~/.ray token leaks in
+@contextmanager
+def _two_nodes(
+    env: dict[str, str], temp: str, ray: str = "ray", apart: bool = False
+) -> Iterator[RunningCluster]:
+    """Head + one worker node from the compose commands, 1 CPU each, run by the ``ray``
+    executable given, in ``temp``; stopped by their handles. ``apart`` gives the worker node a
+    temp dir of its own, so that the two do not share runtime environments (Ray installs a
+    node's ``pip`` environment in its session dir)."""
     gcs, dashboard, client = _free_port(), _free_port(), _free_port()
     services = _compose()["services"]
     head = _as_process(
@@ -171,7 +175,7 @@ def cluster() -> Iterator[RunningCluster]:
         [f"--temp-dir={temp}/ray", "--node-ip-address=127.0.0.1",
          f"--dashboard-agent-listen-port={_free_port()}"],
     )  # fmt: skip
-    worker = _worker_command(f"127.0.0.1:{gcs}")
+    worker = _worker_command(f"127.0.0.1:{gcs}", f"{temp}/rayw" if apart else None)
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for command in (head, worker):
@@ -179,17 +183,18 @@ def cluster() -> Iterator[RunningCluster]:
             own_env = {**env, **HEAD_HEALTH_CHECKS} if command is head else env
             processes.append(
                 subprocess.Popen(
-                    command, env=own_env, stdout=log, stderr=log, start_new_session=True
+                    [ray, *command[1:]], env=own_env, stdout=log, stderr=log, cwd=temp,
+                    start_new_session=True,
                 )
-            )
+            )  # fmt: skip
             if command is head:
                 time.sleep(3.0)
         address = f"http://127.0.0.1:{dashboard}"
         _wait_for_nodes(address, env, 2, time.monotonic() + 120)
-        yield RunningCluster(address, token, env, processes, f"127.0.0.1:{gcs}",
+        yield RunningCluster(address, env["RAY_AUTH_TOKEN"], env, processes, f"127.0.0.1:{gcs}",
                              f"ray://127.0.0.1:{client}")  # fmt: skip
     finally:
-        for process in reversed(processes):  # only what this fixture started, by its handle
+        for process in reversed(processes):  # only what this started, by its handle
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
         for process in processes:
@@ -198,6 +203,23 @@ def cluster() -> Iterator[RunningCluster]:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def _token_env(home: str) -> dict[str, str]:
+    """This environment with a fresh cluster token and no other token to be found."""
+    env = {k: v for k, v in os.environ.items() if k not in TOKEN_VARIABLES}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), HOME=home)
+    return env
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RunningCluster]:
+    """The two-node cluster, from this environment (which has gdsearch installed)."""
+    temp = tempfile.mkdtemp(prefix="gdsc-", dir="/tmp")
+    try:
+        with _two_nodes(_token_env(temp), temp) as running:  # no ~/.ray token leaks in
+            yield running
+    finally:
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -240,9 +262,17 @@ def test_submitted_job_runs_on_both_nodes_and_equals_a_local_run(
     as_json = _gdsearch(["status", submission_id, "--json", "--address", cluster.dashboard],
                         cluster.env)  # fmt: skip
     assert json.loads(as_json.stdout)["status"] == "SUCCEEDED" and as_json.returncode == 0
+    assert json.loads(as_json.stdout)["entrypoint"] == cluster_module.entrypoint(
+        small_job.name, str(shared)
+    )  # the command deploy/kuberay/rayjob.yaml runs
     listed_json = json.loads(_gdsearch(["jobs", "--json", "--address", cluster.dashboard],
                                        cluster.env).stdout)  # fmt: skip
     assert submission_id in {row["submission_id"] for row in listed_json}
+
+    shipped = _runtime_env(cluster, submission_id)  # gdsearch went with the job
+    assert shipped["py_modules"][0].startswith("gcs://")  # uploaded from the package here
+    packages = shipped["pip"]["packages"]  # Ray keeps a pip list in this form
+    assert set(cluster_module.DEPENDENCIES) <= {p.split("==")[0] for p in packages}
 
     remote = gdsearch.load_results(shared / "small")
     assert len(set(remote.trials["node"])) == 2  # trained on the head and on the worker node
@@ -253,6 +283,19 @@ def test_submitted_job_runs_on_both_nodes_and_equals_a_local_run(
     assert remote.history.equals(local.history)
     columns = ["trial_id", "lr", "init", "hidden", "seed", "status", "final_sse", "min_sse"]
     assert remote.trials[columns].equals(local.trials[columns])
+
+
+def _runtime_env(cluster: RunningCluster, submission_id: str) -> dict[str, Any]:
+    """The runtime environment the cluster recorded for a submission, as Ray's client reads it."""
+    probe = (
+        "import json; from ray.job_submission import JobSubmissionClient; "
+        f"info = JobSubmissionClient({cluster.dashboard!r}).get_job_info({submission_id!r}); "
+        "print(json.dumps(info.runtime_env))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], env=cluster.env, capture_output=True,
+                          text=True, timeout=60, check=True)  # fmt: skip
+    env: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return env
 
 
 def test_a_client_on_the_host_runs_a_job_through_the_ray_client_port(
@@ -448,3 +491,47 @@ def test_a_worker_node_lost_mid_run_the_run_completes_on_the_rest(
     assert remote.history.equals(local.history)
     varying = ["node", "wall_s"]
     assert remote.trials.drop(columns=varying).equals(local.trials.drop(columns=varying))
+
+
+# --- a stock Ray cluster: nodes with Ray and Python, and nothing of gdsearch's ------------------
+
+
+@pytest.mark.slow
+def test_a_stock_ray_cluster_runs_a_submitted_job_with_gdsearch_shipped_in_its_runtime_env(
+    small_job: Path, tmp_path: Path, local_ray: None
+) -> None:
+    """Both nodes run from a fresh virtual environment with only `ray[default]` installed (no
+    gdsearch, no numpy); `gdsearch submit` ships the package and its pinned dependencies, and
+    the job's histories equal a local run's bit for bit."""
+    temp = tempfile.mkdtemp(prefix="gdss-", dir="/tmp")
+    try:
+        venv = Path(temp) / "venv"
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*pip, f"ray[default]=={ray.__version__}"], check=True, timeout=900)
+        bare = subprocess.run([str(venv / "bin" / "python"), "-c", "import gdsearch"], cwd=temp,
+                              capture_output=True, text=True)  # fmt: skip
+        assert bare.returncode != 0 and "No module named 'gdsearch'" in bare.stderr
+        env = _token_env(temp)
+        env.pop("PYTHONPATH", None)
+        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))  # HOME moves
+        with _two_nodes(env, temp, ray=str(venv / "bin" / "ray"), apart=True) as stock:
+            client_env = {**env, "PATH": os.environ.get("PATH", "")}  # gdsearch's side
+            submitted = _gdsearch(
+                ["submit", str(small_job), "--address", stock.dashboard, "--results-dir",
+                 str(tmp_path / "shared")],
+                client_env, timeout=1200,
+            )  # fmt: skip
+            assert submitted.returncode == 0, submitted.stdout[-5000:] + submitted.stderr
+            submission_id = submitted.stdout.splitlines()[0].strip()
+            shipped = _runtime_env(stock, submission_id)
+            assert "pip" in shipped and shipped["py_modules"]
+        remote = gdsearch.load_results(tmp_path / "shared" / "small")
+        assert len(remote.manifest["cluster"]["nodes"]) == 2
+        local = gdsearch.load_results(
+            gdsearch.run_search(small_job, tmp_path / "local", show_progress=False).path
+        )
+        assert remote.history.equals(local.history)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)

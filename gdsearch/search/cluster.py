@@ -1,8 +1,16 @@
 """Submit search jobs to a Ray cluster through Ray's Jobs API, and watch, stop and list them.
 
 gdsearch has no cluster of its own: ``submit`` hands Ray's job server the job file (and its data
-file) as the job's working directory, with ``gdsearch run`` as the entrypoint; the driver then
-runs on the cluster and writes to the results location the submission names.
+file) as the job's working directory, with ``python -m gdsearch run`` as the entrypoint; the
+driver then runs on the cluster and writes to the results location the submission names.
+
+A stock Ray cluster (nodes with Ray and Python, nothing of ours) runs it: by default the
+submission ships gdsearch itself in Ray's runtime environment, the package as a ``py_modules``
+entry and its dependencies as a ``pip`` list pinned to the versions installed where it is
+submitted from (the same numpy and the same code on every node). ``ship="code"`` sends only the
+package (the nodes have the libraries), ``ship="none"`` nothing (the nodes run an image with
+gdsearch installed, as the compose file's). The cluster must run the Ray this gdsearch pins
+(:data:`RAY_NEEDED`), which is checked before anything is sent.
 
 The Jobs API answers at the dashboard's address (``http://HEAD:8265``). With Ray's token
 authentication on, the client sends the token Ray finds in ``RAY_AUTH_TOKEN``, the file named by
@@ -29,6 +37,72 @@ if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
 
 ADDRESS_VARIABLES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
+SHIP = ("all", "code", "none")
+"""What a submission sends of gdsearch: the package and its pinned dependencies, the package
+only, or nothing (the cluster has it installed)."""
+DEPENDENCIES = ("filelock", "matplotlib", "numpy", "pandas", "pyarrow", "threadpoolctl")
+"""gdsearch's dependencies but Ray (the cluster runs its own), as pyproject.toml lists them."""
+RAY_NEEDED = "2.60.0"
+"""The Ray a cluster must run: the one pyproject.toml pins."""
+
+
+def entrypoint(job_file: str, results_dir: str) -> str:
+    """The command the cluster's driver runs: the same wherever gdsearch comes from (shipped in
+    the runtime environment or installed in the image), and the one the recipes in deploy/ use."""
+    return " ".join(
+        ["python", "-m", "gdsearch", "run", shlex.quote(job_file), "--results-dir",
+         shlex.quote(results_dir), "--no-progress"]
+    )  # fmt: skip
+
+
+def pinned_requirements() -> list[str]:
+    """gdsearch's dependencies pinned to the versions installed here, as pip requirements."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = [f"{name}=={version(name)}" for name in DEPENDENCIES]
+    try:
+        pins.append(f'tomli=={version("tomli")}; python_version < "3.11"')
+    except PackageNotFoundError:
+        pins.append('tomli>=2.0; python_version < "3.11"')
+    return pins
+
+
+def shipped_env(ship: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """The runtime environment a submission sends: ``extra`` (the user's) with gdsearch added as
+    ``ship`` says. A user's ``py_modules`` or ``pip`` list is kept alongside ours; an
+    environment of another kind (conda, uv, an image) is the user's to fill, with ship "none"."""
+    if ship not in SHIP:
+        raise InputError(f"--ship: one of {', '.join(SHIP)}, but got {ship!r}")
+    env = dict(extra)
+    if ship == "none":
+        return env
+    if ship == "all":
+        foreign = sorted(set(env) & {"uv", "conda", "image_uri", "container"})
+        if foreign:
+            raise InputError(
+                f"--runtime-env-json: {foreign[0]} is set, which decides what the nodes run; "
+                "install gdsearch's dependencies there and pass --ship code (or none)"
+            )
+        pip = env.get("pip", [])
+        if isinstance(pip, dict):
+            env["pip"] = {**pip, "packages": [*pinned_requirements(), *pip.get("packages", [])]}
+        elif isinstance(pip, list):
+            env["pip"] = [*pinned_requirements(), *pip]
+        else:
+            raise InputError(f"--runtime-env-json: pip must be a list or an object, got {pip!r}")
+    package = str(Path(__file__).resolve().parents[1])
+    env["py_modules"] = [package, *env.get("py_modules", [])]
+    return env
+
+
+def check_ray_version(client: JobSubmissionClient, target: str) -> None:
+    """Refuse, in one line, a cluster whose Ray is not the one gdsearch pins."""
+    running = getattr(client, "_server_ray_version", None)  # read by the client on connecting
+    if running and running != RAY_NEEDED:
+        raise InputError(
+            f"--address {target!r}: the cluster runs Ray {running}, but gdsearch needs Ray "
+            f"{RAY_NEEDED} on every node (and Python 3.10 or later)"
+        )
 
 
 def resolve_address(address: str | None) -> str:
@@ -111,6 +185,7 @@ def submit(
     runtime_env: dict[str, Any] | None = None,
     metadata: dict[str, str] | None = None,
     entrypoint_num_cpus: float | None = None,
+    ship: str = "all",
 ) -> str:
     """Submit a job file to the cluster; returns the submission id.
 
@@ -124,6 +199,7 @@ def submit(
             ``working_dir`` is the job and its data, so it may not set one.
         metadata: more metadata to record with the submission.
         entrypoint_num_cpus: CPUs reserved for the driver (Ray's default: none).
+        ship: what to send of gdsearch (:data:`SHIP`): "all" for a stock Ray cluster.
     """
     extra_env = dict(runtime_env or {})
     if "working_dir" in extra_env:
@@ -138,18 +214,16 @@ def submit(
             f"--results-dir: the cluster needs an absolute path on a shared volume or a URI "
             f"such as s3://bucket/prefix, but got {results_dir!r}"
         )
+    env = shipped_env(ship, extra_env)
     client = connect(address)
+    check_ray_version(client, resolve_address(address))
     with tempfile.TemporaryDirectory(prefix="gdsearch-submit-") as folder:
         job_file = _working_dir(spec, Path(folder))
-        entrypoint = " ".join(
-            ["gdsearch", "run", shlex.quote(job_file), "--results-dir", shlex.quote(results_dir),
-             "--no-progress"]
-        )  # fmt: skip
         with _reasons("submit"):
             given: str = client.submit_job(
-                entrypoint=entrypoint,
+                entrypoint=entrypoint(job_file, results_dir),
                 submission_id=submission_id,
-                runtime_env={**extra_env, "working_dir": folder},
+                runtime_env={**env, "working_dir": folder},
                 metadata={**(metadata or {}), "gdsearch_job": spec.name, "results": results_dir},
                 entrypoint_num_cpus=entrypoint_num_cpus,
             )
