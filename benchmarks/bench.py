@@ -114,6 +114,21 @@ def measure_gdsearch(job: str) -> dict[str, Any]:
     }
 
 
+def measure_run(job: str, executor: str) -> dict[str, Any]:
+    """`gdsearch run` as a user starts it: no Ray started beforehand, the executor chosen as
+    asked (``auto``: in this process for a small job)."""
+    import gdsearch
+    from gdsearch.search.driver import run_search
+
+    results = tempfile.mkdtemp(prefix="gdsearch-bench-")
+    t0 = time.perf_counter()
+    summary = run_search(job, results, show_progress=False, executor=executor)
+    elapsed = time.perf_counter() - t0
+    res = gdsearch.load_results(summary.path)
+    histories = {k: v.to_numpy() for k, v in res.history.groupby("trial_id")["sse"]}
+    return {**_in_process_result(histories, elapsed), "executor": summary.executor}
+
+
 def _trials_and_data(job: str) -> tuple[list[Any], Any, Any, Any]:
     from gdsearch.job.spec import load_job
 
@@ -449,9 +464,31 @@ def main() -> None:
             summary[label]["rows"] = rows
         _print_ratios(summary)
         _print_halving(summary["W1"]["gdsearch"], _median_run("gdsearch", W1_HALVING, args.runs))
+        _print_small(args.runs)
         rules = Path(folder) / "rules"
         rules.mkdir()
         _print_update_rules(rules, args.runs)
+
+
+SEED = REPO / "jobs" / "seed_sine.toml"
+
+
+def _print_small(runs: int) -> None:
+    """A small job end to end: `gdsearch run` as it chooses (in this process), forced onto an
+    embedded Ray, and its trials stacked in one process by hand; whole processes, imports in."""
+    print(f"\nA small job end to end ({SEED.name}: 13 trials x 20,000 epochs; median of {runs} "
+          "runs, whole processes)\n")  # fmt: skip
+    auto = _median_run("run", SEED, runs, "auto")
+    on_ray = _median_run("run", SEED, runs, "ray")
+    stacked = _median_run("stacked", SEED, runs)
+    assert auto["digest"] == on_ray["digest"] == stacked["digest"], "histories differ"
+    print("| how | wall s | run_search s | × stacked |")
+    print("|---|---:|---:|---:|")
+    for name, r in ((f"gdsearch run, --executor auto (chose {auto['executor']})", auto),
+                    ("gdsearch run, --executor ray", on_ray),
+                    ("its trials stacked in one process, no Ray", stacked)):  # fmt: skip
+        print(f"| {name} | {r['wall_s']:.2f} | {r['search_s']:.2f} | "
+              f"{r['wall_s'] / stacked['wall_s']:.2f} |")  # fmt: skip
 
 
 def _print_halving(full: dict[str, Any], halved: dict[str, Any]) -> None:
@@ -528,6 +565,8 @@ if __name__ == "__main__":
             out = measure_tune(
                 job, bool(int(sys.argv[4])), bool(int(sys.argv[5])), int(sys.argv[6])
             )
+        elif kind == "run":
+            out = measure_run(job, sys.argv[4])
         else:
             out = {"gdsearch": measure_gdsearch, "loop": measure_loop, "stacked": measure_stacked}[
                 kind

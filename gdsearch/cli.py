@@ -58,6 +58,7 @@ def _run(args: argparse.Namespace) -> int:
         wait=args.wait,
         break_lock=args.break_lock,
         num_cpus=args.num_cpus,
+        executor=args.executor,
     )
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     if args.json:
@@ -65,7 +66,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(
             f"{summary.path}: {summary.total} trials ({counts}); ran {summary.ran}, "
-            f"{summary.skipped} already stored; {summary.wall_s:.1f} s"
+            f"{summary.skipped} already stored; {summary.wall_s:.1f} s "
+            f"({'in this process' if summary.executor == 'local' else 'on Ray'})"
         )
     failed = summary.counts.get("failed", 0)
     if failed:
@@ -407,6 +409,14 @@ def _parser() -> argparse.ArgumentParser:
         "--num-cpus",
         type=_positive_int,
         help="cores of the embedded Ray (default: all; not with a cluster)",
+    )
+    run.add_argument(
+        "--executor",
+        choices=("auto", "local", "ray"),
+        default="auto",
+        help="where to train: local (in this process), ray, or auto (the default: in this "
+        "process when no cluster is named and the job is a few seconds of work, else on Ray); "
+        "the numbers are the same",
     )
     run.add_argument(
         "--fresh", action="store_true", help="delete stored results of this job first"

@@ -111,8 +111,8 @@ def test_status_exit_codes_tell_the_states_apart() -> None:
 @pytest.mark.ray
 def test_run_writes_under_gdsearch_results_and_caps_its_cpus(tmp_path: Path, ray_tmp: str) -> None:
     env = {"GDSEARCH_RESULTS": str(tmp_path), "RAY_TMPDIR": ray_tmp}
-    done = _gdsearch(["run", "jobs/seed_sine.toml", "--num-cpus", "1", "--no-progress", "--json"],
-                     env)  # fmt: skip
+    done = _gdsearch(["run", "jobs/seed_sine.toml", "--num-cpus", "1", "--no-progress", "--json",
+                      "--executor", "ray"], env)  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     summary = json.loads(done.stdout)
     assert summary["total"] == summary["ran"] == 13 and summary["counts"] == {

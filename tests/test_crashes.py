@@ -142,7 +142,7 @@ def test_driver_killed_then_run_again_equals_an_uninterrupted_run(
     last; then the same command once more, to the end."""
     results = tmp_path / "results"
     stored = results / "crashes"
-    args = ["run", str(job), "--results-dir", str(results), "--no-progress"]
+    args = ["run", str(job), "--results-dir", str(results), "--no-progress", "--executor", "ray"]
     counts = [0]
     for point in points:
         before = _parts(stored)

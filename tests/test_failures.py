@@ -123,6 +123,7 @@ def test_the_loop_records_a_raising_unit_as_failed_and_submits_a_lost_one_again(
     import ray
 
     from gdsearch.search.loop import RESUBMITS, execute
+    from gdsearch.search.remote import RayBackend
 
     spec = parse_job(JOB)
     X, Y = spec.load_data()
@@ -138,7 +139,7 @@ def test_the_loop_records_a_raising_unit_as_failed_and_submits_a_lost_one_again(
     for store in stores.values():
         store.prepare(JOB)
     raised = _OneStep(trials, ray.remote(raising).remote())
-    execute(raised, X, Y, stores["raised"], 2, show_progress=False)
+    execute(raised, RayBackend(X, Y, 2), stores["raised"], show_progress=False)
     [outcome] = raised.outcomes
     assert outcome.failed and outcome.rows is not None
     trials_table, history, _ = outcome.rows
@@ -150,7 +151,7 @@ def test_the_loop_records_a_raising_unit_as_failed_and_submits_a_lost_one_again(
     assert stores["raised"].status_counts() == {"failed": 3}
 
     lost = _OneStep(trials, ray.remote(max_retries=0)(crashing).remote())
-    execute(lost, X, Y, stores["lost"], 2, show_progress=False)
+    execute(lost, RayBackend(X, Y, 2), stores["lost"], show_progress=False)
     [outcome] = lost.outcomes  # one outcome: the resubmissions are the loop's own business
     assert outcome.failed and outcome.rows is not None
     trials_table, history, _ = outcome.rows

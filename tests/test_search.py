@@ -217,6 +217,8 @@ def test_cli_run_on_embedded_ray_then_show(tmp_path: Path, small_job: Path) -> N
             str(small_job),
             "--results-dir",
             str(results),
+            "--executor",
+            "ray",
         ],
         env=env,
         capture_output=True,

@@ -29,7 +29,7 @@ from gdsearch.job.spec import JobSpec
 from gdsearch.job.trial import Trial
 from gdsearch.model.analysis import TELLING, bracket, converged_above, refine
 from gdsearch.search.plain import PlainRun
-from gdsearch.search.plan import Ledger, Round
+from gdsearch.search.plan import Ledger, Round, Shape
 from gdsearch.search.policy import Outcome, Policy, Rows, Step
 from gdsearch.search.unit import UnitState
 
@@ -122,14 +122,21 @@ class BracketRounds(Policy):
     trials again, so those are left to the next run, which retries them.
     """
 
-    def __init__(self, spec: JobSpec, trials: Sequence[Trial], ledger: Ledger, cpus: int):
+    def __init__(
+        self,
+        spec: JobSpec,
+        trials: Sequence[Trial],
+        ledger: Ledger,
+        cpus: int,
+        shape: Shape | None = None,
+    ):
         assert spec.bracket is not None
-        self.spec, self.ledger, self.cpus = spec, ledger, cpus
+        self.spec, self.ledger, self.cpus, self.shape = spec, ledger, cpus, shape
         self.known = list(trials)
         self.past: list[Round] = []
         self.non_monotone: set[tuple[Any, ...]] = set()
         log.info("bracket round 0: %d trials", len(trials))
-        self.current = PlainRun(trials, ledger, cpus, index=0)
+        self.current = PlainRun(trials, ledger, cpus, index=0, shape=shape)
 
     def next_steps(self) -> list[Step]:
         assert self.spec.bracket is not None
@@ -149,7 +156,7 @@ class BracketRounds(Policy):
             self.known.extend(new)
             self.past.append(self.current.round)
             log.info("bracket round %d: %d trials", len(self.past), len(new))
-            self.current = PlainRun(new, self.ledger, self.cpus, index=len(self.past))
+            self.current = PlainRun(new, self.ledger, self.cpus, len(self.past), self.shape)
 
     def _say_non_monotone(self, statuses: Mapping[str, str]) -> None:
         """Warn once per group whose divergence turned out not monotone, and note it in the

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from typing import Any
-
-import ray
 
 from gdsearch.errors import InputError, RunError, one_line
 
@@ -22,6 +21,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
     (``gdsearch.model.population``), so workers need no runtime_env of their own, which would
     make Ray start fresh worker processes for us.
     """
+    import ray
+
     if ray.is_initialized():
         return False
     target = check_address(address, num_cpus)
@@ -73,8 +74,16 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
+def ray_running() -> bool:
+    """Whether this process has joined or started Ray already (without importing Ray)."""
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
 def cluster_facts() -> dict[str, Any]:
     """Ray's version, the cluster's CPUs and its live nodes, as the manifest records them."""
+    import ray
+
     nodes = [
         {
             "node_id": node["NodeID"],
@@ -88,4 +97,13 @@ def cluster_facts() -> dict[str, Any]:
         "ray_version": ray.__version__,
         "cpus": max(1, int(ray.cluster_resources().get("CPU", 1))),
         "nodes": nodes,
+    }
+
+
+def local_facts() -> dict[str, Any]:
+    """This process as the manifest records where a local run trained: one CPU, no Ray."""
+    return {
+        "ray_version": None,
+        "cpus": 1,
+        "nodes": [{"node_id": f"local:{socket.gethostname()}", "address": "", "cpus": 1}],
     }

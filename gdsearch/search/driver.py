@@ -1,4 +1,5 @@
-"""The search driver, a thin front: check a job, take the results lock, run its policy on Ray.
+"""The search driver, a thin front: check a job, take the results lock, run its policy on Ray
+or, for a small job, in this process.
 
 The driver is the single writer of a results directory, and holds its lock
 (:mod:`gdsearch.results.lock`) while it writes, so a second run there waits or is refused. It
@@ -11,25 +12,37 @@ the run; its trials are stored as ``failed`` with their error and tried again by
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ray
 
+from gdsearch.errors import InputError
 from gdsearch.job.spec import JobSpec, load_job
 from gdsearch.job.trial import Trial
 from gdsearch.results.lock import ResultsLock
 from gdsearch.results.manifest import check_compatible, new_manifest, now
 from gdsearch.results.store import ResultsStore, join
 from gdsearch.search.bracket import BracketRounds
-from gdsearch.search.connection import check_address, cluster_facts, connect
+from gdsearch.search.connection import check_address, local_facts, ray_running
 from gdsearch.search.halving import SuccessiveHalving
-from gdsearch.search.loop import execute
+from gdsearch.search.loop import Backend, LocalBackend, execute
 from gdsearch.search.plain import PlainRun
+from gdsearch.search.plan import Shape, plan_units, unit_seconds
 from gdsearch.search.policy import Policy
+
+log = logging.getLogger("gdsearch")
+
+EXECUTORS = ("auto", "local", "ray")
+"""Where a run trains: ``local`` in this process, ``ray`` on Ray, ``auto`` in this process
+when no cluster is named and the job is small (``LOCAL_BELOW_S``), else on Ray."""
+LOCAL_BELOW_S = 3.0
+"""``auto`` trains a job in this process when its modelled single-core time is below this:
+less than an embedded Ray takes to start (about 5 s on a laptop) before it trains anything."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,7 @@ class RunSummary:
     wall_s: float
     retried: int = 0
     first_error: str | None = None
+    executor: str = "ray"
 
 
 def run_search(
@@ -67,8 +81,9 @@ def run_search(
     wait: bool = False,
     break_lock: bool = False,
     num_cpus: int | None = None,
+    executor: str = "auto",
 ) -> RunSummary:
-    """Run a search job on Ray and store its results under ``results_root/NAME``.
+    """Run a search job and store its results under ``results_root/NAME``.
 
     Args:
         job: a checked :class:`JobSpec` or the path of a job file.
@@ -82,18 +97,25 @@ def run_search(
             refusing (see :mod:`gdsearch.results.lock`).
         break_lock: take over the result set's lock from a run on another host that is gone.
         num_cpus: cores of the embedded Ray (default: all); not with a cluster.
+        executor: ``"local"`` trains in this process, ``"ray"`` on Ray, ``"auto"`` (the
+            default) in this process where no cluster is named, Ray is not running here and
+            the job's modelled work is under ``LOCAL_BELOW_S`` seconds. Histories are the
+            same either way, bit for bit.
 
     Returns:
         A :class:`RunSummary`.
     """
     started = time.perf_counter()
     started_at = now()
-    if not ray.is_initialized():
+    if executor not in EXECUTORS:
+        raise InputError(f"--executor: one of {', '.join(EXECUTORS)}, but got {executor!r}")
+    if not ray_running():
         check_address(address, num_cpus)  # before anything is touched
     spec = job if isinstance(job, JobSpec) else load_job(job)
     store = ResultsStore(join(str(results_root), spec.name))
     X, Y = spec.load_data()  # a bad data file stops us before anything is touched
     trials = spec.trials()
+    choose_executor(executor, address, spec, trials, Shape.of(X, Y), check_only=True)
     compat = spec.compat_key(X, Y)
     check_compatible(store, compat, fresh)
     with ResultsLock(store, wait=wait, break_foreign=break_lock):
@@ -101,8 +123,36 @@ def run_search(
         return _run_locked(
             spec, store, X, Y, trials, compat,
             address=address, fresh=fresh, show_progress=show_progress,
-            started=started, started_at=started_at, num_cpus=num_cpus,
+            started=started, started_at=started_at, num_cpus=num_cpus, executor=executor,
         )  # fmt: skip
+
+
+def choose_executor(
+    executor: str,
+    address: str | None,
+    spec: JobSpec,
+    trials: list[Trial],
+    shape: Shape,
+    check_only: bool = False,
+) -> str:
+    """Where the run trains (see :data:`EXECUTORS`); ``check_only`` refuses a contradiction
+    before anything is touched and decides nothing yet."""
+    named = address or os.environ.get("RAY_ADDRESS")
+    if executor == "local" and named:
+        raise InputError(
+            f"--executor local: trains in this process, but a cluster is named ({named!r}); "
+            "drop one of them"
+        )
+    if executor != "auto" or check_only:
+        return executor
+    if named or ray_running():
+        return "ray"
+    rounds = 1 + (spec.bracket.rounds if spec.bracket is not None else 0)
+    seconds = rounds * sum(unit_seconds(u, shape) for u in plan_units(trials, 1, shape=shape))
+    chosen = "local" if seconds < LOCAL_BELOW_S else "ray"
+    log.info("about %.1f s of training on one core: running it %s", seconds,
+             "in this process" if chosen == "local" else "on Ray")  # fmt: skip
+    return chosen
 
 
 def _run_locked(
@@ -119,20 +169,33 @@ def _run_locked(
     started: float,
     started_at: str,
     num_cpus: int | None = None,
+    executor: str = "auto",
 ) -> RunSummary:
     """The run proper, under the lock."""
-    started_ray = connect(address, num_cpus)  # so is an address where no cluster answers
+    executor = choose_executor(executor, address, spec, trials, Shape.of(X, Y))
+    started_ray = False
     try:
+        if executor == "ray":
+            from gdsearch.search.connection import cluster_facts, connect
+            from gdsearch.search.remote import RayBackend
+
+            started_ray = connect(address, num_cpus)  # so is an address where none answers
+            cluster = cluster_facts()
+        else:
+            cluster = local_facts()
         if fresh:
             store.remove()
         store.prepare(spec.source)
         previous = store.read_manifest()
-        cluster = cluster_facts()
         manifest = new_manifest(spec, compat, previous, started_at, cluster, X, Y, len(trials))
+        manifest["executor"] = executor
         store.write_manifest({**manifest, "status": "running"})
         try:
-            policy = _policy(spec, trials, store, cluster["cpus"])
-            execute(policy, X, Y, store, cluster["cpus"], show_progress)
+            policy = _policy(spec, trials, store, cluster["cpus"], Shape.of(X, Y))
+            backend: Backend = (
+                RayBackend(X, Y, cluster["cpus"]) if executor == "ray" else LocalBackend(X, Y)
+            )
+            execute(policy, backend, store, show_progress)
         except BaseException:
             store.write_manifest(
                 {**manifest, "status": "interrupted", "counts": store.status_counts()}
@@ -140,6 +203,8 @@ def _run_locked(
             raise
     finally:
         if started_ray:
+            import ray
+
             ray.shutdown()
     counts = store.status_counts()
     wall = time.perf_counter() - started
@@ -147,7 +212,8 @@ def _run_locked(
     total = sum(r.trials for r in rounds)
     ran = sum(r.ran for r in rounds)
     run = {"started_at": started_at, "finished_at": now(), "wall_s": round(wall, 3),
-           "trials_run": ran, "units": sum(r.units for r in rounds)}  # fmt: skip
+           "trials_run": ran, "units": sum(r.units for r in rounds),
+           "executor": executor}  # fmt: skip
     manifest.update(
         runs=[*previous.get("runs", []), run],
         status="complete",
@@ -160,13 +226,16 @@ def _run_locked(
     store.write_manifest(manifest)
     retried = sum(r.retried for r in rounds)
     first_error = next((r.first_error for r in rounds if r.first_error), None)
-    return RunSummary(store.location, total, total - ran, ran, counts, wall, retried, first_error)
+    return RunSummary(store.location, total, total - ran, ran, counts, wall, retried, first_error,
+                      executor)  # fmt: skip
 
 
-def _policy(spec: JobSpec, trials: list[Trial], store: ResultsStore, cpus: int) -> Policy:
+def _policy(
+    spec: JobSpec, trials: list[Trial], store: ResultsStore, cpus: int, shape: Shape
+) -> Policy:
     """The job's policy: bracket rounds, successive halving, or the plain run."""
     if spec.bracket is not None:
-        return BracketRounds(spec, trials, store, cpus)
+        return BracketRounds(spec, trials, store, cpus, shape)
     if spec.halving is not None:
-        return SuccessiveHalving(spec, trials, store, cpus)
-    return PlainRun(trials, store, cpus)
+        return SuccessiveHalving(spec, trials, store, cpus, shape)
+    return PlainRun(trials, store, cpus, shape=shape)

@@ -44,7 +44,7 @@ from gdsearch.errors import RunError
 from gdsearch.job.spec import JobSpec
 from gdsearch.job.trial import Trial
 from gdsearch.model.population import rung_metric
-from gdsearch.search.plan import Ledger, Round, open_round
+from gdsearch.search.plan import Ledger, Round, Shape, open_round
 from gdsearch.search.policy import Outcome, Policy, Rows, Step
 from gdsearch.search.unit import UnitState, abandon_unit, failed_tables
 
@@ -120,12 +120,19 @@ class SuccessiveHalving(Policy):
     comparison group.
     """
 
-    def __init__(self, spec: JobSpec, trials: Sequence[Trial], ledger: Ledger, cpus: int):
+    def __init__(
+        self,
+        spec: JobSpec,
+        trials: Sequence[Trial],
+        ledger: Ledger,
+        cpus: int,
+        shape: Shape | None = None,
+    ):
         assert spec.halving is not None
         settings = spec.halving
         _warn_failed_not_retried(ledger, trials)
         self.round, units = open_round(0, trials, ledger, cpus, retry_failed=False,
-                                       apart=Trial.comparison_key)  # fmt: skip
+                                       apart=Trial.comparison_key, shape=shape)  # fmt: skip
         self.metric = settings.metric
         self.factor = settings.reduction_factor
         self.rung_epochs = settings.rungs(spec.train.epochs)

@@ -1,14 +1,17 @@
-"""The executor loop: the one place that submits work units to Ray and takes their results in.
+"""The executor loop: the one place that hands work units out and takes their results in.
 
 A *policy* says what to run and what a result means: the plain run (:mod:`.plain`), successive
-halving (:mod:`.halving`) and bracket rounds (:mod:`.bracket`) are policies. The loop does the
-rest, the same way for all of them: it keeps at most ``IN_FLIGHT_PER_CPU`` tasks per CPU in
-flight, commits each task's finished trials as one Parquet part as soon as it arrives (so it never
-holds all histories), moves the progress bar, and applies the failure policy.
+halving (:mod:`.halving`) and bracket rounds (:mod:`.bracket`) are policies. A *backend* runs a
+step: on Ray (:class:`gdsearch.search.remote.RayBackend`, the only code that submits to Ray) or
+in this process (:class:`LocalBackend`, for jobs too small to wait for Ray's start-up), with
+the same unit code and so the same numbers. The loop does the rest, the same way for all of
+them: it keeps at most the backend's ``slots`` steps in flight, commits each step's finished
+trials as one Parquet part as soon as it arrives (so it never holds all histories), moves the
+progress bar, and applies the failure policy.
 
 Failure policy: nothing a unit does ends the run. Ray runs a task again when its worker or node
 dies (``remote.TASK_RETRIES``); if that is not enough, the loop submits it afresh up to
-``RESUBMITS`` times. A task that raised, or was lost that often, is given up: the policy says
+``RESUBMITS`` times. A step that raised, or was lost that often, is given up: the policy says
 what to store for its trials (``Policy.give_up``), and the run goes on.
 
 The interface is :class:`~gdsearch.search.policy.Policy`.
@@ -16,56 +19,107 @@ The interface is :class:`~gdsearch.search.policy.Policy`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import socket
 from collections import deque
-from typing import cast
+from collections.abc import Hashable
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import ray
 
-from gdsearch.errors import RunError, one_line
+from gdsearch.errors import one_line
 from gdsearch.results.store import ResultsStore
-from gdsearch.search.policy import Outcome, Policy, Step
+from gdsearch.search.policy import Outcome, Policy, Rows, Step
 from gdsearch.search.progress import Progress
-from gdsearch.search.remote import unit_task
+from gdsearch.search.unit import UnitState, advance_unit, start_unit
 
 log = logging.getLogger("gdsearch")
 
-IN_FLIGHT_PER_CPU = 2
 RESUBMITS = 2
-"""How often the loop submits a step again after Ray's own retries ended in a lost worker,
-node or object."""
-LOST = (
-    ray.exceptions.WorkerCrashedError,
-    ray.exceptions.NodeDiedError,
-    ray.exceptions.ObjectLostError,
-    ray.exceptions.OutOfMemoryError,
-)
+"""How often the loop submits a step again after its backend's own retries ended in a lost
+worker, node or object."""
 
 
-def execute(
-    policy: Policy,
-    X: np.ndarray,
-    Y: np.ndarray,
-    store: ResultsStore,
-    cpus: int,
-    show_progress: bool,
-) -> None:
-    """Run a policy's steps on Ray until it has none left, storing every finished trial."""
-    data = ray.put((X, Y))
+class Lost(Exception):
+    """A step's worker, node or result was lost: it may be submitted again."""
+
+
+class StepFailed(Exception):
+    """A step raised: it is given up."""
+
+
+class Backend(Protocol):
+    """Where steps run."""
+
+    name: str
+    slots: int
+    """Steps in flight at most."""
+
+    def submit(self, step: Step, metric: str) -> Hashable:
+        """Start a step; returns its key."""
+
+    def next_done(self, keys: list[Hashable]) -> Hashable:
+        """The key of a finished step among ``keys``, waiting for one if need be."""
+
+    def result(self, key: Hashable) -> tuple[Rows | None, dict[str, float], Any]:
+        """A finished step's rows, metrics and state handle; raises :class:`Lost` or
+        :class:`StepFailed`."""
+
+    def state(self, handle: Any) -> UnitState | None:
+        """The unit state a handle names, or None where it cannot be had."""
+
+    def cancel(self, keys: list[Hashable]) -> None:
+        """Stop steps still in flight (after an error or an interrupt)."""
+
+
+class LocalBackend:
+    """Steps trained one at a time in this process, as a Ray task would train them."""
+
+    name = "local"
+    slots = 1
+
+    def __init__(self, X: np.ndarray, Y: np.ndarray):
+        self.X, self.Y = X, Y
+        self.node = f"local:{socket.gethostname()}"
+        self.finished: dict[int, tuple[Rows | None, dict[str, float], Any] | StepFailed] = {}
+
+    def submit(self, step: Step, metric: str) -> Hashable:
+        key = len(self.finished)
+        try:
+            state = step.state if step.state is not None else start_unit(self.X, self.Y,
+                                                                          step.trials)  # fmt: skip
+            rows, metrics, state = advance_unit(self.X, self.Y, state, step.until, step.prune,
+                                                metric, self.node)  # fmt: skip
+            self.finished[key] = (rows, metrics, state if step.carry else None)
+        except Exception as exc:  # as a Ray task that raised: the step is given up
+            self.finished[key] = StepFailed(one_line(exc, last_line=True))
+        return key
+
+    def next_done(self, keys: list[Hashable]) -> Hashable:
+        return keys[0]
+
+    def result(self, key: Hashable) -> tuple[Rows | None, dict[str, float], Any]:
+        done = self.finished.pop(key)  # type: ignore[call-overload]
+        if isinstance(done, StepFailed):
+            raise done
+        return done
+
+    def state(self, handle: Any) -> UnitState | None:
+        """The state as the failed step left it: a step trains a local state in place."""
+        return handle if isinstance(handle, UnitState) else None
+
+    def cancel(self, keys: list[Hashable]) -> None:
+        for key in keys:
+            self.finished.pop(key, None)  # type: ignore[call-overload]
+
+
+def execute(policy: Policy, backend: Backend, store: ResultsStore, show_progress: bool) -> None:
+    """Run a policy's steps on a backend until it has none left, storing every finished trial."""
     progress: Progress | None = None
     queue: deque[tuple[Step, int]] = deque()  # a step and how often it was resubmitted
-    in_flight: dict[ray.ObjectRef, tuple[Step, int, ray.ObjectRef, ray.ObjectRef]] = {}
-
-    def submit(step: Step, resubmissions: int) -> None:
-        refs = unit_task.remote(data, step.state if step.state is not None else step.trials,
-                                step.until, step.prune, policy.metric, step.carry)  # fmt: skip
-        rows, metrics, state = cast(list[ray.ObjectRef], refs)
-        in_flight[rows] = (step, resubmissions, metrics, state)
-
+    in_flight: dict[Hashable, tuple[Step, int]] = {}
     try:
         while True:
             queue.extend((step, 0) for step in policy.next_steps())
@@ -73,45 +127,41 @@ def execute(
                 progress.total = policy.planned()
             elif show_progress and policy.planned():
                 progress = Progress(policy.planned())
-            while queue and len(in_flight) < IN_FLIGHT_PER_CPU * cpus:
-                submit(*queue.popleft())
+            while queue and len(in_flight) < backend.slots:
+                step, resubmissions = queue.popleft()
+                in_flight[backend.submit(step, policy.metric)] = (step, resubmissions)
             if not in_flight:
                 break
-            (done,), _ = ray.wait(list(in_flight), num_returns=1)
-            step, resubmissions, metrics_ref, state_ref = in_flight.pop(done)
+            done = backend.next_done(list(in_flight))
+            step, resubmissions = in_flight.pop(done)
             try:
-                outcome = Outcome(ray.get(done), ray.get(metrics_ref), state_ref)
-            except (*LOST, ray.exceptions.RayTaskError) as exc:
-                if isinstance(exc, LOST) and resubmissions < RESUBMITS:
-                    log.warning("a work unit was lost (%s); submitting it again",
-                                one_line(exc, last_line=True))  # fmt: skip
+                rows, metrics, state = backend.result(done)
+                outcome = Outcome(rows, metrics, state)
+            except Lost as exc:
+                if resubmissions < RESUBMITS:
+                    log.warning("a work unit was lost (%s); submitting it again", exc)
                     queue.appendleft((step, resubmissions + 1))
                     continue
-                outcome = _given_up(policy, step, exc, resubmissions)
-            except ray.exceptions.RayError as exc:
-                raise RunError(f"a work unit failed: {one_line(exc, last_line=True)}") from exc
+                outcome = _given_up(
+                    policy, backend, step, f"lost {resubmissions + 1} times: {exc}"
+                )
+            except StepFailed as exc:
+                outcome = _given_up(policy, backend, step, str(exc))
             if outcome.rows is not None:
                 store.write_part(*outcome.rows)
                 _count(policy, progress, outcome.rows[0])
             policy.on_result(step, outcome)
         policy.check_finished()
     finally:
-        for ref in in_flight:  # after an error or an interrupt
-            ray.cancel(ref, force=True)
+        backend.cancel(list(in_flight))
         if progress:
             progress.close()
 
 
-def _given_up(policy: Policy, step: Step, exc: Exception, resubmissions: int) -> Outcome:
+def _given_up(policy: Policy, backend: Backend, step: Step, reason: str) -> Outcome:
     """The outcome of a step that raised, or was lost more often than ``RESUBMITS``."""
-    reason = one_line(exc, last_line=True)
-    if isinstance(exc, LOST):
-        reason = f"lost {resubmissions + 1} times: {reason}"
     log.warning("a work unit failed: %s", reason)
-    state = None
-    if step.state is not None:
-        with contextlib.suppress(ray.exceptions.RayError):  # the state may be gone too
-            state = ray.get(step.state)
+    state = backend.state(step.state) if step.state is not None else None
     return Outcome(policy.give_up(step, reason, state), {}, failed=True)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gdsearch.job.trial import Trial
-from gdsearch.search.plan import Ledger, Round, open_round
+from gdsearch.search.plan import Ledger, Round, Shape, open_round
 from gdsearch.search.policy import Outcome, Policy, Rows, Step
 from gdsearch.search.unit import UnitState, failed_tables
 
@@ -14,8 +14,15 @@ class PlainRun(Policy):
     """Train each planned unit once, to the job's epochs; a unit given up stores its trials
     as failed (the next run of the job trains them again)."""
 
-    def __init__(self, trials: Sequence[Trial], ledger: Ledger, cpus: int, index: int = 0):
-        self.round, units = open_round(index, trials, ledger, cpus)
+    def __init__(
+        self,
+        trials: Sequence[Trial],
+        ledger: Ledger,
+        cpus: int,
+        index: int = 0,
+        shape: Shape | None = None,
+    ):
+        self.round, units = open_round(index, trials, ledger, cpus, shape=shape)
         self.steps = [
             Step(unit=i, trials=unit, until=unit[0].train.epochs) for i, unit in enumerate(units)
         ]

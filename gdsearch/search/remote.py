@@ -1,4 +1,5 @@
-"""The Ray task that carries one work unit on.
+"""The Ray task that carries one work unit on, and the executor loop's Ray backend: the only
+code that submits work to Ray.
 
 Kept apart from the driver so that a Ray worker, which imports this module to run the task,
 loads only the training code (numpy, pyarrow, gdsearch's maths), not the driver's.
@@ -6,13 +7,18 @@ loads only the training code (numpy, pyarrow, gdsearch's maths), not the driver'
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Final
+from collections.abc import Hashable
+from typing import Any, Final, cast
 
 import numpy as np
 import ray
 
+from gdsearch.errors import RunError, one_line
 from gdsearch.job.trial import Trial
+from gdsearch.search.loop import Lost, StepFailed
+from gdsearch.search.policy import Rows, Step
 from gdsearch.search.unit import Part, UnitState, advance_unit, start_unit
 
 TASK_RETRIES = 3
@@ -20,6 +26,13 @@ TASK_RETRIES = 3
 PLACEMENT: Final = "SPREAD"
 """Units are spread over the cluster's nodes, not packed onto the first node with a free
 worker: a node whose workers are still starting gets its share instead of none."""
+IN_FLIGHT_PER_CPU = 2
+LOST = (
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.OutOfMemoryError,
+)
 
 
 @ray.remote(num_cpus=1, max_retries=TASK_RETRIES, num_returns=3, scheduling_strategy=PLACEMENT)
@@ -44,3 +57,49 @@ def unit_task(
     node = ray.get_runtime_context().get_node_id()
     rows, metrics, state = advance_unit(X, Y, state, until, prune, metric, node)
     return rows, metrics, state if carry else None
+
+
+class RayBackend:
+    """Steps as Ray tasks on the cluster this process has joined, ``IN_FLIGHT_PER_CPU`` per
+    CPU in flight; the data goes to the object store once."""
+
+    name = "ray"
+
+    def __init__(self, X: np.ndarray, Y: np.ndarray, cpus: int):
+        self.data = ray.put((X, Y))
+        self.slots = IN_FLIGHT_PER_CPU * cpus
+        self.refs: dict[ray.ObjectRef, tuple[ray.ObjectRef, ray.ObjectRef]] = {}
+
+    def submit(self, step: Step, metric: str) -> Hashable:
+        refs = unit_task.remote(self.data, step.state if step.state is not None else step.trials,
+                                step.until, step.prune, metric, step.carry)  # fmt: skip
+        rows, metrics, state = cast(list[ray.ObjectRef], refs)
+        self.refs[rows] = (metrics, state)
+        return rows
+
+    def next_done(self, keys: list[Hashable]) -> Hashable:
+        (done,), _ = ray.wait(cast(list[ray.ObjectRef], keys), num_returns=1)
+        return done
+
+    def result(self, key: Hashable) -> tuple[Rows | None, dict[str, float], Any]:
+        rows = cast(ray.ObjectRef, key)
+        metrics, state = self.refs.pop(rows)
+        try:
+            return ray.get(rows), ray.get(metrics), state
+        except LOST as exc:
+            raise Lost(one_line(exc, last_line=True)) from exc
+        except ray.exceptions.RayTaskError as exc:
+            raise StepFailed(one_line(exc, last_line=True)) from exc
+        except ray.exceptions.RayError as exc:
+            raise RunError(f"a work unit failed: {one_line(exc, last_line=True)}") from exc
+
+    def state(self, handle: Any) -> UnitState | None:
+        """The state before the step: Ray's copy is read-only, so the step did not move it."""
+        with contextlib.suppress(ray.exceptions.RayError):  # the state may be gone too
+            found: UnitState = ray.get(handle)
+            return found
+        return None
+
+    def cancel(self, keys: list[Hashable]) -> None:
+        for key in keys:
+            ray.cancel(cast(ray.ObjectRef, key), force=True)
