@@ -164,13 +164,13 @@ def measure_loop(job: str) -> dict[str, Any]:
 
 def measure_stacked(job: str) -> dict[str, Any]:
     """Every trial in one process as gdsearch's work units train them, without Ray."""
-    from gdsearch.search.plan import plan_units
+    from gdsearch.search.plan import Shape, plan_units
     from gdsearch.search.unit import train_unit
 
     trials, X, Y, _ = _trials_and_data(job)
     t0 = time.perf_counter()
     histories: dict[str, Any] = {}
-    for unit in plan_units(trials, 1):
+    for unit in plan_units(trials, 1, shape=Shape.of(X, Y)):
         _, history, _ = train_unit(X, Y, unit)
         frame = history.to_pandas()
         histories.update({k: v.to_numpy() for k, v in frame.groupby("trial_id")["sse"]})
