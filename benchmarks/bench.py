@@ -465,12 +465,60 @@ def main() -> None:
         _print_ratios(summary)
         _print_halving(summary["W1"]["gdsearch"], _median_run("gdsearch", W1_HALVING, args.runs))
         _print_small(args.runs)
+        _print_compaction(Path(folder), args.runs)
         rules = Path(folder) / "rules"
         rules.mkdir()
         _print_update_rules(rules, args.runs)
 
 
 SEED = REPO / "jobs" / "seed_sine.toml"
+
+
+def _print_compaction(folder: Path, runs: int) -> None:
+    """Reading a result set of many small parts (one per trial, as a long run of one-trial units
+    or many resumes leave it) before and after `gdsearch compact`."""
+    import pandas as pd
+    import pyarrow.compute as pc
+
+    import gdsearch
+    from gdsearch.results.compact import compact_results
+    from gdsearch.results.store import ResultsStore
+
+    summary = gdsearch.run_search(W1, folder / "compaction", show_progress=False,
+                                  executor="local")  # fmt: skip
+    whole = ResultsStore(summary.path)
+    trials, history = whole.read_table("trials"), whole.read_table("history")
+    many = ResultsStore(folder / "many" / "w1")
+    many.prepare(W1.read_text())
+    many.write_manifest(whole.read_manifest())
+    for trial_id in trials.column("trial_id").to_pylist():
+        mine = pc.equal(trials.column("trial_id"), trial_id)
+        rows = pc.equal(history.column("trial_id"), trial_id)
+        many.write_part(trials.filter(mine), history.filter(rows))
+
+    def timed(read: Any) -> float:
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            read()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    location = folder / "many" / "w1"
+    rows = []
+    for when in ("256 parts, one per trial", "after gdsearch compact"):
+        if when.startswith("after"):
+            compact_results(location)
+        parts = len(many.parts("trials"))
+        loaded = timed(lambda: gdsearch.load_results(location))
+        plain = timed(lambda: pd.read_parquet(location / "history"))
+        rows.append((when, parts, loaded, plain))
+    print(f"\nReading W1 ({history.num_rows:,} history rows) from many parts and compacted "
+          f"(median of {runs} reads)\n")  # fmt: skip
+    print("| result set | parts | load_results s | pandas.read_parquet(history) s | × first |")
+    print("|---|---:|---:|---:|---:|")
+    for when, parts, loaded, plain in rows:
+        print(f"| {when} | {parts} | {loaded:.2f} | {plain:.2f} | {loaded / rows[0][2]:.2f} |")
 
 
 def _print_small(runs: int) -> None:

@@ -123,6 +123,21 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compact(args: argparse.Namespace) -> int:
+    from gdsearch.results.compact import compact_results
+
+    report = compact_results(args.results, target_rows=args.target_rows, wait=args.wait)
+    if args.json:
+        _print_json(dataclasses.asdict(report))
+        return 0
+    settled = f"; settled {report.settled} files of an interrupted compaction" * bool(
+        report.settled
+    )
+    print(f"{report.location}: {report.parts_before} parts -> {report.parts_after} "
+          f"({report.history_rows:,} history rows){settled}")  # fmt: skip
+    return 0
+
+
 def _repair(args: argparse.Namespace) -> int:
     from gdsearch.results.repair import repair_results
 
@@ -446,6 +461,25 @@ def _parser() -> argparse.ArgumentParser:
     repair.add_argument("results", help="a results directory or URI, e.g. results/seed-sine")
     repair.add_argument("--dry-run", action="store_true", help="report, drop nothing")
     repair.set_defaults(handler=_repair)
+
+    compact = commands.add_parser(
+        "compact",
+        help="merge a result set's many small parts into few large ones",
+        description="Merge the Parquet parts of a result set (one per work unit, many after a "
+        "long run or many resumes) into parts of about TARGET_ROWS history rows, sorted by "
+        "trial and epoch, so that loading opens few files. Safe against a kill at any point: "
+        "the next run, compaction or repair settles an interrupted one.",
+    )
+    compact.add_argument("results", help="a results directory or URI, e.g. results/seed-sine")
+    compact.add_argument(
+        "--target-rows",
+        type=_positive_int,
+        default=4_000_000,
+        help="history rows of a compacted part at most (default: 4,000,000)",
+    )
+    compact.add_argument("--wait", action="store_true", help="wait for a run writing there")
+    _json_flag(compact)
+    compact.set_defaults(handler=_compact)
 
     validate = commands.add_parser(
         "validate",

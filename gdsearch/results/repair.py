@@ -8,7 +8,10 @@ there and whole. :func:`repair_results` reads every part
 - files left under a temporary name by a write that never finished,
 - parts that cannot be read whole, together with their partners,
 - parts whose trials or history partner is missing, and pairs whose two parts name different
-  trials.
+  trials;
+
+and first settles a compaction that was killed (:mod:`gdsearch.results.compact`): the parts it
+replaced go if its part was committed, else its own unfinished files.
 
 The next ``gdsearch run`` of the job then trains exactly the trials of the dropped parts.
 """
@@ -82,7 +85,8 @@ def repair_results(location: str | Path, *, dry_run: bool = False) -> RepairRepo
         dropped = _damage(store)
         return _report(store, dropped, dry_run, _stored_after(store, dropped))
     with ResultsLock(store, break_foreign=True):
-        dropped = _damage(store)
+        settled = [Dropped(path, reason) for path, reason in store.settle_compaction()]
+        dropped = settled + _damage(store)
         for item in dropped:
             store.delete(item.path)
         if dropped and store.exists():

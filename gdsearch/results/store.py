@@ -54,6 +54,11 @@ from gdsearch.results.schema import (
 
 MANIFEST = "manifest.json"
 JOB_COPY = "job.toml"
+COMPACTION = "compaction.json"
+"""The journal of a compaction under way: the part it writes and the parts that part replaces."""
+COMPACTION_FAULT = "GDSEARCH_FAULT_COMPACTION_STEP"
+"""Fault injection for tests: the process exits (as if killed) right after this step of a
+compaction (1: journal written, 2: history written, 3: trials written, 4: old parts deleted)."""
 LOCK = ".lock"
 ALIVE = ".lock.alive"  # the OS lock a live writer holds (gdsearch.results.lock)
 TEMPORARY_PREFIX = ".tmp-"
@@ -167,9 +172,11 @@ class ResultsStore:
         return self._info(f"{self.root}/{MANIFEST}").type != pafs.FileType.NotFound
 
     def prepare(self, job_text: str) -> None:
-        """Create the layout, drop leftovers of an interrupted run, and save the job file."""
+        """Create the layout, drop leftovers of an interrupted run or compaction, and save the
+        job file."""
         for directory in (self.trials_dir, self.history_dir):
             self.fs.create_dir(directory, recursive=True)
+        self.settle_compaction()
         committed = {name for name in self._parts(self.trials_dir)}
         for kind in KINDS:
             for info in self._listing(self.directory(kind)):
@@ -261,7 +268,7 @@ class ResultsStore:
             ResultsError: a part cannot be read whole; the message names it and the remedy.
         """
         schema = SCHEMAS[kind]
-        tables = [self._read_checked(kind, name, columns) for name in self.parts(kind)]
+        tables = [self._read_checked(kind, name, columns) for name in self.committed(kind)]
         if not tables:
             return schema.empty_table().select(columns or schema.names)
         return pa.concat_tables(tables)
@@ -272,8 +279,106 @@ class ResultsStore:
                 "sharpness": self.sharpness_dir}[kind]  # fmt: skip
 
     def parts(self, kind: str) -> list[str]:
-        """The names of the parts of a dataset, sorted."""
+        """The names of the parts of a dataset, sorted: every file, committed or not."""
         return self._parts(self.directory(kind))
+
+    def committed(self, kind: str) -> list[str]:
+        """The parts of a dataset that readers see, sorted: trials parts (but those a finished
+        compaction replaced and has not deleted yet), and the partners of those alone (not a
+        partner left by a write that did not finish, nor one a compaction is writing)."""
+        trials = set(self._parts(self.trials_dir)) - self._replaced()
+        if kind == "trials":
+            return sorted(trials)
+        return sorted(set(self.parts(kind)) & trials)
+
+    # --- compaction: many parts into one, safe against a kill at any point ------------------
+
+    def _journal(self) -> dict[str, Any] | None:
+        path = f"{self.root}/{COMPACTION}"
+        if self._info(path).type == pafs.FileType.NotFound:
+            return None
+        try:
+            with self.fs.open_input_stream(path) as stream:
+                journal: dict[str, Any] = json.loads(stream.read())
+        except (OSError, ValueError) as exc:
+            raise ResultsError(
+                f"{path}: cannot be read ({one_line(exc)}); `gdsearch repair "
+                f"{self.location}` settles the compaction it journals"
+            ) from None
+        return journal
+
+    def _replaced(self) -> set[str]:
+        """The parts a compaction replaced: its journal names them, and its part is committed."""
+        journal = self._journal()
+        if journal and self._info(f"{self.trials_dir}/{journal['new']}").type == (
+            pafs.FileType.File
+        ):
+            return set(journal["old"])
+        return set()
+
+    def compact(self, names: list[str], row_group_rows: int) -> str:
+        """Replace the committed parts ``names`` by one part holding all their rows, sorted by
+        trial and epoch, in row groups of ``row_group_rows``; returns its name.
+
+        Journal first (the new part and the parts it replaces), then the new part's history
+        and sharpness, then its trials (the commit: from here readers see it instead of the
+        old ones), then the old parts, trials first, then the journal. A kill at any point
+        leaves either the old parts or the new one visible, never both, and
+        :meth:`settle_compaction` (at the next run, compaction or repair) finishes or undoes it.
+        """
+        new = f"part-{uuid.uuid4().hex}.parquet"
+        present = {kind: set(self.parts(kind)) for kind in KINDS}
+        tables = {kind: [self._read_checked(kind, n) for n in names if n in present[kind]]
+                  for kind in KINDS}  # fmt: skip
+        self._write_bytes(
+            f"{self.root}/{COMPACTION}", json.dumps({"new": new, "old": names}).encode()
+        )
+        _fault(1)
+        for kind in PARTNERS:
+            if tables[kind]:
+                order = [("trial_id", "ascending"), ("epoch", "ascending")]
+                merged = pa.concat_tables(tables[kind]).sort_by(order)
+                self._write_table(merged, f"{self.directory(kind)}/{new}", row_group_rows)
+        _fault(2)
+        trials = pa.concat_tables(tables["trials"]).sort_by("trial_id")
+        self._write_table(trials, f"{self.trials_dir}/{new}", row_group_rows)
+        _fault(3)
+        self._drop_parts(names)
+        _fault(4)
+        self.delete(f"{self.root}/{COMPACTION}")
+        return new
+
+    def settle_compaction(self) -> list[tuple[str, str]]:
+        """Finish a compaction that was killed after its part was committed, or undo one killed
+        before; returns each file deleted and why."""
+        journal = self._journal()
+        if journal is None:
+            return []
+        new, old = journal["new"], list(journal["old"])
+        done: list[tuple[str, str]] = []
+        if self._info(f"{self.trials_dir}/{new}").type == pafs.FileType.File:
+            reason = f"replaced by the compacted part {new}"
+            present = {kind: set(self.parts(kind)) for kind in KINDS}
+            done = [(f"{self.directory(k)}/{n}", reason) for k in KINDS for n in old
+                    if n in present[k]]  # fmt: skip
+            self._drop_parts(old)
+        else:
+            reason = "written by a compaction that did not finish"
+            for kind in PARTNERS:
+                path = f"{self.directory(kind)}/{new}"
+                if self._info(path).type != pafs.FileType.NotFound:
+                    done.append((path, reason))
+                    self.delete(path)
+        finished = "finished" if reason.startswith("replaced") else "did not finish"
+        done.append((f"{self.root}/{COMPACTION}", f"the journal of a compaction that {finished}"))
+        self.delete(f"{self.root}/{COMPACTION}")
+        return done
+
+    def _drop_parts(self, names: list[str]) -> None:
+        """Delete parts, each trials part before its partners."""
+        for kind in ("trials", *PARTNERS):
+            for name in names:
+                self.delete(f"{self.directory(kind)}/{name}")
 
     def read_part(self, kind: str, name: str, columns: list[str] | None = None) -> pa.Table:
         """One part, every page checked against its checksum (if it was written with one)."""
@@ -289,7 +394,7 @@ class ResultsStore:
         """The committed rows of a dataset that match ``where``, one part at a
         time, so that only the matching rows are ever held together."""
         schema = SCHEMAS[kind]
-        tables = [self._read_checked(kind, name).filter(where) for name in self.parts(kind)]
+        tables = [self._read_checked(kind, name).filter(where) for name in self.committed(kind)]
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
     def _read_checked(self, kind: str, name: str, columns: list[str] | None = None) -> pa.Table:
@@ -366,8 +471,11 @@ class ResultsStore:
     def _write_bytes(self, path: str, data: bytes) -> None:
         self._write(path, lambda stream: stream.write(data))
 
-    def _write_table(self, table: pa.Table, path: str) -> None:
-        self._write(path, lambda stream: pq.write_table(table, stream, write_page_checksum=True))
+    def _write_table(self, table: pa.Table, path: str, row_group_rows: int | None = None) -> None:
+        def fill(stream: Any) -> None:
+            pq.write_table(table, stream, write_page_checksum=True, row_group_size=row_group_rows)
+
+        self._write(path, fill)
 
     def _write(self, path: str, fill: Callable[[Any], object]) -> None:
         """Write one file whole or not at all; a failure (a full disk, say) is a RunError
@@ -387,6 +495,11 @@ class ResultsStore:
             if tmp and os.path.exists(tmp):
                 os.unlink(tmp)
             raise RunError(f"{path}: cannot be written: {one_line(exc)}") from None
+
+
+def _fault(step: int) -> None:
+    if os.environ.get(COMPACTION_FAULT) == str(step):
+        os._exit(9)  # as a SIGKILL would leave it: no cleanup, no flush
 
 
 def _temporary(path: str) -> str:

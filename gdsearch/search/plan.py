@@ -32,7 +32,7 @@ WAVES_PER_CPU = 8
 """Units per CPU that a plan aims for, so a slow unit at the end leaves few CPUs idle."""
 STEP_OVERHEAD_S = 25e-6
 """numpy's fixed cost of one training step of a population, whatever its size."""
-OP_S = 2e-9
+OP_S = 0.6e-9
 """The cost of one multiply-add (or elementwise op) of a trial's forward and backward pass."""
 STACK_FACTOR = 4
 """A unit holds at least this many times a step's fixed cost in work per step."""
