@@ -200,9 +200,32 @@ def _report(args: argparse.Namespace) -> int:
         raise InputError(
             f"-o: needed for a report of {args.results!r}, which is not a local folder"
         )
+    if args.interactive:
+        from gdsearch.report.interactive import plotly, write_interactive
+
+        plotly()  # a one-line error before anything is loaded, if Plotly is missing
+        out = Path(args.output or Path(args.results) / "report-interactive.html")
+        print(write_interactive(load_results(args.results), out))
+        return 0
     out = Path(args.output or Path(args.results) / f"report.{args.format}")
     written = build(load_results(args.results), out, args.format)
     print(written)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gdsearch.report.live import serve
+
+    server = serve(args.results, args.host, args.port)
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    print(f"gdsearch: the live view of {args.results} is at http://{host}:{port}/ "
+          "(Ctrl-C stops it)", flush=True)  # fmt: skip
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 
@@ -513,7 +536,27 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("results", help="a results directory or URI")
     report.add_argument("--format", choices=["html", "md"], default="html")
     report.add_argument("-o", "--output", help="the report file (default: RESULTS/report.FORMAT)")
+    report.add_argument(
+        "--interactive",
+        action="store_true",
+        help="write one self-contained HTML file of interactive charts instead (hover, zoom, "
+        "log/linear, parallel coordinates; default: RESULTS/report-interactive.html); needs "
+        "gdsearch[interactive]",
+    )
     report.set_defaults(handler=_report)
+
+    live = commands.add_parser(
+        "serve",
+        help="a live view of a result set in the browser, updated as a run writes",
+        description="Serve a page on this machine that shows a result set as it grows: trials "
+        "done, diverged and failed so far, the SSE curves and the final SSE against learning "
+        "rate. It reads the stored Parquet parts, never the workers, so it follows a run "
+        "that writes, is killed and resumes. Needs gdsearch[interactive].",
+    )
+    live.add_argument("results", help="a results directory or URI, e.g. results/moons-lr-init")
+    live.add_argument("--port", type=int, default=8787, help="0 takes a free port (default 8787)")
+    live.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (the default) or ::1")
+    live.set_defaults(handler=_serve)
 
     comparison = commands.add_parser(
         "compare",

@@ -1,0 +1,199 @@
+"""A live view of a result set: a page on 127.0.0.1 that follows a search while it runs.
+
+``gdsearch serve RESULTS`` serves one page that asks for the state every second and redraws:
+trials done of the job's total, diverged and failed so far, the run's status, the SSE curves and
+the U-curve so far (the charts of :mod:`gdsearch.report.interactive`). It reads the committed
+Parquet parts, as :func:`gdsearch.load_results` does, and never talks to the workers: a part,
+once committed, never changes, so each is read once (its history thinned for drawing) and kept;
+a part that goes (a compaction, a repair, a fresh start) is dropped. So the page keeps working
+while a run writes, after it is killed, and when it resumes, and costs the run nothing.
+
+Plotly's JavaScript is served from the installed package: the page fetches nothing beyond the
+server it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pandas as pd
+import pyarrow as pa
+
+from gdsearch.errors import GdsearchError, InputError, one_line
+from gdsearch.report.interactive import curves_figure, epochs_to_draw, plotly, plotly_js
+from gdsearch.report.interactive import ucurve_figure as ucurve
+from gdsearch.results.schema import fill_implied
+from gdsearch.results.store import ResultsStore
+
+log = logging.getLogger("gdsearch")
+
+POLL_MS = 1000
+"""How often the page asks for the state."""
+
+
+class LiveState:
+    """The state of a result set as the page shows it, from the parts committed so far."""
+
+    def __init__(self, location: str) -> None:
+        self.store = ResultsStore(location)
+        self.parts: dict[str, tuple[pa.Table, pd.DataFrame]] = {}  # trials rows, thinned history
+        self.version = 0  # moves on whenever the set of parts changes
+        self.figures: list[str] = []
+        self.lock = threading.Lock()
+        self.last: dict[str, Any] = {}
+
+    def snapshot(self, since: int = -1) -> dict[str, Any]:
+        """The state now; the charts only if they changed since ``since``."""
+        with self.lock:
+            try:
+                self._refresh()
+            except (GdsearchError, OSError, pa.ArrowException) as exc:  # a part went mid-read
+                return {**self.last, "error": one_line(exc)}
+            state = self._state()
+            if since != self.version:
+                state["figures"] = self.figures
+            self.last = {k: v for k, v in state.items() if k != "figures"}
+            return state
+
+    def _refresh(self) -> None:
+        names = self.store.committed("trials") if self.store.has_trials_dir() else []
+        gone = set(self.parts) - set(names)
+        new = [name for name in names if name not in self.parts]
+        for name in gone:
+            del self.parts[name]
+        epochs = self._epochs()
+        for name in new:
+            trials = self.store.read_part("trials", name)
+            history = self.store.read_part("history", name).to_pandas()
+            keep = epochs_to_draw(epochs if epochs is not None else int(history["epoch"].max()))
+            last = history.groupby("trial_id")["epoch"].transform("max")
+            thinned = history[history["epoch"].isin(keep) | (history["epoch"] == last)]
+            self.parts[name] = (trials, thinned.reset_index(drop=True))
+        if gone or new:
+            self.version += 1
+            self.figures = self._figures()
+
+    def _epochs(self) -> int | None:
+        spec = self.store.read_manifest().get("spec") or {}
+        epochs = (spec.get("train") or {}).get("epochs")
+        return int(epochs) if isinstance(epochs, int) else None
+
+    def _tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if not self.parts:
+            return pd.DataFrame(), pd.DataFrame()
+        trials = fill_implied(pa.concat_tables([t for t, _ in self.parts.values()])).to_pandas()
+        history = pd.concat([h for _, h in self.parts.values()], ignore_index=True)
+        return trials.sort_values("trial_id", ignore_index=True), history
+
+    def _figures(self) -> list[str]:
+        trials, history = self._tables()
+        if trials.empty:
+            return []
+        import plotly.io as pio
+
+        return [pio.to_json(curves_figure(trials, history)), pio.to_json(ucurve(trials))]
+
+    def _state(self) -> dict[str, Any]:
+        manifest = self.store.read_manifest()
+        counts: dict[str, int] = {}
+        for trials, _ in self.parts.values():
+            for status in trials.column("status").to_pylist():
+                counts[status] = counts.get(status, 0) + 1
+        return {
+            "name": manifest.get("name", ""),
+            "status": manifest.get("status", "not started"),
+            "done": sum(counts.values()),
+            "total": manifest.get("trials_total"),
+            "counts": counts,
+            "parts": len(self.parts),
+            "version": self.version,
+        }
+
+
+def serve(location: str, host: str = "127.0.0.1", port: int = 8787) -> ThreadingHTTPServer:
+    """A server of the live page for ``location``, bound but not yet serving (call its
+    ``serve_forever``); ``port`` 0 takes a free one (``server.server_address`` says which)."""
+    plotly()  # a one-line error now if Plotly is missing
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise InputError(f"--host: the live view serves this machine only, but got {host!r}")
+    state = LiveState(location)
+    script = plotly_js().encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            if url.path == "/":
+                self._send(PAGE.replace("{{poll}}", str(POLL_MS)).encode(), "text/html")
+            elif url.path == "/plotly.min.js":
+                self._send(script, "text/javascript")
+            elif url.path == "/state.json":
+                since = parse_qs(url.query).get("since", ["-1"])[0]
+                body = json.dumps(state.snapshot(int(since) if since.isdigit() else -1))
+                self._send(body.encode(), "application/json")
+            else:
+                self.send_error(HTTPStatus.NOT_FOUND)
+
+        def _send(self, body: bytes, kind: str) -> None:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", f"{kind}; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("serve: " + format, *args)
+
+    try:
+        return ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:
+        raise InputError(f"--port {port}: cannot listen on {host} ({exc.strerror})") from None
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>gdsearch live</title>
+<link rel="icon" href="data:,">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body { font-family: system-ui, sans-serif; margin: 1.5em; }
+h1 { font-size: 1.4em; } #count { font-size: 1.1em; } #error { color: #a00; }</style>
+<script src="/plotly.min.js"></script></head>
+<body><h1 id="name">gdsearch</h1>
+<p id="count" data-done="0">waiting for the first part…</p><p id="error"></p>
+<div id="curves"></div><div id="ucurve"></div>
+<script>
+let version = -1;
+async function poll() {
+  try {
+    const reply = await fetch("/state.json?since=" + version);
+    const state = await reply.json();
+    document.getElementById("name").textContent = (state.name || "gdsearch") + " (live)";
+    const counts = state.counts || {};
+    const total = state.total == null ? "?" : state.total;
+    const count = document.getElementById("count");
+    count.dataset.done = state.done || 0;
+    count.textContent = `${state.done || 0} of ${total} trials done · ` +
+      `${counts.diverged || 0} diverged · ${counts.failed || 0} failed · run ${state.status}`;
+    document.getElementById("error").textContent = state.error || "";
+    if (state.figures) {
+      version = state.version;
+      ["curves", "ucurve"].forEach((id, i) => {
+        if (state.figures[i]) {
+          const fig = JSON.parse(state.figures[i]);
+          Plotly.react(id, fig.data, fig.layout, {displaylogo: false});
+        }
+      });
+    }
+  } catch (error) {
+    document.getElementById("error").textContent = "the server does not answer";
+  }
+  setTimeout(poll, {{poll}});
+}
+poll();
+</script></body></html>
+"""
