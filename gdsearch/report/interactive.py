@@ -136,8 +136,10 @@ def _early(history: pd.DataFrame) -> bool:
     if history.empty or int(history["epoch"].max()) < 200:
         return False
     last = int(history["epoch"].max())
+    epochs = history["epoch"].unique()
+    near = epochs[np.argmin(np.abs(epochs - last // 10))]  # a thinned history may lack it
     start = history[history["epoch"] == 0]["sse"].median()
-    tenth = history[history["epoch"] == last // 10]["sse"].median()
+    tenth = history[history["epoch"] == near]["sse"].median()
     end = history.groupby("trial_id")["sse"].last().median()
     return bool(np.isfinite([start, tenth, end]).all() and start - tenth > 0.5 * (start - end))
 
