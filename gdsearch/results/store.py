@@ -26,10 +26,12 @@ read as other numbers; ``gdsearch.results.repair`` drops such parts.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,7 +263,7 @@ class ResultsStore:
             ResultsError: a part cannot be read whole; the message names it and the remedy.
         """
         schema = SCHEMAS[kind]
-        tables = [self._read_checked(kind, name, columns) for name in self.parts(kind)]
+        tables = self.read_parts(kind, self.parts(kind), columns)
         if not tables:
             return schema.empty_table().select(columns or schema.names)
         return pa.concat_tables(tables)
@@ -275,15 +277,64 @@ class ResultsStore:
         """The names of the parts of a dataset, sorted."""
         return self._parts(self.directory(kind))
 
-    def read_part(self, kind: str, name: str, columns: list[str] | None = None) -> pa.Table:
-        """One part, every page checked against its checksum (if it was written with one)."""
-        return pq.read_table(
-            f"{self.directory(kind)}/{name}",
-            columns=columns,
-            schema=SCHEMAS[kind],
-            filesystem=self.fs,
-            page_checksum_verification=True,
-        )
+    def read_part(
+        self,
+        kind: str,
+        name: str,
+        columns: Sequence[str] | None = None,
+        dictionary: Sequence[str] = (),
+    ) -> pa.Table:
+        """One part in its dataset's schema, every page checked against its checksum (if it
+        was written with one). A column the part lacks (written before the column existed)
+        comes back null; ``dictionary`` names string columns to keep dictionary-encoded, as
+        Parquet stores them."""
+        every = tuple(SCHEMAS[kind].names)
+        wanted = tuple(columns) if columns is not None else every
+        with self.fs.open_input_file(f"{self.directory(kind)}/{name}") as source:
+            part = pq.ParquetFile(
+                source, read_dictionary=list(dictionary), page_checksum_verification=True
+            )
+            if wanted == every:
+                table = part.read(use_threads=False)
+            else:
+                stored = set(part.schema_arrow.names)
+                table = part.read([c for c in wanted if c in stored], use_threads=False)
+        schema = _part_schema(kind, wanted, tuple(dictionary))
+        if tuple(table.schema.names) != wanted:  # a part written before a column existed, or after
+            present = set(table.schema.names)
+            for field in (f for f in schema if f.name not in present):
+                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+            table = table.select(wanted)
+        return table if table.schema.equals(schema) else table.cast(schema)
+
+    def read_parts(
+        self,
+        kind: str,
+        names: Sequence[str],
+        columns: Sequence[str] | None = None,
+        dictionary: Sequence[str] = (),
+    ) -> list[pa.Table]:
+        """Several parts (:meth:`read_part`), read side by side (:meth:`submit_parts`).
+
+        Raises:
+            ResultsError: a part cannot be read whole (the first such in ``names``, named).
+        """
+        return [part.result() for part in self.submit_parts(kind, names, columns, dictionary)]
+
+    def submit_parts(
+        self,
+        kind: str,
+        names: Sequence[str],
+        columns: Sequence[str] | None = None,
+        dictionary: Sequence[str] = (),
+    ) -> list[Future[pa.Table]]:
+        """Start reading parts (:meth:`read_part`, each named in a ResultsError if it cannot be
+        read) on a pool of as many threads as pyarrow has for I/O: a reader lets go of the GIL,
+        so parts are decoded on every core, and an object store's requests overlap."""
+        return [
+            _readers().submit(self._read_checked, kind, name, columns, dictionary)
+            for name in names
+        ]
 
     def read_filtered(self, kind: str, where: pc.Expression) -> pa.Table:
         """The committed rows of a dataset that match ``where``, one part at a
@@ -292,10 +343,16 @@ class ResultsStore:
         tables = [self._read_checked(kind, name).filter(where) for name in self.parts(kind)]
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
-    def _read_checked(self, kind: str, name: str, columns: list[str] | None = None) -> pa.Table:
+    def _read_checked(
+        self,
+        kind: str,
+        name: str,
+        columns: Sequence[str] | None = None,
+        dictionary: Sequence[str] = (),
+    ) -> pa.Table:
         """:meth:`read_part`, with a part that cannot be read named in a ResultsError."""
         try:
-            return self.read_part(kind, name, columns)
+            return self.read_part(kind, name, columns, dictionary)
         except (OSError, pa.ArrowException) as exc:
             raise ResultsError(
                 f"{self.directory(kind)}/{name}: not a readable Parquet part "
@@ -387,6 +444,26 @@ class ResultsStore:
             if tmp and os.path.exists(tmp):
                 os.unlink(tmp)
             raise RunError(f"{path}: cannot be written: {one_line(exc)}") from None
+
+
+@functools.cache
+def _part_schema(kind: str, columns: tuple[str, ...], dictionary: tuple[str, ...]) -> pa.Schema:
+    """The schema :meth:`ResultsStore.read_part` returns: these columns of the dataset's,
+    those in ``dictionary`` dictionary-encoded as Parquet stores them."""
+    fields = [SCHEMAS[kind].field(column) for column in columns]
+    return pa.schema(
+        f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in dictionary else f
+        for f in fields
+    )
+
+
+@functools.cache
+def _readers() -> ThreadPoolExecutor:
+    """The threads that read parts, started once: starting them costs more than a read."""
+    return ThreadPoolExecutor(pa.io_thread_count(), thread_name_prefix="gdsearch-read")
+
+
+os.register_at_fork(after_in_child=_readers.cache_clear)  # a child has none of those threads
 
 
 def _temporary(path: str) -> str:
