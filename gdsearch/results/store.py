@@ -546,11 +546,11 @@ def load_results(
     partners = {kind: [name for name in store.parts(kind) if name in committed]
                 for kind in PARTNERS}  # fmt: skip
     loaded = {"history": query.columns, "sharpness": tuple(SHARPNESS_SCHEMA.names)}
-    reading = {}
-    if query.where is None:  # all of every part: read them while the trials are read
-        reading = {kind: store.submit_parts(kind, partners[kind], loaded[kind], ["trial_id"])
-                   for kind in PARTNERS}  # fmt: skip
-    trials = fill_implied(_labelled(store.read_parts("trials", names)))
+    reading = {"trials": store.submit_parts("trials", names)}
+    if query.where is None:  # all of every part: read them while the trials are looked at
+        reading |= {kind: store.submit_parts(kind, partners[kind], loaded[kind], ["trial_id"])
+                    for kind in PARTNERS}  # fmt: skip
+    trials = fill_implied(_labelled([part.result() for part in reading.pop("trials")]))
     selected = query.select(trials, store.location)
     selected = selected.take(pc.sort_indices(selected, [("trial_id", "ascending")]))
     wanted = {names[index] for index in pc.unique(selected.column(PART)).to_pylist()}
