@@ -2,6 +2,7 @@
 
     python benchmarks/bench.py                 # W1 and W1 x 16, Ray Tune on a sample of W1
     python benchmarks/bench.py --quick         # W1 only, one run each, no Tune
+    python benchmarks/bench.py --loading-only  # only load_results against pandas.read_parquet
 
 W1 is jobs/moons_lr_init.toml (256 trials, 2-16-1 tanh, 1000 epochs); W1 x 16 the same job with
 16 times the seeds (4,096 trials). Every measurement runs in a fresh Python process with one BLAS
@@ -17,6 +18,11 @@ spends about a second per trial under its defaults, so except for its fastest se
 (reuse_actors, one report per trial, run on all of W1) it runs on every k-th trial of W1
 (--tune-trials, default 32) and its W1 figures are scaled: Ray start-up + fit time x 256 / trials.
 The "wall s" of a Tune row is then that estimate; Tune's per-trial cost is flat, so it is close.
+
+The loading table times gdsearch.load_results (everything, one init selected by a filter, every
+10th epoch) against pandas.read_parquet of the same history directory, on the result sets the
+gdsearch rows wrote: in one fresh process per result set, loads of each kind in turns, medians
+of --load-repeats.
 """
 
 from __future__ import annotations
@@ -111,6 +117,47 @@ def measure_gdsearch(job: str) -> dict[str, Any]:
         "trials": len(res.trials),
         "peak_rss_mib": driver_peak,
         "digest": _digest(histories),
+        "results": summary.path,
+    }
+
+
+LOADS = {
+    "load_results, everything": {},
+    "load_results, one init (filters)": {"filters": [("init", "==", "xavier")]},
+    "load_results, every 10th epoch": {"every": 10},
+}
+"""The loads timed against ``pandas.read_parquet`` of the same history directory."""
+
+
+def measure_load(results: str, repeats: str) -> dict[str, Any]:
+    """``pandas.read_parquet(results/history)`` and each of LOADS on one result set, in turns
+    (so that a drift of the machine's speed falls on all), after one warm-up load of each;
+    medians of ``repeats`` loads. The full load is checked equal to pandas' table sorted."""
+    import pandas as pd
+
+    import gdsearch
+
+    history = f"{results}/history"
+    calls = {"pandas.read_parquet(history)": lambda: pd.read_parquet(history)}
+    for name, selection in LOADS.items():
+        calls[name] = lambda selection=selection: gdsearch.load_results(results, **selection)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for call in calls.values():  # warm-up: imports, the file cache, the reader threads
+        call()
+    for _ in range(int(repeats)):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - t0)
+    plain = pd.read_parquet(history).sort_values(["trial_id", "epoch"], ignore_index=True)
+    pd.testing.assert_frame_equal(gdsearch.load_results(results).history, plain)
+    parts = len([p for p in os.listdir(history) if p.startswith("part-")])
+    return {
+        "median_s": {name: statistics.median(t) for name, t in times.items()},
+        "rows": len(plain),
+        "parts": parts,
+        "repeats": int(repeats),
+        "digest": {},
     }
 
 
@@ -379,6 +426,14 @@ def main() -> None:
         "--quick", action="store_true", help="W1 only, one run each (unless --runs), no Tune"
     )
     parser.add_argument(
+        "--load-repeats", type=int, default=15, help="loads of each kind per result set (median)"
+    )
+    parser.add_argument(
+        "--loading-only",
+        action="store_true",
+        help="only the loading table: run W1 (and W1 x SCALE) once each to have their results",
+    )
+    parser.add_argument(
         "--against",
         type=Path,
         metavar="TREE",
@@ -391,6 +446,14 @@ def main() -> None:
         args.runs = 1 if "--runs" not in sys.argv else args.runs
 
     print(f"machine: {_machine()}")
+    if args.loading_only:
+        with tempfile.TemporaryDirectory() as folder:
+            jobs = {"W1": W1}
+            if args.scale > 1:
+                jobs[f"W1 x {args.scale}"] = _scaled_job(args.scale, Path(folder))
+            sets = {label: _child("gdsearch", job)["results"] for label, job in jobs.items()}
+            _print_loading(sets, args.load_repeats)
+        return
     if args.against:
         _print_against(args.against.resolve(), args.runs)
     summary: dict[str, Any] = {}
@@ -463,6 +526,8 @@ def main() -> None:
             )
             summary[label]["rows"] = rows
         _print_ratios(summary)
+        sets = {label: summary[label]["gdsearch"]["results"] for label in summary}
+        _print_loading(sets, args.load_repeats)
         _print_halving(summary["W1"]["gdsearch"], _median_run("gdsearch", W1_HALVING, args.runs))
         _print_small(args.runs)
         _print_compaction(Path(folder), args.runs)
@@ -554,6 +619,21 @@ def _print_halving(full: dict[str, Any], halved: dict[str, Any]) -> None:
           f" ({', '.join(same) or 'none'})")  # fmt: skip
 
 
+def _print_loading(sets: dict[str, str], repeats: int) -> None:
+    """load_results against pandas.read_parquet of the same history, on each result set."""
+    print(f"\nLoading results back (one process per result set; median of {repeats} loads of "
+          "each, in turns)\n")  # fmt: skip
+    print("| result set | history rows | parts | load | median ms | × read_parquet |")
+    print("|---|---:|---:|---|---:|---:|")
+    for label, results in sets.items():
+        r = _child("load", Path(results), str(repeats))
+        base = r["median_s"]["pandas.read_parquet(history)"]
+        for name, median in r["median_s"].items():
+            print(f"| {label} | {r['rows']:,} | {r['parts']} | {name} | {median * 1e3:.1f} | "
+                  f"{median / base:.2f} |")  # fmt: skip
+    print("\nload_results' history equals pandas' table sorted by trial_id, epoch")
+
+
 def _print_against(tree: Path, runs: int) -> None:
     """W1 with this tree's gdsearch and another's, each run of one followed by one of the
     other (so that a drift of the machine's speed falls on both), histories checked equal."""
@@ -615,6 +695,8 @@ if __name__ == "__main__":
             )
         elif kind == "run":
             out = measure_run(job, sys.argv[4])
+        elif kind == "load":
+            out = measure_load(job, sys.argv[4])
         else:
             out = {"gdsearch": measure_gdsearch, "loop": measure_loop, "stacked": measure_stacked}[
                 kind

@@ -59,6 +59,12 @@ def test_results_written_to_s3_load_like_local_ones(
     from_s3 = gdsearch.load_results(remote.path)
     from_disk = gdsearch.load_results(local.path)
     pd.testing.assert_frame_equal(from_s3.history, from_disk.history)
+    chosen = {"filters": [("init", "==", "xavier"), ("lr", ">=", 0.1)], "every": 7}
+    part_of_s3 = gdsearch.load_results(remote.path, **chosen)
+    pd.testing.assert_frame_equal(
+        part_of_s3.history, gdsearch.load_results(local.path, **chosen).history
+    )
+    assert 0 < len(part_of_s3.trials) < len(from_s3.trials)
     columns = ["trial_id", "lr", "status", "final_sse", "diverged_epoch"]
     pd.testing.assert_frame_equal(from_s3.trials[columns], from_disk.trials[columns])
     assert from_s3.manifest["status"] == "complete"

@@ -22,14 +22,20 @@ readers skip names that start with "." or "_"); on an object store each file is 
 becomes visible whole or not at all. Every page of a part carries a CRC checksum, which
 ``load_results`` verifies, so a part damaged later on the disk is named on load rather than
 read as other numbers; ``gdsearch.results.repair`` drops such parts.
+
+``load_results`` reads a unit's history and sharpness parts only if its trials part holds a
+trial it was asked for, and reads parts side by side on a pool of threads; it orders their rows
+with ``gdsearch.results.ordering`` and checks its selection with ``gdsearch.results.query``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +51,8 @@ from gdsearch.errors import InputError, ResultsError, RunError, one_line
 from gdsearch.job.spec import JobSpec, parse_job
 from gdsearch.job.trial import initial_params
 from gdsearch.model.network import Params
+from gdsearch.results.ordering import in_order
+from gdsearch.results.query import Filters, Query
 from gdsearch.results.schema import (
     HISTORY_SCHEMA,
     SHARPNESS_SCHEMA,
@@ -71,17 +79,19 @@ the job measures it)."""
 
 @dataclass
 class Results:
-    """A loaded result set.
+    """A loaded result set, or the part of it :func:`load_results` was asked for.
 
     Attributes:
-        trials: one row per trial (see ``gdsearch.results.schema.TRIALS_SCHEMA``).
-        history: one row per trial and epoch: trial_id, epoch, sse.
+        trials: one row per trial (see ``gdsearch.results.schema.TRIALS_SCHEMA``), sorted by
+            trial_id.
+        history: one row per trial and epoch: trial_id, epoch, sse; sorted by trial_id, then
+            epoch.
         manifest: the run's manifest.json.
         path: where it was loaded from.
         job_source: the job file as it was run (the copy stored beside the results), or "".
         sharpness: one row per measurement where the job set ``sharpness_every``: trial_id,
             epoch, sharpness (the top Hessian eigenvalue of the loss at that epoch's weights);
-            empty otherwise.
+            empty otherwise. Sorted as the history.
     """
 
     trials: pd.DataFrame
@@ -268,7 +278,7 @@ class ResultsStore:
             ResultsError: a part cannot be read whole; the message names it and the remedy.
         """
         schema = SCHEMAS[kind]
-        tables = [self._read_checked(kind, name, columns) for name in self.committed(kind)]
+        tables = self.read_parts(kind, self.committed(kind), columns)
         if not tables:
             return schema.empty_table().select(columns or schema.names)
         return pa.concat_tables(tables)
@@ -380,15 +390,64 @@ class ResultsStore:
             for name in names:
                 self.delete(f"{self.directory(kind)}/{name}")
 
-    def read_part(self, kind: str, name: str, columns: list[str] | None = None) -> pa.Table:
-        """One part, every page checked against its checksum (if it was written with one)."""
-        return pq.read_table(
-            f"{self.directory(kind)}/{name}",
-            columns=columns,
-            schema=SCHEMAS[kind],
-            filesystem=self.fs,
-            page_checksum_verification=True,
-        )
+    def read_part(
+        self,
+        kind: str,
+        name: str,
+        columns: Sequence[str] | None = None,
+        dictionary: Sequence[str] = (),
+    ) -> pa.Table:
+        """One part in its dataset's schema, every page checked against its checksum (if it
+        was written with one). A column the part lacks (written before the column existed)
+        comes back null; ``dictionary`` names string columns to keep dictionary-encoded, as
+        Parquet stores them."""
+        every = tuple(SCHEMAS[kind].names)
+        wanted = tuple(columns) if columns is not None else every
+        with self.fs.open_input_file(f"{self.directory(kind)}/{name}") as source:
+            part = pq.ParquetFile(
+                source, read_dictionary=list(dictionary), page_checksum_verification=True
+            )
+            if wanted == every:
+                table = part.read(use_threads=False)
+            else:
+                stored = set(part.schema_arrow.names)
+                table = part.read([c for c in wanted if c in stored], use_threads=False)
+        schema = _part_schema(kind, wanted, tuple(dictionary))
+        if tuple(table.schema.names) != wanted:  # a part written before a column existed, or after
+            present = set(table.schema.names)
+            for field in (f for f in schema if f.name not in present):
+                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+            table = table.select(wanted)
+        return table if table.schema.equals(schema) else table.cast(schema)
+
+    def read_parts(
+        self,
+        kind: str,
+        names: Sequence[str],
+        columns: Sequence[str] | None = None,
+        dictionary: Sequence[str] = (),
+    ) -> list[pa.Table]:
+        """Several parts (:meth:`read_part`), read side by side (:meth:`submit_parts`).
+
+        Raises:
+            ResultsError: a part cannot be read whole (the first such in ``names``, named).
+        """
+        return [part.result() for part in self.submit_parts(kind, names, columns, dictionary)]
+
+    def submit_parts(
+        self,
+        kind: str,
+        names: Sequence[str],
+        columns: Sequence[str] | None = None,
+        dictionary: Sequence[str] = (),
+    ) -> list[Future[pa.Table]]:
+        """Start reading parts (:meth:`read_part`, each named in a ResultsError if it cannot be
+        read) on a pool of as many threads as pyarrow has for I/O: a reader lets go of the GIL,
+        so parts are decoded on every core, and an object store's requests overlap."""
+        return [
+            _readers().submit(self._read_checked, kind, name, columns, dictionary)
+            for name in names
+        ]
 
     def read_filtered(self, kind: str, where: pc.Expression) -> pa.Table:
         """The committed rows of a dataset that match ``where``, one part at a
@@ -397,10 +456,16 @@ class ResultsStore:
         tables = [self._read_checked(kind, name).filter(where) for name in self.committed(kind)]
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
-    def _read_checked(self, kind: str, name: str, columns: list[str] | None = None) -> pa.Table:
+    def _read_checked(
+        self,
+        kind: str,
+        name: str,
+        columns: Sequence[str] | None = None,
+        dictionary: Sequence[str] = (),
+    ) -> pa.Table:
         """:meth:`read_part`, with a part that cannot be read named in a ResultsError."""
         try:
-            return self.read_part(kind, name, columns)
+            return self.read_part(kind, name, columns, dictionary)
         except (OSError, pa.ArrowException) as exc:
             raise ResultsError(
                 f"{self.directory(kind)}/{name}: not a readable Parquet part "
@@ -502,6 +567,26 @@ def _fault(step: int) -> None:
         os._exit(9)  # as a SIGKILL would leave it: no cleanup, no flush
 
 
+@functools.cache
+def _part_schema(kind: str, columns: tuple[str, ...], dictionary: tuple[str, ...]) -> pa.Schema:
+    """The schema :meth:`ResultsStore.read_part` returns: these columns of the dataset's,
+    those in ``dictionary`` dictionary-encoded as Parquet stores them."""
+    fields = [SCHEMAS[kind].field(column) for column in columns]
+    return pa.schema(
+        f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in dictionary else f
+        for f in fields
+    )
+
+
+@functools.cache
+def _readers() -> ThreadPoolExecutor:
+    """The threads that read parts, started once: starting them costs more than a read."""
+    return ThreadPoolExecutor(pa.io_thread_count(), thread_name_prefix="gdsearch-read")
+
+
+os.register_at_fork(after_in_child=_readers.cache_clear)  # a child has none of those threads
+
+
 def _temporary(path: str) -> str:
     head, _, name = path.rpartition("/")
     return f"{head}/{TEMPORARY_PREFIX}{uuid.uuid4().hex}-{name}"
@@ -517,33 +602,99 @@ def _commit_local(tmp: str, path: str) -> None:
         os.close(fd)
 
 
-def load_results(location: str | Path) -> Results:
-    """Load a result set written by ``gdsearch run``.
+def load_results(
+    location: str | Path,
+    *,
+    filters: Filters | None = None,
+    trial_ids: Iterable[str] | None = None,
+    columns: Sequence[str] | None = None,
+    every: int | None = None,
+) -> Results:
+    """Load a result set written by ``gdsearch run``, whole or the part of it asked for::
+
+        load_results("results/moons-lr-init")  # everything
+        load_results(
+            "results/moons-lr-init",
+            filters=[("lr", ">=", 0.01), ("init", "in", ["xavier", "he"])],
+            every=10,
+        )
+
+    Only the parts that hold a selected trial are read: a unit's history and sharpness parts
+    hold exactly the trials of its trials part, whose name they share.
 
     Args:
         location: the results directory (``"results/seed-sine"``) or URI
             (``"s3://bucket/prefix/seed-sine"``).
+        filters: the trials to load, by the columns of the trials table, in the form
+            ``pandas.read_parquet`` takes: a list of ``(column, op, value)`` tuples that must
+            all hold, or a list of such lists of which one must hold; op is one of
+            ``==, !=, <, <=, >, >=, in, not in`` (``in`` and ``not in`` take a list of values).
+            A ``pyarrow.compute.Expression`` on those columns works too. A trial whose value
+            is null does not match a comparison; a column older parts lack holds the value
+            those trials trained with (``momentum`` 0, …), as in the loaded table.
+        trial_ids: load only these trials (with ``filters``, only those of them that match).
+        columns: the history columns wanted besides trial_id and epoch, which always come
+            (default: every column).
+        every: keep the history at epochs 0, every, 2·every, … and each trial's last epoch, so
+            that a thinned curve still ends where its trial stopped or diverged. The
+            sharpness table, measured at its own stride, is not thinned.
 
     Returns:
-        :class:`Results` with ``.trials``, ``.history`` and ``.sharpness`` DataFrames, the
-        manifest and the job file as it was run.
+        :class:`Results` with ``.trials`` (sorted by trial_id), ``.history`` and
+        ``.sharpness`` (sorted by trial_id, then epoch) of the selected trials, the manifest
+        and the job file as it was run.
+
+    Raises:
+        InputError: a selection argument of the wrong form, a column that does not exist, a
+            value that cannot be compared with its column, or a trial_id not stored; the
+            message names the argument and the value.
+        ResultsError: no result set at ``location``, or a part that cannot be read (named).
     """
+    query = Query.parse(filters, trial_ids, columns, every)
     store = ResultsStore(location)
     if not store.has_trials_dir():
         raise ResultsError(f"{store.location}: no results here (no trials/ directory)")
-    trials = fill_implied(store.read_table("trials"))
-    ids = trials.column("trial_id")
-    history, sharpness = (
-        table.filter(pc.is_in(table.column("trial_id"), value_set=ids))  # committed rows only
-        .to_pandas()
-        .sort_values(["trial_id", "epoch"], ignore_index=True)
-        for table in (store.read_table("history"), store.read_table("sharpness"))
-    )
+    names = store.committed("trials")
+    partners = {kind: store.committed(kind) for kind in PARTNERS}
+    loaded = {"history": query.columns, "sharpness": tuple(SHARPNESS_SCHEMA.names)}
+    reading = {"trials": store.submit_parts("trials", names)}
+    if query.where is None:  # all of every part: read them while the trials are looked at
+        reading |= {kind: store.submit_parts(kind, partners[kind], loaded[kind], ["trial_id"])
+                    for kind in PARTNERS}  # fmt: skip
+    trials = fill_implied(_labelled([part.result() for part in reading.pop("trials")]))
+    selected = query.select(trials, store.location)
+    selected = selected.take(pc.sort_indices(selected, [("trial_id", "ascending")]))
+    wanted = {names[index] for index in pc.unique(selected.column(PART)).to_pylist()}
+    ids = selected.column("trial_id").combine_chunks()
+
+    def rows(kind: str, every: int = 1) -> pd.DataFrame:
+        """The selected trials' rows of history or sharpness, read from their parts only."""
+        if kind in reading:
+            tables = [part.result() for part in reading[kind]]
+        else:
+            parts = [name for name in partners[kind] if name in wanted]
+            tables = store.read_parts(kind, parts, loaded[kind], ["trial_id"])
+        schema = pa.schema([SCHEMAS[kind].field(column) for column in loaded[kind]])
+        return in_order(tables, ids, schema, every).to_pandas()
+
     return Results(
-        trials=trials.to_pandas().sort_values("trial_id", ignore_index=True),
-        history=history,
+        trials=selected.drop_columns([PART]).to_pandas(),
+        history=rows("history", query.every),
         manifest=store.read_manifest(),
         path=store.location,
         job_source=store.read_job_copy(),
-        sharpness=sharpness,
+        sharpness=rows("sharpness"),
     )
+
+
+PART = "__part"
+"""The column that labels each loaded trials row with its part's index, while trials are
+selected."""
+
+
+def _labelled(parts: list[pa.Table]) -> pa.Table:
+    """The trials parts as one table, each row labelled with its part's index (PART)."""
+    if not parts:
+        parts = [TRIALS_SCHEMA.empty_table()]
+    index = np.repeat(np.arange(len(parts), dtype=np.int32), [part.num_rows for part in parts])
+    return pa.concat_tables(parts).append_column(PART, pa.array(index))
