@@ -29,6 +29,7 @@ from gdsearch.report.figures import (
     figure_sharpness,
 )
 from gdsearch.report.panels import groups, new_figure, png
+from gdsearch.report.scales import final_view
 from gdsearch.report.theory import explanation, predicted_limits
 
 if TYPE_CHECKING:
@@ -216,7 +217,10 @@ def compare(all_results: list[Results], out: Path) -> Path:
                     f"lr {lr:.3g}, the fastest of {len(best)} tied")  # fmt: skip
                 ax_c.plot(curve.index + 1, curve.to_numpy(), color=color, linestyle=line,
                           label=f"{name}: {label}, {which}")  # fmt: skip
-    ax_u.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="final SSE (median)")
+    finals = np.concatenate([line.get_ydata() for line in ax_u.get_lines()] or [np.array([])])
+    view = final_view(np.asarray(finals, dtype=np.float64))  # log only where it spans a decade
+    ax_u.set(xscale="log", yscale="log" if view == "log" else "linear",
+             xlabel="learning rate", ylabel="final SSE (median)")  # fmt: skip
     ax_c.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="SSE (median), best lr")
     for ax in (ax_u, ax_c):
         ax.legend(fontsize=7)
