@@ -30,6 +30,7 @@ if sys.version_info < (3, 10):  # noqa: UP036 - a cluster node's Python, where g
 
 if TYPE_CHECKING:
     from gdsearch.errors import GdsearchError
+    from gdsearch.job.mapping import job_from_dict
     from gdsearch.job.spec import JobSpec, load_job
     from gdsearch.model.config import TrainConfig
     from gdsearch.results.repair import RepairReport, repair_results
@@ -43,6 +44,7 @@ _HOMES = {
     "Results": "gdsearch.results.store",
     "RunSummary": "gdsearch.search.driver",
     "TrainConfig": "gdsearch.model.config",
+    "job_from_dict": "gdsearch.job.mapping",
     "load_job": "gdsearch.job.spec",
     "load_results": "gdsearch.results.store",
     "repair_results": "gdsearch.results.repair",
@@ -57,6 +59,7 @@ __all__ = [
     "RunSummary",
     "TrainConfig",
     "__version__",
+    "job_from_dict",
     "load_job",
     "load_results",
     "repair_results",

@@ -259,7 +259,7 @@ def test_hostile_input_through_the_command_line_leaves_results_byte_for_byte(
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     env.pop("RAY_ADDRESS", None)
     before = snapshot(stored)
-    assert len(before) > 10 and "small/manifest.json" in before
+    assert "small/manifest.json" in before and any("/trials/part-" in p for p in before)
     for case in SUBPROCESS_CASES:
         write, fragments = CASES[case]
         folder = tmp_path / case

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from gdsearch import cli
 from gdsearch.job.spec import parse_job
 from gdsearch.report import build, predicted_limits
+from gdsearch.report.panels import png
 from gdsearch.results.store import ResultsStore, load_results
 from gdsearch.search.unit import train_unit
 
@@ -173,3 +176,117 @@ def test_a_report_of_a_study_where_every_rate_diverged_is_written(tmp_path: Path
     assert set(results.trials["status"]) == {"diverged"}
     page = build(results, tmp_path / "report.html").read_text()
     assert "<h2>Summary</h2>" in page and "Sharpness during training" not in page
+
+
+# --- figures: matplotlib Figures, scales from the data, ties said as ties --------------------
+
+
+def _drawn(fig: Figure) -> Figure:
+    """The figure laid out and drawn, as the report draws it, so its tick labels exist."""
+    assert png(fig).startswith(PNG)
+    return fig
+
+
+def _legend_texts(fig: Figure) -> list[str]:
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    return [text.get_text() for legend in legends for text in legend.get_texts()]
+
+
+def test_every_figure_is_a_matplotlib_figure_that_a_notebook_shows_and_pyplot_never_holds(
+    results_dir: Path,
+) -> None:
+    from gdsearch.report import (
+        figure_curves,
+        figure_epochs_to_tolerance,
+        figure_final_vs_lr,
+    )
+
+    results = load_results(results_dir)
+    for make in (figure_curves, figure_final_vs_lr, figure_epochs_to_tolerance):
+        fig = make(results)
+        assert isinstance(fig, Figure)
+        assert fig._repr_png_().startswith(PNG)  # what IPython shows inline
+    assert plt.get_fignums() == []
+
+
+def test_final_sse_equal_but_for_the_last_digits_is_plotted_relative_and_called_a_tie(
+    tmp_path: Path,
+) -> None:
+    """The seed job's trouble: every tick read 4.31083 and one of equal fits was "best"."""
+    from gdsearch.report import figure_final_vs_lr
+    from tests.test_summary import TIED, stored
+
+    results = stored(tmp_path, TIED)
+    fig = _drawn(figure_final_vs_lr(results))
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "symlog" and "final SSE / lowest − 1" in ax.get_ylabel()
+    ticks = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert len(ticks) >= 3 and len(set(ticks)) == len(ticks)
+    texts = _legend_texts(fig)
+    assert "tie: 3 rates within 1e-6" in texts
+    assert not any(text.startswith("best") for text in texts)
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "median over seeds"]
+    excess = dict(zip(line.get_xdata(), line.get_ydata(), strict=True))
+    assert all(excess[lr] <= 1e-6 for lr in (0.01, 0.02, 0.03))
+    assert excess[0.001] > excess[0.002] > 1e-6  # the slow rates, still short of the line
+    page = build(results, tmp_path / "tied.html").read_text(encoding="utf-8")
+    assert "tie: 3 rates, 0.01 to 0.03" in page
+
+
+def test_a_clear_winner_is_starred_with_its_rate(tmp_path: Path) -> None:
+    from gdsearch.report import figure_final_vs_lr
+    from tests.test_summary import SPREAD, stored
+
+    results = stored(tmp_path, SPREAD)
+    texts = _legend_texts(_drawn(figure_final_vs_lr(results)))
+    assert sorted(t for t in texts if t.startswith("best")) == sorted(
+        f"best: lr {lr:.3g}" for lr in results.best()["lr"]
+    )
+
+
+def test_sse_curves_put_epochs_on_a_log_axis_where_the_action_is_early(tmp_path: Path) -> None:
+    from gdsearch.report import figure_curves
+    from tests.test_summary import TIED, stored
+
+    fig = _drawn(figure_curves(stored(tmp_path, TIED)))
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "symlog"
+    names = _legend_texts(fig)
+    assert names == ["0.001", "0.002", "0.01", "0.02", "0.03", "0.05 (diverged)"]
+
+
+def test_scales_follow_the_data() -> None:
+    from gdsearch.report.panels import new_figure
+    from gdsearch.report.scales import action_is_early, final_view, sse_axis
+
+    epochs = np.arange(2001)
+    fast = pd.DataFrame({0.1: 5 + 10 * 0.9**epochs, 0.03: 5 + 10 * 0.97**epochs}, index=epochs)
+    slow = pd.DataFrame({0.1: 15 - epochs / 200.0}, index=epochs)
+    assert action_is_early(fast) and not action_is_early(slow)
+    assert not action_is_early(fast.iloc[:40])  # too few epochs for a log axis
+    assert final_view(np.array([4.31, 4.3101, np.nan])) == "relative"
+    fig = new_figure((4, 3))
+    ax = fig.subplots()
+    curves = pd.DataFrame({0.01: 10 - epochs[:5], 1.0: 10 * 100.0 ** epochs[:5]})
+    sse_axis(ax, curves, kept=[0.01])
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[1] < 11  # the diverging one leaves
+    assert final_view(np.array([4.31, 4.6])) == "linear"
+    assert final_view(np.array([0.5, 40.0])) == "log"
+    assert final_view(np.array([4.31])) == "linear"
+
+
+def test_few_rates_get_distinct_styles_and_a_legend_and_many_a_colour_bar() -> None:
+    from gdsearch.report.panels import LrStyles, new_figure
+
+    few = LrStyles(pd.Series(np.geomspace(1e-3, 1e-1, 13)))
+    styles = {(few.color(lr), few.line(lr)["linestyle"]) for lr in few.rates}
+    assert len(styles) == 13
+    fig = new_figure((4, 3))
+    few.key(fig, fig.subplots())
+    assert len(fig.legends) == 1 and len(fig.axes) == 1
+    many = LrStyles(pd.Series(np.geomspace(1e-3, 1e-1, 40)))
+    fig = new_figure((4, 3))
+    many.key(fig, fig.subplots())
+    assert not fig.legends and len(fig.axes) == 2  # the colour bar
+    close = LrStyles(pd.Series([0.0100001, 0.0100002, 0.02]))
+    assert [close.name(lr) for lr in close.rates] == ["0.0100001", "0.0100002", "0.02"]

@@ -30,6 +30,7 @@ import pandas as pd
 from gdsearch.model.comparison import GROUP
 from gdsearch.model.config import OPTIMIZER_FIELDS
 from gdsearch.model.edge import edge_metrics
+from gdsearch.model.ranking import TIE_TOLERANCE, mark_ties
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -166,7 +167,8 @@ def convergence_table(results: Results, tolerance: float = DEFAULT_TOLERANCE) ->
     trained to the end: neither diverged nor pruned), diverged_fraction, pruned_fraction,
     median epochs_to_tolerance, the most common class, and ``best`` (True on the lr with the
     lowest median final SSE among those none of whose trials diverged and some of whose trials
-    were not pruned; the smallest such lr on a tie).
+    were not pruned, and on every lr tied with it: within ``TIE_TOLERANCE`` of it, relative to
+    it, :mod:`gdsearch.model.ranking`; a tie marks them all, not one).
     """
     metrics = trial_metrics(results, tolerance)
     group = _group_columns(metrics)
@@ -189,9 +191,7 @@ def convergence_table(results: Results, tolerance: float = DEFAULT_TOLERANCE) ->
         .reset_index()
     )
     candidates = table["median_final_sse"].where(table["diverged_fraction"] == 0)
-    kept = candidates.dropna()  # a group where every rate diverged has no best
-    winners = kept.groupby([table.loc[kept.index, c] for c in group], dropna=False).idxmin()
-    table["best"] = table.index.isin(winners.astype(int))  # ties go to the smallest lr
+    table["best"] = mark_ties(candidates, [table[c] for c in group], tolerance=TIE_TOLERANCE)
     return table
 
 

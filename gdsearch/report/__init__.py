@@ -1,8 +1,11 @@
-"""The report layer: headless matplotlib figures in one self-contained HTML or Markdown file.
+"""The report layer: matplotlib figures, shown inline in a notebook or gathered into one
+self-contained HTML or Markdown file.
 
-``panels`` holds the shared plotting (group labels, the facet grid), ``figures`` each figure,
-``theory`` the predicted limits set beside the measurements, and ``document`` the report and
-the comparison of result sets. It reads result sets through pandas and never imports Ray.
+``panels`` holds the shared plotting (group labels, the facet grid, each learning rate's line
+style, figures made without pyplot), ``scales`` the axis scales chosen from the data,
+``figures`` each figure (a function of a result set returning a Figure), ``theory`` the
+predicted limits set beside the measurements, and ``document`` the report and the comparison of
+result sets. It reads result sets through pandas and never imports Ray.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Learning-rate reports: headless matplotlib figures in one self-contained HTML or Markdown file.
+"""Learning-rate reports: the figures as PNGs in one self-contained HTML or Markdown file.
 
 A report has a summary up top (per comparison group: best lr, the measured critical bracket,
 the predicted stability limit for the group's update rule, how many trials diverged), then SSE
-curves per learning rate, final SSE against learning rate on log-log axes with the diverged
-region shaded and the predicted limit marked (the U-shaped curve of the seed notebook), epochs
-to tolerance against learning rate, and the tables.
+curves per learning rate, final SSE against learning rate with the diverged region shaded, the
+predicted limit marked and the best rate or the tie for best shown (the U-shaped curve of the
+seed notebook), epochs to tolerance against learning rate, and the tables.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -29,7 +28,8 @@ from gdsearch.report.figures import (
     figure_linear,
     figure_sharpness,
 )
-from gdsearch.report.panels import groups, png
+from gdsearch.report.panels import groups, new_figure, png
+from gdsearch.report.scales import final_view
 from gdsearch.report.theory import explanation, predicted_limits
 
 if TYPE_CHECKING:
@@ -52,14 +52,13 @@ def summary_table(
     metrics_by = dict(groups(metrics)) if metrics is not None else {}
     measured = metrics is not None and "edge_ratio_init" in metrics.columns
     for label, frame in groups(table):
-        best = frame.loc[frame["best"], "lr"]
         bracket = bracket_by.get(label)
         lo = np.nan if bracket is None else bracket["lr_converged"]
         hi = np.nan if bracket is None else bracket["lr_diverged"]
         limit = limits.get(label, np.nan)
         row = {
             "group": label,
-            "best lr": float(best.iloc[0]) if len(best) else np.nan,
+            "best lr": best_lr(frame),
             "largest lr that converged": lo,
             "smallest lr that diverged": hi,
             "predicted limit": limit,
@@ -79,6 +78,18 @@ def summary_table(
     return pd.DataFrame(rows)
 
 
+def best_lr(frame: pd.DataFrame) -> str:
+    """A group's best lr from its rows of the convergence table: the rate, or the tie of
+    rates within tolerance of the lowest final SSE (none named), or "" where every rate
+    diverged."""
+    best = frame.loc[frame["best"], "lr"].sort_values()
+    if len(best) == 1:
+        return f"{best.iloc[0]:.4g}"
+    if len(best) > 1:
+        return f"tie: {len(best)} rates, {best.iloc[0]:.4g} to {best.iloc[-1]:.4g}"
+    return ""
+
+
 def build(results: Results, out: Path, fmt: str = "html") -> Path:
     """Write the report for a result set; returns the file written.
 
@@ -96,27 +107,30 @@ def build(results: Results, out: Path, fmt: str = "html") -> Path:
     limits = predicted_limits(results)
     summary = summary_table(table, brackets, limits, analysis.trial_metrics(results))
     figures = {
-        "curves": ("SSE curves per learning rate", figure_curves(results)),
+        "curves": ("SSE curves per learning rate", png(figure_curves(results))),
         "final_vs_lr": (
             "Final SSE against learning rate",
-            figure_final_vs_lr(table, brackets, limits),
+            png(figure_final_vs_lr(results, table=table, brackets=brackets, limits=limits)),
         ),
-        "epochs_to_tolerance": ("Epochs to tolerance", figure_epochs_to_tolerance(table)),
+        "epochs_to_tolerance": (
+            "Epochs to tolerance",
+            png(figure_epochs_to_tolerance(results, table=table)),
+        ),
     }
     if len(results.sharpness.merge(results.trials[results.trials["status"] != "diverged"])):
         figures["sharpness"] = (
-            "Sharpness during training, each rate's edge dashed (2/lr for plain descent)",
-            figure_sharpness(results),
+            "Sharpness during training, each rate's edge dotted (2/lr for plain descent)",
+            png(figure_sharpness(results)),
         )
         figures["edge_ratio"] = (
             "The edge ratio during training (lr·λ/2 for plain descent)",
-            figure_edge_ratio(results),
+            png(figure_edge_ratio(results)),
         )
     linear = figure_linear(results)
     if linear is not None:
         figures["linear"] = (
             "The linear model: SSE, its derivative, gradient-descent paths",
-            linear,
+            png(linear),
         )
     name = results.manifest.get("name", Path(results.path).name)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -180,8 +194,8 @@ def compare(all_results: list[Results], out: Path) -> Path:
     """
     if len(all_results) < 2:
         raise InputError("compare: give two or more result sets")
-    fig_u, ax_u = plt.subplots(figsize=(8, 5), layout="constrained")
-    fig_c, ax_c = plt.subplots(figsize=(8, 5), layout="constrained")
+    fig_u, fig_c = new_figure(figsize=(8, 5)), new_figure(figsize=(8, 5))
+    ax_u, ax_c = fig_u.subplots(), fig_c.subplots()
     summaries = []
     for index, results in enumerate(all_results):
         name = results.manifest.get("name", Path(results.path).name)
@@ -194,13 +208,19 @@ def compare(all_results: list[Results], out: Path) -> Path:
             color, line = f"C{index}", ["-", "--", ":", "-."][offset % 4]
             ax_u.plot(frame["lr"], frame["median_final_sse"], marker="o", color=color,
                       linestyle=line, label=f"{name}: {label}")  # fmt: skip
-            best = frame.loc[frame["best"], "lr"]
+            best = frame[frame["best"]].sort_values(["median_epochs_to_tolerance", "lr"])
             if len(best):
+                lr = best["lr"].iloc[0]
                 group = histories[label]
-                curve = group[group["lr"] == best.iloc[0]].groupby("epoch")["sse"].median()
+                curve = group[group["lr"] == lr].groupby("epoch")["sse"].median()
+                which = f"lr {lr:.3g}" if len(best) == 1 else (
+                    f"lr {lr:.3g}, the fastest of {len(best)} tied")  # fmt: skip
                 ax_c.plot(curve.index + 1, curve.to_numpy(), color=color, linestyle=line,
-                          label=f"{name}: {label}, lr {best.iloc[0]:.3g}")  # fmt: skip
-    ax_u.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="final SSE (median)")
+                          label=f"{name}: {label}, {which}")  # fmt: skip
+    finals = np.concatenate([line.get_ydata() for line in ax_u.get_lines()] or [np.array([])])
+    view = final_view(np.asarray(finals, dtype=np.float64))  # log only where it spans a decade
+    ax_u.set(xscale="log", yscale="log" if view == "log" else "linear",
+             xlabel="learning rate", ylabel="final SSE (median)")  # fmt: skip
     ax_c.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="SSE (median), best lr")
     for ax in (ax_u, ax_c):
         ax.legend(fontsize=7)

@@ -1,37 +1,65 @@
 """The report's figures: SSE curves, final SSE and epochs to tolerance against learning rate,
-and the seed notebook's pictures of the linear model. Each returns PNG bytes."""
+the sharpness, and the seed notebook's pictures of the linear model.
+
+Each takes a loaded result set and returns a matplotlib Figure: in a notebook it shows inline,
+and the report turns it into a PNG. Axis scales come from the data (:mod:`.scales`), learning
+rates are told apart by colour and named in a legend (:class:`.panels.LrStyles`), and learning
+rates whose final SSEs lie within a tolerance of the lowest are drawn and named as a tie.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-from gdsearch.model import stability
+from gdsearch.model import analysis, stability
 from gdsearch.model.edge import edge_sharpness
-from gdsearch.report.panels import facet_panels, groups, lr_norm, png
+from gdsearch.model.ranking import TIE_TOLERANCE, relative_excess, tied_with_lowest
+from gdsearch.report.panels import LrStyles, facet_panels, groups, new_figure
+from gdsearch.report.scales import epoch_axis, final_view, sse_axis
+from gdsearch.report.theory import predicted_limits
 
 if TYPE_CHECKING:
     from gdsearch.results.store import Results
 
 
-def figure_curves(results: Results) -> bytes:
-    """Median SSE per epoch (over seeds) for each lr, one panel per group, log SSE axis."""
+def lr_styles(results: Results) -> LrStyles:
+    """The line style of each learning rate of a result set; rates at which every trial
+    diverged are named so in the legend."""
+    trials = results.trials
+    diverged = trials.groupby("lr")["status"].agg(lambda s: bool((s == "diverged").all()))
+    return LrStyles(trials["lr"], diverged=set(diverged[diverged].index.astype(float)))
+
+
+def figure_curves(results: Results) -> Figure:
+    """Median SSE per epoch (over seeds) for each lr, one panel per group.
+
+    Epochs are on a log axis where the action is early; the SSE axis is fitted to the curves
+    that did not diverge (diverging ones leave through the top), log where they span a decade.
+    """
     merged = results.history.merge(results.trials, on="trial_id")
-    norm = lr_norm(results.trials["lr"])
+    styles = lr_styles(results)
     fig, axes, panels = facet_panels(groups(merged))
     for label, frame, ax in panels:
         curves = frame.groupby(["lr", "epoch"])["sse"].median().unstack("lr")
-        for lr in curves.columns:
-            ax.plot(curves.index, curves[lr], color=plt.cm.viridis(norm(lr)), linewidth=1)
-        ax.set_yscale("log")
+        for lr in _rates(curves):
+            ax.plot(curves.index, curves[lr], linewidth=1.2, **styles.line(lr))
+        ran = frame.groupby("lr")["status"].agg(lambda s: not (s == "diverged").any())
+        epoch_axis(ax, curves)
+        sse_axis(ax, curves, kept=[lr for lr in _rates(curves) if ran[lr]])
         ax.set_title(label, fontsize=9)
-        ax.set_xlabel("epoch")
         ax.set_ylabel("SSE (median over seeds)")
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes, label="learning rate")
-    return png(fig)
+    styles.key(fig, axes, shown=set(merged["lr"]))
+    return fig
+
+
+def _rates(curves: pd.DataFrame) -> list[float]:
+    """The learning rates of a frame with one column per lr."""
+    return [float(lr) for lr in curves.columns]
 
 
 def _sharpness_curves(results: Results) -> list[tuple[str, pd.DataFrame]]:
@@ -44,56 +72,80 @@ def _sharpness_curves(results: Results) -> list[tuple[str, pd.DataFrame]]:
     return groups(merged)
 
 
-def figure_sharpness(results: Results) -> bytes:
-    """Sharpness λ against epoch per learning rate, each rate's edge dashed in its colour (2/lr
+def figure_sharpness(results: Results) -> Figure:
+    """Sharpness λ against epoch per learning rate, each rate's edge dotted in its colour (2/lr
     for plain gradient descent; it follows momentum and any schedule): where a curve meets its
     line, that rate trains at the edge of stability. Diverged trials are left out."""
-    norm = lr_norm(results.trials["lr"])
+    styles = lr_styles(results)
     fig, axes, panels = facet_panels(_sharpness_curves(results))
+    shown: set[float] = set()
     for label, frame, ax in panels:
         by_lr = frame.groupby(["lr", "epoch"])
         curves = by_lr["sharpness"].median().unstack("lr")
         edges = by_lr["edge"].median().unstack("lr")
-        for lr in curves.columns:
-            color = plt.cm.viridis(norm(lr))
-            ax.plot(curves.index, curves[lr], color=color, linewidth=1)
-            ax.plot(edges.index, edges[lr], color=color, linestyle="--", linewidth=0.7)
+        for lr in _rates(curves):
+            ax.plot(curves.index, curves[lr], linewidth=1.2, **styles.line(lr))
+            ax.plot(edges.index, edges[lr], color=styles.color(lr), linestyle=":", linewidth=0.9)
+        shown.update(_rates(curves))
         top = np.nanmax(curves.to_numpy()) if curves.notna().any().any() else 1.0
         ax.set_ylim(0, 1.3 * top)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("sharpness λ (median over seeds)")
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes, label="learning rate")
-    return png(fig)
+    styles.key(fig, axes, shown)
+    return fig
 
 
-def figure_edge_ratio(results: Results) -> bytes:
+def figure_edge_ratio(results: Results) -> Figure:
     """The edge ratio λ / λ_edge against epoch per learning rate (lr·λ/2 for plain gradient
     descent); 1 is the edge of stability."""
-    norm = lr_norm(results.trials["lr"])
+    styles = lr_styles(results)
     fig, axes, panels = facet_panels(_sharpness_curves(results))
+    shown: set[float] = set()
     for label, frame, ax in panels:
         curves = frame.groupby(["lr", "epoch"])["edge_ratio"].median().unstack("lr")
-        for lr in curves.columns:
-            ax.plot(curves.index, curves[lr], color=plt.cm.viridis(norm(lr)), linewidth=1)
+        for lr in _rates(curves):
+            ax.plot(curves.index, curves[lr], linewidth=1.2, **styles.line(lr))
+        shown.update(_rates(curves))
         ax.axhline(1.0, color="k", linestyle="--", linewidth=0.8)
         ax.set_yscale("log")
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("λ / edge (lr·λ/2 for plain GD)")
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes, label="learning rate")
-    return png(fig)
+    styles.key(fig, axes, shown)
+    return fig
 
 
 def figure_final_vs_lr(
-    table: pd.DataFrame, brackets: pd.DataFrame, limits: dict[str, float]
-) -> bytes:
-    """Final SSE against lr (log-log) with quartiles, diverged region shaded, predicted limit."""
+    results: Results,
+    *,
+    table: pd.DataFrame | None = None,
+    brackets: pd.DataFrame | None = None,
+    limits: dict[str, float] | None = None,
+    tolerance: float = TIE_TOLERANCE,
+) -> Figure:
+    """Final SSE against lr (median and quartiles over seeds), one panel per group: the
+    diverged region shaded, the predicted limit marked, and the best rate starred, or the
+    rates that tie for best (within ``tolerance`` of the lowest, relative to it) ringed and
+    counted, never one of them named.
+
+    Where the values differ by less than 1% the panel plots (SSE - lowest) / lowest, with the
+    ties in a shaded band at the bottom; else SSE, on a log axis where it spans a decade.
+
+    Args:
+        results: a loaded result set.
+        table, brackets, limits: :func:`gdsearch.analysis.convergence_table`,
+            :func:`gdsearch.analysis.critical_lr` and
+            :func:`gdsearch.report.predicted_limits` of it, if already computed.
+        tolerance: the relative distance from the lowest final SSE that still ties.
+    """
+    table = analysis.convergence_table(results) if table is None else table
+    brackets = analysis.critical_lr(results) if brackets is None else brackets
+    limits = predicted_limits(results) if limits is None else limits
     bracket_by = {label: frame.iloc[0] for label, frame in groups(brackets)}
     fig, _, panels = facet_panels(groups(table))
     for label, frame, ax in panels:
-        ax.plot(frame["lr"], frame["median_final_sse"], marker="o", color="C0", label="median")
-        ax.fill_between(frame["lr"], frame["q25_final_sse"], frame["q75_final_sse"], alpha=0.25)
+        _final_panel(ax, frame, tolerance)
         edge = bracket_by[label]["lr_diverged"] if label in bracket_by else np.nan
         if np.isfinite(edge):
             ax.axvspan(edge, frame["lr"].max() * 1.5, color="C3", alpha=0.12, label="diverged")
@@ -104,17 +156,54 @@ def figure_final_vs_lr(
             ax.plot(pruned, np.full(len(pruned), 0.03), "x", color="0.4",
                     transform=ax.get_xaxis_transform(), label="some seeds pruned")  # fmt: skip
         ax.set_xscale("log")
-        if (frame["median_final_sse"] > 0).any():  # where every rate diverged: nothing to show
-            ax.set_yscale("log")
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("learning rate")
-        ax.set_ylabel("final SSE")
         ax.legend(fontsize=7)
-    return png(fig)
+    return fig
 
 
-def figure_epochs_to_tolerance(table: pd.DataFrame) -> bytes:
+def _final_panel(ax: Axes, frame: pd.DataFrame, tolerance: float) -> None:
+    """One group's median and quartiles against lr, in the view its values call for, and its
+    best rate or its tie."""
+    lrs = frame["lr"].to_numpy(dtype=np.float64)
+    median = frame["median_final_sse"].to_numpy(dtype=np.float64)
+    low, high = (frame[c].to_numpy(dtype=np.float64) for c in ("q25_final_sse", "q75_final_sse"))
+    candidates = np.where(frame["diverged_fraction"].to_numpy() == 0, median, np.nan)
+    tied = tied_with_lowest(candidates, tolerance)
+    view = final_view(median)
+    if view == "relative":
+        lowest = float(np.nanmin(median))
+        median, low, high = (relative_excess(v, lowest) for v in (median, low, high))
+        ax.set_yscale("symlog", linthresh=tolerance, linscale=0.5)
+        ax.axhspan(0, tolerance, color="0.85", label=f"within {_short(tolerance)} of the lowest")
+        ax.set_ylim(0, max(float(np.nanmax(high)) * 3, 10 * tolerance))
+        ax.set_ylabel(f"final SSE / lowest − 1 (lowest {lowest:.7g})")
+    else:
+        ax.set_yscale("log" if view == "log" else "linear")
+        if view == "linear":
+            ax.ticklabel_format(axis="y", useOffset=False)
+        ax.set_ylabel("final SSE")
+    ax.plot(lrs, median, marker="o", color="C0", label="median over seeds")
+    ax.fill_between(lrs, low, high, color="C0", alpha=0.25)
+    if tied.sum() == 1:
+        ax.plot(lrs[tied], median[tied], "*", color="C1", markersize=14,
+                label=f"best: lr {lrs[tied][0]:.3g}")  # fmt: skip
+    elif tied.sum() > 1:
+        ax.plot(lrs[tied], median[tied], "o", markersize=11, markerfacecolor="none",
+                markeredgecolor="C1", markeredgewidth=1.5,
+                label=f"tie: {tied.sum()} rates within {_short(tolerance)}")  # fmt: skip
+    if not np.isfinite(median).any():
+        ax.text(0.5, 0.5, "every rate diverged", transform=ax.transAxes, ha="center")
+
+
+def _short(number: float) -> str:
+    """1e-06 as 1e-6."""
+    return f"{number:g}".replace("e-0", "e-").replace("e+0", "e+")
+
+
+def figure_epochs_to_tolerance(results: Results, *, table: pd.DataFrame | None = None) -> Figure:
     """Median epochs to reach the group's best within tolerance, against lr."""
+    table = analysis.convergence_table(results) if table is None else table
     fig, _, panels = facet_panels(groups(table))
     for label, frame, ax in panels:
         ax.plot(frame["lr"], frame["median_epochs_to_tolerance"], marker="o")
@@ -122,14 +211,14 @@ def figure_epochs_to_tolerance(table: pd.DataFrame) -> bytes:
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("epochs to within 5% of best")
-    return png(fig)
+    return fig
 
 
 PATH_EPOCHS = 2000
 """The linear-model pictures draw at most this many steps of each gradient-descent path."""
 
 
-def figure_linear(results: Results) -> bytes | None:
+def figure_linear(results: Results) -> Figure | None:
     """The seed notebook's pictures for a linear model of one input and one output.
 
     SSE against the weight with the bias fixed at its least-squares value; that curve's
@@ -161,7 +250,8 @@ def figure_linear(results: Results) -> bytes | None:
     w = np.linspace(best[0] - reach[0], best[0] + reach[0], 201)
     bias = np.linspace(best[1] - reach[1], best[1] + reach[1], 201)
     residual = y[None, :] - (w[:, None] * x[None, :] + best[1])
-    fig, (ax_sse, ax_grad, ax_path) = plt.subplots(1, 3, figsize=(16, 4.4), layout="constrained")
+    fig = new_figure(figsize=(16, 4.4))
+    ax_sse, ax_grad, ax_path = fig.subplots(1, 3)
     ax_sse.plot(w, (residual**2).sum(axis=1))
     ax_sse.set(
         xlabel="weight w", ylabel="SSE", title=f"SSE against w, bias fixed at {best[1]:.3g}"
@@ -178,7 +268,7 @@ def figure_linear(results: Results) -> bytes | None:
     steps = min(first.train.epochs, PATH_EPOCHS)
     lrs = runs["lr"].to_numpy()
     paths = stability.linear_gd_path(X, y, start, lrs, steps, first.train.grad_scale)
-    norm = lr_norm(runs["lr"])
+    styles = lr_styles(results)
     lows, highs = np.array([w[0], bias[0]]), np.array([w[-1], bias[-1]])
     drawn = list(zip(paths, runs["lr"], runs["trial_id"], runs["status"], strict=True))
     for path, lr, trial_id, status in reversed(drawn):  # small rates on top
@@ -186,14 +276,13 @@ def figure_linear(results: Results) -> bytes | None:
         outside = ~np.all((path[: end + 1] >= lows) & (path[: end + 1] <= highs), axis=1)
         if outside.any():  # stop one step past the window's edge
             end = int(np.argmax(outside))
-        ax_path.plot(path[: end + 1, 0], path[: end + 1, 1], color=plt.cm.viridis(norm(lr)),
-                     linewidth=0.8 if status == "diverged" else 1.2, marker=".", markersize=2,
-                     linestyle="--" if status == "diverged" else "-")  # fmt: skip
+        width = 0.8 if status == "diverged" else 1.2
+        ax_path.plot(path[: end + 1, 0], path[: end + 1, 1], marker=".", markersize=2,
+                     linewidth=width, **styles.line(lr))  # fmt: skip
     ax_path.plot(*start, "ko", label="start")
     ax_path.plot(*best, "r*", markersize=10, label="least squares")
     ax_path.set(xlim=(w[0], w[-1]), ylim=(bias[0], bias[-1]), xlabel="weight w", ylabel="bias b",
-                title=f"gradient descent, first {steps} epochs (dashed: diverged)")  # fmt: skip
+                title=f"gradient descent, first {steps} epochs")  # fmt: skip
     ax_path.legend(fontsize=7)
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax_path,
-                 label="learning rate")  # fmt: skip
-    return png(fig)
+    styles.key(fig, ax_path, shown=set(runs["lr"]))
+    return fig

@@ -1,4 +1,10 @@
-"""Shared plotting: group labels, the facet grid of panels, the lr colour scale, PNG output."""
+"""Shared plotting: group labels, the facet grid of panels, each learning rate's line style,
+and the figures themselves.
+
+Figures are made without pyplot: nothing is kept in pyplot's registry, no backend is chosen for
+the process, and a figure returned in a notebook is drawn once, by its ``_repr_png_``, whether or
+not the notebook has set up matplotlib.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,17 @@ import math
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from gdsearch.model.comparison import GROUP
+
+DPI = 110
 
 SETTING_LABELS = {
     "init_scale": "scale {:g}",
@@ -62,7 +71,7 @@ row. One init or one architecture only: the panels wrap, three to a row."""
 
 def facet_panels(
     groups: list[tuple[str, pd.DataFrame]],
-) -> tuple[plt.Figure, np.ndarray, list[tuple[str, pd.DataFrame, plt.Axes]]]:
+) -> tuple[Figure, np.ndarray, list[tuple[str, pd.DataFrame, Axes]]]:
     """One panel per group: a facet grid (rows by architecture, columns by init) where both
     vary, else a wrapped row of panels. Returns the figure, all axes, and each group's axes."""
 
@@ -83,9 +92,8 @@ def facet_panels(
         n_cols = max(1, min(len(groups), 3))
         n_rows = math.ceil(len(groups) / n_cols)
         places = [divmod(i, n_cols) for i in range(len(groups))]
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(5.2 * n_cols, 3.8 * n_rows), squeeze=False, layout="constrained"
-    )
+    fig = new_figure(figsize=(5.2 * n_cols, 3.8 * n_rows))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
     used = set(places)
     for r in range(n_rows):
         for c in range(n_cols):
@@ -101,9 +109,81 @@ def lr_norm(lrs: pd.Series) -> LogNorm:
     return LogNorm(lrs.min(), max(lrs.max(), 1.0001 * lrs.min()))
 
 
-def png(fig: plt.Figure) -> bytes:
-    """The figure as PNG bytes; the figure is closed."""
+class InlineFigure(Figure):
+    """A matplotlib Figure that a notebook shows as a PNG (IPython asks for ``_repr_png_``)."""
+
+    def _repr_png_(self) -> bytes:
+        return png(self)
+
+
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """An empty figure with constrained layout, kept by nobody but its caller."""
+    return InlineFigure(figsize=figsize, layout="constrained")
+
+
+def png(fig: Figure) -> bytes:
+    """The figure as PNG bytes."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
+    fig.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
+
+
+QUALITATIVE = tuple(matplotlib.colormaps["tab10"](i) for i in range(10))
+DASHES = ("-", "--")
+MAX_LEGEND = len(QUALITATIVE) * len(DASHES)
+"""Up to this many learning rates, each gets a colour of a qualitative palette (and past ten a
+dashed line) and the figure a legend; more, and a colour scale ordered by lr with a colour bar."""
+
+
+class LrStyles:
+    """How each learning rate of a result set is drawn, the same in every panel and figure.
+
+    Few rates are told apart by colour (and dash) and named in a legend; many are coloured on a
+    log scale of lr (viridis) with a colour bar, where the order of the colours is what tells.
+    """
+
+    def __init__(self, lrs: pd.Series, diverged: set[float] | None = None) -> None:
+        self.rates = sorted(float(lr) for lr in pd.unique(lrs))
+        self.diverged = diverged or set()
+        self.legend = len(self.rates) <= MAX_LEGEND
+        self.norm = lr_norm(lrs)
+        self.names = _distinct_labels(self.rates)
+
+    def color(self, lr: float) -> Any:
+        """The rate's colour."""
+        if not self.legend:
+            return matplotlib.colormaps["viridis"](self.norm(lr))
+        index = self.rates.index(float(lr))
+        return QUALITATIVE[index % len(QUALITATIVE)]
+
+    def line(self, lr: float) -> dict[str, Any]:
+        """Keyword arguments of ``Axes.plot`` for the rate's line."""
+        if not self.legend:
+            return {"color": self.color(lr)}
+        index = self.rates.index(float(lr))
+        return {"color": self.color(lr), "linestyle": DASHES[index // len(QUALITATIVE)]}
+
+    def name(self, lr: float) -> str:
+        """The rate as the legend writes it, with enough digits to tell it from its neighbours."""
+        label = self.names[self.rates.index(float(lr))]
+        return f"{label} (diverged)" if float(lr) in self.diverged else label
+
+    def key(self, fig: Figure, axes: Any, shown: set[float] | None = None) -> None:
+        """The figure's legend of rates (those ``shown``, or all), or its colour bar."""
+        if not self.legend:
+            fig.colorbar(ScalarMappable(norm=self.norm, cmap="viridis"), ax=axes,
+                         label="learning rate")  # fmt: skip
+            return
+        rates = [lr for lr in self.rates if shown is None or lr in shown]
+        handles = [Line2D([], [], linewidth=1.5, **self.line(lr)) for lr in rates]
+        fig.legend(handles, [self.name(lr) for lr in rates], title="learning rate",
+                   loc="outside right upper", fontsize=8, title_fontsize=8)  # fmt: skip
+
+
+def _distinct_labels(rates: list[float]) -> list[str]:
+    """The rates with as few significant digits (3 at least) as tell every one apart."""
+    for digits in range(3, 17):
+        labels = [f"{lr:.{digits}g}" for lr in rates]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [repr(lr) for lr in rates]

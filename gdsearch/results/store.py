@@ -51,6 +51,8 @@ from gdsearch.errors import InputError, ResultsError, RunError, one_line
 from gdsearch.job.spec import JobSpec, parse_job
 from gdsearch.job.trial import initial_params
 from gdsearch.model.network import Params
+from gdsearch.model.ranking import TIE_TOLERANCE
+from gdsearch.results import summary
 from gdsearch.results.ordering import in_order
 from gdsearch.results.query import Filters, Query
 from gdsearch.results.schema import (
@@ -143,6 +145,28 @@ class Results:
         scale = None if pd.isna(row["init_scale"]) else float(row["init_scale"])
         return initial_params(int(job_seed), row["init"], hidden, int(row["seed"]), scale,
                               int(shape["n_inputs"]), int(shape["n_outputs"]))  # fmt: skip
+
+    def best(
+        self, by: str = "final_sse", per: str = "group", tolerance: float = TIE_TOLERANCE
+    ) -> pd.DataFrame:
+        """The best learning rate of each comparison group, ties said as ties::
+
+            res.best()                        # by median final SSE over seeds, per group
+            res.best("epochs_to_tolerance")   # the fastest to within 5% of the group's best
+            res.best(per="seed")              # per group and replicate seed
+
+        Rates whose values lie within ``tolerance`` of the lowest, relative to it, tie: then
+        ``lr`` is NaN, ``tie`` True and ``best_lrs`` holds them all. See
+        :func:`gdsearch.results.summary.best` for the columns.
+        """
+        return summary.best(self, by, per, tolerance)
+
+    def _repr_html_(self) -> str:
+        """What a notebook shows: the job, trials by status, epochs, the best rates, where."""
+        return summary.summary_html(self)
+
+    def __repr__(self) -> str:
+        return summary.summary_line(self)
 
 
 def is_uri(location: str) -> bool:

@@ -40,7 +40,9 @@ ADDRESS_VARIABLES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 SHIP = ("all", "code", "none")
 """What a submission sends of gdsearch: the package and its pinned dependencies, the package
 only, or nothing (the cluster has it installed)."""
-DEPENDENCIES = ("filelock", "matplotlib", "numpy", "pandas", "pyarrow", "threadpoolctl")
+DEPENDENCIES = (
+    "filelock", "matplotlib", "numpy", "pandas", "pyarrow", "threadpoolctl", "tomli-w", "tqdm",
+)  # fmt: skip
 """gdsearch's dependencies but Ray (the cluster runs its own), as pyproject.toml lists them."""
 RAY_NEEDED = "2.60.0"
 """The Ray a cluster must run: the one pyproject.toml pins."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from gdsearch.errors import InputError
-from gdsearch.job.spec import JobSpec, load_job
+from gdsearch.job.mapping import read_job
+from gdsearch.job.spec import JobSpec
 from gdsearch.job.trial import Trial
 from gdsearch.results.lock import ResultsLock
 from gdsearch.results.manifest import check_compatible, new_manifest, now
@@ -72,7 +74,7 @@ class RunSummary:
 
 
 def run_search(
-    job: JobSpec | str | Path,
+    job: JobSpec | Mapping[str, Any] | str | Path,
     results_root: str | Path = "results",
     *,
     address: str | None = None,
@@ -86,7 +88,8 @@ def run_search(
     """Run a search job and store its results under ``results_root/NAME``.
 
     Args:
-        job: a checked :class:`JobSpec` or the path of a job file.
+        job: a checked :class:`JobSpec`, a mapping of a job file's tables
+            (:func:`gdsearch.job_from_dict` checks it), or the path of a job file.
         results_root: the folder (or filesystem URI, e.g. ``s3://bucket/prefix``) that holds
             one result set per job name.
         address: a Ray cluster to join; by default ``RAY_ADDRESS``, else an embedded local
@@ -111,7 +114,7 @@ def run_search(
         raise InputError(f"--executor: one of {', '.join(EXECUTORS)}, but got {executor!r}")
     if not ray_running():
         check_address(address, num_cpus)  # before anything is touched
-    spec = job if isinstance(job, JobSpec) else load_job(job)
+    spec = read_job(job)
     store = ResultsStore(join(str(results_root), spec.name))
     X, Y = spec.load_data()  # a bad data file stops us before anything is touched
     trials = spec.trials()

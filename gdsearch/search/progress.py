@@ -1,71 +1,76 @@
-"""A one-line progress bar for a search: trials done of total, diverged and failed, ETA."""
+"""The progress of a search: trials done of total, how many diverged and failed, time left.
+
+Drawn by ``tqdm.auto``: a widget in Jupyter (with ipywidgets installed), a bar redrawn in place
+on a terminal. Where stderr is neither (a log file, CI), the bar is written at most every
+``LOG_EVERY_S`` seconds and at the end, so a long run's log stays short. ``show_progress=False``
+(``--no-progress``) draws nothing.
+"""
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import TextIO
+
+from tqdm.auto import tqdm
+
+LOG_EVERY_S = 5.0
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} trials{postfix} [{elapsed}<{remaining}]"
+"""``  23%|██▎       | 3/13 trials, 1 diverged [00:02<00:06]``: tqdm puts ", " before the
+postfix."""
 
 
 class Progress:
-    """Draws ``[#####-----] 128/256 trials  12 diverged  ETA 0:03`` on a terminal.
+    """A search's progress bar; the executor loop moves it on as parts are stored.
 
-    On a terminal the line is redrawn in place at most ten times a second; elsewhere (a log
-    file, CI) a line is printed at most every ``every_s`` seconds, and at the end.
+    Args:
+        total: the trials planned so far (settable: bracket mode plans rounds as it goes).
+        stream: where a text bar is drawn; stderr by default (a widget draws in the notebook).
     """
 
-    def __init__(self, total: int, stream: TextIO | None = None, every_s: float = 5.0) -> None:
-        self.total = total
-        self.done = 0
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        stream = stream if stream is not None else sys.stderr
         self.diverged = 0
         self.failed = 0
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = self.stream.isatty()
-        self.every_s = 0.1 if self.tty else every_s
-        self.start = time.monotonic()
-        self.last_drawn = -float("inf")
+        self._bar = tqdm(total=total, file=stream, bar_format=BAR_FORMAT, dynamic_ncols=True,
+                         postfix=self._counts())  # fmt: skip
+        widget = hasattr(self._bar, "container")
+        self._bar.mininterval = 0.1 if widget or stream.isatty() else LOG_EVERY_S
+
+    @property
+    def total(self) -> int:
+        """The trials planned so far."""
+        return int(self._bar.total)
+
+    @total.setter
+    def total(self, value: int) -> None:
+        if value == self._bar.total:
+            return
+        self._bar.total = value
+        widget = getattr(self._bar, "container", None)
+        if widget is not None:  # the notebook widget keeps its own maximum (tqdm's reset)
+            widget.children[1].max = value
+        self._bar.refresh()
+
+    @property
+    def done(self) -> int:
+        """The trials stored so far."""
+        return int(self._bar.n)
 
     def update(self, done: int, diverged: int, failed: int = 0) -> None:
-        """Add ``done`` finished trials, ``diverged`` and ``failed`` of them, and redraw if due."""
-        self.done += done
+        """Add ``done`` stored trials, ``diverged`` and ``failed`` of them; redraw if due."""
         self.diverged += diverged
         self.failed += failed
-        now = time.monotonic()
-        if now - self.last_drawn >= self.every_s or self.done >= self.total:
-            self.last_drawn = now
-            self._draw(now)
+        self._bar.set_postfix_str(self._counts(), refresh=False)
+        self._bar.update(done)
 
     def close(self) -> None:
-        """Finish the line."""
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        """Draw the bar as it ends and leave it in place."""
+        self._bar.close()
 
-    def line(self, now: float | None = None) -> str:
+    def line(self) -> str:
         """The text of the bar as it stands."""
-        elapsed = (time.monotonic() if now is None else now) - self.start
-        fraction = self.done / self.total if self.total else 1.0
-        filled = round(30 * fraction)
-        if self.done and self.done < self.total:
-            eta = _clock(elapsed * (self.total - self.done) / self.done)
-        else:
-            eta = "--:--" if self.done < self.total else _clock(elapsed)
-        label = "ETA" if self.done < self.total else "took"
-        failed = f"{self.failed} failed  " if self.failed else ""
-        return (
-            f"[{'#' * filled}{'-' * (30 - filled)}] {self.done}/{self.total} trials  "
-            f"{self.diverged} diverged  {failed}{label} {eta}"
-        )
+        return str(self._bar)
 
-    def _draw(self, now: float) -> None:
-        if self.tty:
-            self.stream.write("\r" + self.line(now))
-        else:
-            self.stream.write(self.line(now) + "\n")
-        self.stream.flush()
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    def _counts(self) -> str:
+        failed = f", {self.failed} failed" if self.failed else ""
+        return f"{self.diverged} diverged{failed}"
