@@ -19,6 +19,9 @@ from threadpoolctl import threadpool_info
 
 import gdsearch
 from gdsearch.job.spec import load_job, parse_job
+from gdsearch.model.numerics import machine_label
+from gdsearch.report.document import build
+from gdsearch.results.manifest import UNRECORDED
 from gdsearch.search.unit import train_unit
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,3 +98,24 @@ def test_a_result_set_of_version_0_1_resumes_without_training_again(
     after = gdsearch.load_results(tmp_path / name)
     pd.testing.assert_frame_equal(before.trials, after.trials)
     pd.testing.assert_frame_equal(before.history, after.history)
+    # Stored before numerics were recorded: unrecorded, not compared, and not a mix by itself.
+    assert after.trials["numerics"].isna().all()
+    assert after.manifest["numerics"] == {UNRECORDED: summary.total}
+
+
+@pytest.mark.ray
+def test_trials_added_to_a_result_set_of_version_0_1_are_flagged_as_a_mix_of_numerics(
+    local_ray: None, tmp_path: Path
+) -> None:
+    """The 0.1.0 trials were computed by BLAS; new ones by the portable path: the set resumes,
+    and its report says that it now mixes them."""
+    shutil.copytree(LEGACY / "results" / "legacy-halving", tmp_path / "legacy-halving")
+    job = tmp_path / "grown.toml"
+    job.write_text((LEGACY / "jobs" / "legacy_halving.toml").read_text().replace(
+        'init = ["xavier", "normal"]', 'init = ["xavier", "normal", "he"]'))  # fmt: skip
+    summary = gdsearch.run_search(job, tmp_path, show_progress=False)
+    assert summary.ran == 8
+    after = gdsearch.load_results(tmp_path / "legacy-halving")
+    assert after.manifest["numerics"] == {UNRECORDED: 16, machine_label("portable"): 8}
+    report = build(after, tmp_path / "report.md", fmt="md").read_text()
+    assert "**Warning:** this result set mixes numerics" in report

@@ -201,6 +201,12 @@ def label(fingerprint: dict[str, Any]) -> str:
     return "; ".join([str(fingerprint.get("path")), *rest])
 
 
+@functools.cache
+def machine_label(name: str) -> str:
+    """:func:`label` of path ``name``'s fingerprint in this process (found once)."""
+    return label(fingerprint(name))
+
+
 def _subnormals_kept() -> bool:
     """False where the CPU flushes subnormal results (or inputs) to zero in this process."""
     tiny = np.array([2.2250738585072014e-308])  # the smallest normal number

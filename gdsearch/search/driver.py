@@ -21,8 +21,15 @@ import ray
 
 from gdsearch.job.spec import JobSpec, load_job
 from gdsearch.job.trial import Trial
+from gdsearch.model.numerics import machine_label
 from gdsearch.results.lock import ResultsLock
-from gdsearch.results.manifest import check_compatible, new_manifest, now
+from gdsearch.results.manifest import (
+    check_compatible,
+    check_numerics,
+    new_manifest,
+    now,
+    numerics_counts,
+)
 from gdsearch.results.store import ResultsStore, join
 from gdsearch.search.bracket import BracketRounds
 from gdsearch.search.connection import check_address, cluster_facts, connect
@@ -67,6 +74,7 @@ def run_search(
     wait: bool = False,
     break_lock: bool = False,
     num_cpus: int | None = None,
+    allow_numerics_change: bool = False,
 ) -> RunSummary:
     """Run a search job on Ray and store its results under ``results_root/NAME``.
 
@@ -82,6 +90,8 @@ def run_search(
             refusing (see :mod:`gdsearch.results.lock`).
         break_lock: take over the result set's lock from a run on another host that is gone.
         num_cpus: cores of the embedded Ray (default: all); not with a cluster.
+        allow_numerics_change: add trials to results whose stored trials were computed with
+            other numerics (see :mod:`gdsearch.results.manifest`); refused otherwise.
 
     Returns:
         A :class:`RunSummary`.
@@ -95,9 +105,12 @@ def run_search(
     X, Y = spec.load_data()  # a bad data file stops us before anything is touched
     trials = spec.trials()
     compat = spec.compat_key(X, Y)
+    numerics = machine_label(spec.train.numerics)  # the workers' too, but for BLAS elsewhere
     check_compatible(store, compat, fresh)
+    check_numerics(store, numerics, allow_numerics_change or fresh)
     with ResultsLock(store, wait=wait, break_foreign=break_lock):
         check_compatible(store, compat, fresh)  # a run we waited for may have stored others
+        check_numerics(store, numerics, allow_numerics_change or fresh)
         return _run_locked(
             spec, store, X, Y, trials, compat,
             address=address, fresh=fresh, show_progress=show_progress,
@@ -147,13 +160,15 @@ def _run_locked(
     total = sum(r.trials for r in rounds)
     ran = sum(r.ran for r in rounds)
     run = {"started_at": started_at, "finished_at": now(), "wall_s": round(wall, 3),
-           "trials_run": ran, "units": sum(r.units for r in rounds)}  # fmt: skip
+           "trials_run": ran, "units": sum(r.units for r in rounds),
+           "numerics": spec.train.numerics}  # fmt: skip
     manifest.update(
         runs=[*previous.get("runs", []), run],
         status="complete",
         finished_at=run["finished_at"],
         counts=counts,
         trials_total=total,
+        numerics=numerics_counts(store.read_table("trials", ["numerics"]).column(0).to_pylist()),
     )
     if spec.bracket is not None:
         manifest["bracket_rounds"] = [r.record() for r in rounds]
