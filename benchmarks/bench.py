@@ -3,6 +3,7 @@
     python benchmarks/bench.py                 # W1 and W1 x 16, Ray Tune on a sample of W1
     python benchmarks/bench.py --quick         # W1 only, one run each, no Tune
     python benchmarks/bench.py --loading-only  # only load_results against pandas.read_parquet
+    python benchmarks/bench.py --numerics      # only the cost of the portable numerics
 
 W1 is jobs/moons_lr_init.toml (256 trials, 2-16-1 tanh, 1000 epochs); W1 x 16 the same job with
 16 times the seeds (4,096 trials). Every measurement runs in a fresh Python process with one BLAS
@@ -356,6 +357,48 @@ def _print_update_rules(folder: Path, runs: int) -> None:
               f"{cost / base:.2f} |")  # fmt: skip
 
 
+NUMERICS_JOBS = {
+    "2-16-1 tanh (W1)": ("", "[16]"),
+    "2-16-16-1 tanh": ("", "[16, 16]"),
+    "2-16-1 tanh, sharpness every 10 epochs": ("sharpness_every = 10", "[16]"),
+}
+"""Networks whose trial-epoch is timed under each numerics: W1, W1 one hidden layer deeper (a
+16 × 16 product, where BLAS gains most), and W1 with its sharpness measured."""
+
+
+def _numerics_job(settings: str, hidden: str, numerics: str, folder: Path) -> Path:
+    text = (
+        W1.read_text()
+        .replace("epochs = 1000", f'epochs = 1000\nnumerics = "{numerics}"\n{settings}')
+        .replace("hidden = [[16]]", f"hidden = [{hidden}]")
+    )
+    path = folder / f"w1_{len(list(folder.iterdir()))}.toml"
+    path.write_text(text.replace('name = "moons-lr-init"', f'name = "w1-{path.stem}"'))
+    return path
+
+
+def _print_numerics(folder: Path, runs: int) -> None:
+    """The cost of a trial-epoch on the portable path against the BLAS path: W1-like jobs in
+    one process, no Ray, the two paths' runs interleaved (so that a drift of the machine's
+    speed falls on both)."""
+    print(f"\nthe portable numerics against BLAS (populations, one process, no Ray; median of "
+          f"{runs} runs, interleaved)\n")  # fmt: skip
+    print("| network | trial-epochs | portable µs per trial-epoch | BLAS µs per trial-epoch | "
+          "portable / BLAS |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|")
+    for name, (settings, hidden) in NUMERICS_JOBS.items():
+        jobs = {n: _numerics_job(settings, hidden, n, folder) for n in ("portable", "blas")}
+        timed: dict[str, list[dict[str, Any]]] = {"portable": [], "blas": []}
+        for _ in range(runs):
+            for numerics, job in jobs.items():
+                timed[numerics].append(_child("stacked", job))
+        cost = {n: statistics.median(r["search_s"] / r["trial_epochs"] * 1e6 for r in rs)
+                for n, rs in timed.items()}  # fmt: skip
+        epochs = timed["portable"][0]["trial_epochs"]
+        print(f"| {name} | {epochs:,} | {cost['portable']:.1f} | {cost['blas']:.1f} | "
+              f"{cost['portable'] / cost['blas']:.2f} |")  # fmt: skip
+
+
 def _scaled_job(factor: int, folder: Path) -> Path:
     text = W1.read_text()
     seeds = ", ".join(str(s) for s in range(4 * factor))
@@ -371,7 +414,8 @@ def _machine() -> str:
     import numpy  # noqa: F401  (so that threadpoolctl sees its BLAS)
     from threadpoolctl import threadpool_info
 
-    blas = [f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()]
+    blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')} kernel)"
+            for i in threadpool_info()]  # fmt: skip
     import ray
 
     return (
@@ -434,6 +478,9 @@ def main() -> None:
         help="only the loading table: run W1 (and W1 x SCALE) once each to have their results",
     )
     parser.add_argument(
+        "--numerics", action="store_true", help="only the portable numerics' cost against BLAS"
+    )
+    parser.add_argument(
         "--against",
         type=Path,
         metavar="TREE",
@@ -453,6 +500,10 @@ def main() -> None:
                 jobs[f"W1 x {args.scale}"] = _scaled_job(args.scale, Path(folder))
             sets = {label: _child("gdsearch", job)["results"] for label, job in jobs.items()}
             _print_loading(sets, args.load_repeats)
+        return
+    if args.numerics:
+        with tempfile.TemporaryDirectory() as folder:
+            _print_numerics(Path(folder), args.runs)
         return
     if args.against:
         _print_against(args.against.resolve(), args.runs)
@@ -534,6 +585,9 @@ def main() -> None:
         rules = Path(folder) / "rules"
         rules.mkdir()
         _print_update_rules(rules, args.runs)
+        numerics = Path(folder) / "numerics"
+        numerics.mkdir()
+        _print_numerics(numerics, args.runs)
 
 
 SEED = REPO / "jobs" / "seed_sine.toml"

@@ -59,6 +59,7 @@ def _run(args: argparse.Namespace) -> int:
         break_lock=args.break_lock,
         num_cpus=args.num_cpus,
         executor=args.executor,
+        allow_numerics_change=args.allow_numerics_change,
     )
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     if args.json:
@@ -469,6 +470,11 @@ def _parser() -> argparse.ArgumentParser:
         "--break-lock",
         action="store_true",
         help="take the results' lock from a run on another host that is gone",
+    )
+    run.add_argument(
+        "--allow-numerics-change",
+        action="store_true",
+        help="add to results whose trials were computed with other numerics (default: refuse)",
     )
     _json_flag(run)
     run.set_defaults(handler=_run)

@@ -29,6 +29,8 @@ import pytest
 import ray
 
 import gdsearch
+from gdsearch.model.numerics import fingerprint
+from gdsearch.report.document import build
 from gdsearch.search import cluster as cluster_module
 from tests.conftest import REPO
 
@@ -160,12 +162,17 @@ def _wait_for_nodes(dashboard: str, env: dict[str, str], count: int, deadline: f
 
 @contextmanager
 def _two_nodes(
-    env: dict[str, str], temp: str, ray: str = "ray", apart: bool = False
+    env: dict[str, str],
+    temp: str,
+    ray: str = "ray",
+    apart: bool = False,
+    worker_env: dict[str, str] | None = None,
 ) -> Iterator[RunningCluster]:
     """Head + one worker node from the compose commands, 1 CPU each, run by the ``ray``
     executable given, in ``temp``; stopped by their handles. ``apart`` gives the worker node a
     temp dir of its own, so that the two do not share runtime environments (Ray installs a
-    node's ``pip`` environment in its session dir)."""
+    node's ``pip`` environment in its session dir); ``worker_env`` is added to the worker
+    node's environment (its Ray workers inherit it)."""
     gcs, dashboard, client = _free_port(), _free_port(), _free_port()
     services = _compose()["services"]
     head = _as_process(
@@ -180,7 +187,8 @@ def _two_nodes(
     try:
         for command in (head, worker):
             log = open(Path(temp) / f"{command[2].lstrip('-').split('=')[0]}.log", "wb")  # noqa: SIM115
-            own_env = {**env, **HEAD_HEALTH_CHECKS} if command is head else env
+            own_env = {**env, **HEAD_HEALTH_CHECKS} if command is head else {
+                **env, **(worker_env or {})}  # fmt: skip
             processes.append(
                 subprocess.Popen(
                     [ray, *command[1:]], env=own_env, stdout=log, stderr=log, cwd=temp,
@@ -314,6 +322,46 @@ def test_a_client_on_the_host_runs_a_job_through_the_ray_client_port(
         gdsearch.run_search(small_job, tmp_path / "local", show_progress=False).path
     )
     assert remote.history.equals(local.history)
+
+
+@pytest.mark.slow
+def test_a_node_without_numpys_simd_computes_the_same_portable_histories(
+    small_job: Path, tmp_path: Path, local_ray: None
+) -> None:
+    """A cluster of unlike machines: the worker node runs with every optional SIMD target of
+    numpy turned off (NPY_DISABLE_CPU_FEATURES), the head with all this CPU has. The portable
+    path's histories equal a local run's bit for bit; the BLAS path's trials record two
+    fingerprints, and the report says that they mix."""
+    features = fingerprint("blas")["simd"]
+    if not features:
+        pytest.skip("this CPU offers numpy no SIMD targets above its baseline")
+    small_job.write_text(small_job.read_text().replace("epochs = 60", "epochs = 5000"))
+    blas_job = tmp_path / "small_blas.toml"
+    blas_job.write_text(small_job.read_text().replace('name = "small"', 'name = "small-blas"')
+                        .replace("[train]", '[train]\nnumerics = "blas"'))  # fmt: skip
+    temp = tempfile.mkdtemp(prefix="gdsn-", dir="/tmp")
+    disabled = {"NPY_DISABLE_CPU_FEATURES": " ".join(features)}
+    try:
+        with _two_nodes(_token_env(temp), temp, worker_env=disabled) as running:
+            for job in (small_job, blas_job):
+                ran = _gdsearch(["run", str(job), "--address", running.client_address,
+                                 "--results-dir", str(tmp_path / "cluster"), "--no-progress"],
+                                running.env, timeout=900)  # fmt: skip
+                assert ran.returncode == 0, ran.stderr[-3000:]
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    portable = gdsearch.load_results(tmp_path / "cluster" / "small")
+    blas = gdsearch.load_results(tmp_path / "cluster" / "small-blas")
+    for results in (portable, blas):
+        assert len(set(results.trials["node"])) == 2  # trained on both nodes
+    assert set(portable.trials["numerics"]) == {"portable; version 1"}
+    assert len(set(blas.trials["numerics"])) == 2  # the nodes differ, and the record shows it
+    local = gdsearch.load_results(
+        gdsearch.run_search(small_job, tmp_path / "local", show_progress=False).path
+    )
+    assert portable.history.equals(local.history)
+    report = build(blas, tmp_path / "blas.md", fmt="md").read_text()
+    assert "this result set mixes numerics" in report
 
 
 def test_a_submission_without_the_token_is_refused(

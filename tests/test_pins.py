@@ -1,7 +1,9 @@
 """What a change of the code must not change: trial ids, histories, and stored result sets.
 
-The digests below were computed with gdsearch 0.1.0; a refactor that moves a single bit of a
-history, or renames one key of a trial's identity, fails here.
+The trial ids were computed with gdsearch 0.1.0; the portable histories' digest with the first
+version of the portable numerics (``numerics.PORTABLE_VERSION`` 1), which moved the histories'
+last bits once, on purpose; the BLAS path's digest with 0.1.0 again. A refactor that moves a
+single bit of a history, or renames one key of a trial's identity, fails here.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import gdsearch
-from gdsearch.job.spec import load_job
+from gdsearch.job.spec import load_job, parse_job
+from gdsearch.model.numerics import machine_label
+from gdsearch.report.document import build
+from gdsearch.results.manifest import UNRECORDED
 from gdsearch.search.unit import train_unit
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,10 +34,13 @@ TRIAL_IDS = {
     "moons_halving": (256, "2428273950ec62c9f3c7155a5406566f7abba81eeb08fb90282820c3295400c4"),
     "sine_bracket": (10, "3b2fb1f4a044aee1b086d3398e5df9caab61cd318a2db91bf74b683acb21d7b6"),
 }
-MOONS_HISTORY = {
-    # OpenBLAS kernel → (history rows, sha256 of trial_id, epoch and sse in trial_id order).
-    # The last bits of a history depend on the kernel OpenBLAS picks for the CPU, so the pin
-    # is kept per kernel; the kernel-free checks are the trial ids above and the Ray tests.
+MOONS_HISTORY = (185013, "683d76687ae02563016c988839c029bf2d8f146e13486d0d17e086aa80692e34")
+"""The portable path's (history rows, sha256 of trial_id, epoch and sse in trial_id order): the
+same on every machine, so there is no skip."""
+MOONS_HISTORY_BLAS = {
+    # OpenBLAS kernel → the same for numerics = "blas", the arithmetic of 0.1.0. Its last bits
+    # follow the kernel OpenBLAS picks for the CPU (and numpy's SIMD targets), so the pin is
+    # kept per kernel.
     "SkylakeX": (185013, "273112df212489a2ceccf2f1b10611b481ccda7e6dc02e3c538594d8aec652c5"),
 }
 
@@ -51,19 +59,29 @@ def _history_digest(history: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def test_moons_lr_init_histories_are_bit_identical_to_the_pinned_digest() -> None:
-    kernel = next(
-        (i.get("architecture") for i in threadpool_info() if i["internal_api"] == "openblas"), None
-    )
-    if kernel not in MOONS_HISTORY:
-        pytest.skip(f"no digest pinned for OpenBLAS kernel {kernel!r}")
-    spec = load_job(REPO / "jobs" / "moons_lr_init.toml")
+def _moons_history(numerics: str) -> tuple[int, str]:
+    path = REPO / "jobs" / "moons_lr_init.toml"
+    spec = parse_job(path.read_text().replace("[train]", f'[train]\nnumerics = "{numerics}"'),
+                     str(path))  # fmt: skip
     X, Y = spec.load_data()
     parts = [train_unit(X, Y, [t for t in spec.trials() if t.init == init])[1] for init in
              ("zeros", "normal", "xavier", "he")]  # fmt: skip
     history = pd.concat([p.to_pandas() for p in parts])
     history = history.sort_values(["trial_id", "epoch"], ignore_index=True)
-    assert (len(history), _history_digest(history)) == MOONS_HISTORY[kernel]
+    return len(history), _history_digest(history)
+
+
+def test_moons_lr_init_histories_are_bit_identical_to_the_pinned_digest_on_every_machine() -> None:
+    assert _moons_history("portable") == MOONS_HISTORY
+
+
+def test_moons_lr_init_blas_histories_are_bit_identical_to_0_1_on_the_pinned_kernel() -> None:
+    kernel = next(
+        (i.get("architecture") for i in threadpool_info() if i["internal_api"] == "openblas"), None
+    )
+    if kernel not in MOONS_HISTORY_BLAS:
+        pytest.skip(f"no digest pinned for OpenBLAS kernel {kernel!r}")
+    assert _moons_history("blas") == MOONS_HISTORY_BLAS[kernel]
 
 
 @pytest.mark.ray
@@ -80,3 +98,24 @@ def test_a_result_set_of_version_0_1_resumes_without_training_again(
     after = gdsearch.load_results(tmp_path / name)
     pd.testing.assert_frame_equal(before.trials, after.trials)
     pd.testing.assert_frame_equal(before.history, after.history)
+    # Stored before numerics were recorded: unrecorded, not compared, and not a mix by itself.
+    assert after.trials["numerics"].isna().all()
+    assert after.manifest["numerics"] == {UNRECORDED: summary.total}
+
+
+@pytest.mark.ray
+def test_trials_added_to_a_result_set_of_version_0_1_are_flagged_as_a_mix_of_numerics(
+    local_ray: None, tmp_path: Path
+) -> None:
+    """The 0.1.0 trials were computed by BLAS; new ones by the portable path: the set resumes,
+    and its report says that it now mixes them."""
+    shutil.copytree(LEGACY / "results" / "legacy-halving", tmp_path / "legacy-halving")
+    job = tmp_path / "grown.toml"
+    job.write_text((LEGACY / "jobs" / "legacy_halving.toml").read_text().replace(
+        'init = ["xavier", "normal"]', 'init = ["xavier", "normal", "he"]'))  # fmt: skip
+    summary = gdsearch.run_search(job, tmp_path, show_progress=False)
+    assert summary.ran == 8
+    after = gdsearch.load_results(tmp_path / "legacy-halving")
+    assert after.manifest["numerics"] == {UNRECORDED: 16, machine_label("portable"): 8}
+    report = build(after, tmp_path / "report.md", fmt="md").read_text()
+    assert "**Warning:** this result set mixes numerics" in report

@@ -142,7 +142,9 @@ def test_at_the_edge_the_ratio_settles_in_0_9_to_1_2_while_the_sse_keeps_falling
     edge_results: gdsearch.Results,
 ) -> None:
     """The trials whose lr·λ/2 reached 1 stay at the edge: over the second half of training
-    the ratio's median is within [0.9, 1.2], and the SSE there keeps falling."""
+    the ratio's median is within [0.9, 1.2], and the SSE there keeps falling: the lowest of the
+    last 500 epochs is below the lowest of epochs 1000-1500 (at the edge the loss spikes, so
+    one epoch against another says little)."""
     trials = edge_results.trials.set_index("trial_id")
     measured = edge_results.sharpness.merge(trials[["lr", "status"]], on="trial_id")
     measured["ratio"] = measured["lr"] * measured["sharpness"] / 2
@@ -154,7 +156,7 @@ def test_at_the_edge_the_ratio_settles_in_0_9_to_1_2_while_the_sse_keeps_falling
         late = measured[(measured["trial_id"] == trial_id) & (measured["epoch"] >= 1500)]
         assert EDGE_BAND[0] <= late["ratio"].median() <= EDGE_BAND[1], trial_id
         sse = history.loc[trial_id]
-        assert sse.loc[3000] < sse.loc[1500] < sse.loc[0]
+        assert sse.loc[2500:3000].min() < sse.loc[1000:1500].min() < sse.loc[0]
         assert (np.diff(sse.to_numpy()) > 0).any()  # falling, but not monotonically
 
 

@@ -49,6 +49,7 @@ from gdsearch.model.datasets import (
 )
 from gdsearch.model.inits import DEFAULT_SCALE
 from gdsearch.model.network import GRAD_SCALES
+from gdsearch.model.numerics import DEFAULT_NUMERICS, NUMERICS
 from gdsearch.model.population import RUNG_METRICS
 
 if sys.version_info >= (3, 11):
@@ -100,6 +101,8 @@ TRAIN_SETTINGS = {
     "sharpness_every": Setting("sharpness_every", int, 0, _finite(0, MAX_EPOCHS),
                                f"an integer in [0, {MAX_EPOCHS}] (0: never measure the "
                                "sharpness)"),
+    "numerics": Setting("numerics", str, DEFAULT_NUMERICS, lambda v: v in NUMERICS,
+                        f"one of {', '.join(NUMERICS)}"),
 }  # fmt: skip
 """``[train]``'s scalar keys, each a field of :class:`TrainConfig`."""
 TRAIN_AXES = ("batch_size", *OPTIMIZER_FIELDS)

@@ -4,6 +4,11 @@ An activation ``f(z, out=None)`` writes f(z) into ``out`` when given (training r
 buffers every epoch). Its derivative is written in terms of the activation's output
 ``a = f(z)``, which the forward pass keeps anyway: ``backprop(a, grad, scratch)`` multiplies the
 gradient arriving at ``a`` by f'(z), in place, and so turns it into the gradient at ``z``.
+
+``ACTIVATIONS`` use numpy's own tanh, whose last bits follow the CPU's SIMD features;
+``PORTABLE_ACTIVATIONS`` the tanh of :mod:`gdsearch.model.elementary`, the same on every machine
+(:mod:`gdsearch.model.numerics` says which path uses which). ReLU and the identity are exact
+either way, and so is every derivative (products and differences).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from gdsearch.errors import InputError
+from gdsearch.model import elementary
 
 Array = np.ndarray
 Activation = Callable[..., Array]
@@ -35,6 +41,15 @@ def sigmoid(z: Array, out: Array | None = None) -> Array:
     """1 / (1 + e^−z), as (1 + tanh(z/2)) / 2 so that large |z| neither overflows nor warns."""
     out = np.multiply(z, 0.5, out=out)
     np.tanh(out, out=out)
+    out += 1.0
+    out *= 0.5
+    return out
+
+
+def portable_sigmoid(z: Array, out: Array | None = None) -> Array:
+    """:func:`sigmoid` with the portable tanh."""
+    out = np.multiply(z, 0.5, out=out)
+    elementary.tanh(out, out=out)
     out += 1.0
     out *= 0.5
     return out
@@ -75,6 +90,12 @@ ACTIVATIONS: dict[str, Activation] = {
     "sigmoid": sigmoid,
     "relu": relu,
     "identity": identity,
+}
+
+PORTABLE_ACTIVATIONS: dict[str, Activation] = {
+    **ACTIVATIONS,
+    "tanh": elementary.tanh,
+    "sigmoid": portable_sigmoid,
 }
 
 DERIVATIVES: dict[str, Derivative] = {

@@ -16,6 +16,7 @@ from typing import Any
 
 from gdsearch.errors import InputError
 from gdsearch.model.network import check_grad_scale
+from gdsearch.model.numerics import DEFAULT_NUMERICS, check_numerics
 from gdsearch.model.optim import SGD, GradientDescent, Schedule, UpdateRule, check_schedule
 
 DEFAULT_DIVERGENCE_FACTOR = 1e6
@@ -56,6 +57,10 @@ class TrainConfig:
         sharpness_every: measure the sharpness (the top Hessian eigenvalue of the loss) at
             epochs 0, k, 2k, … (0: never). It observes training and does not change it, so it
             is not part of a trial's identity.
+        numerics: how the arithmetic is done (:mod:`gdsearch.model.numerics`): ``"portable"``,
+            the same bits on every machine, or ``"blas"``, faster for wide layers, its last
+            bits the machine's. The same trial either way, so not part of its identity; each
+            stored trial records the path and machine that computed it.
     """
 
     epochs: int
@@ -72,6 +77,7 @@ class TrainConfig:
     gamma: float = DEFAULT_GAMMA
     warmup_epochs: int = 0
     sharpness_every: int = 0
+    numerics: str = DEFAULT_NUMERICS
 
     def __post_init__(self) -> None:
         for name, kind in (("momentum", float), ("weight_decay", float), ("gamma", float),
@@ -79,6 +85,7 @@ class TrainConfig:
             object.__setattr__(self, name, kind(getattr(self, name)))  # 0 and 0.0: one id
         check_grad_scale(self.grad_scale)
         check_schedule(self.lr_schedule)
+        check_numerics(self.numerics)
         checks = [
             ("epochs", self.epochs >= 1, "an integer >= 1"),
             ("batch_size", self.batch_size >= 0, "an integer >= 0 (0: full batch)"),

@@ -1,14 +1,16 @@
 """A multi-layer perceptron in numpy: weights, the forward pass and its gradient of the SSE.
 
 Everything here works on a *population*: K networks of the same layer sizes, their weights
-stacked on a leading axis, one batched matmul per layer. A single network is the K = 1 case of
+stacked on a leading axis, one batched product per layer. A single network is the K = 1 case of
 the same code. Every operation acts on each network's slice alone, so a trial's numbers are the
 same, value for value, whatever population it is computed in. Training (the loop, stopping
 rules) is :mod:`gdsearch.model.population`; the step itself is :mod:`gdsearch.model.optim`.
 
 Inside, a layer's weights and bias travel as one augmented matrix, the bias as its last row:
 Wb of shape (K, fan_in + 1, fan_out). Activations carry a trailing column of ones, so
-``a @ Wb`` is ``a @ W + b`` and ``aᵀ @ δ`` gives the gradients of W and b in one matmul.
+``a @ Wb`` is ``a @ W + b`` and ``aᵀ @ δ`` gives the gradients of W and b in one product.
+The products, sums and tanh come from the workspace's :mod:`~gdsearch.model.numerics` path:
+portable (the same bits on every machine, the default) or BLAS.
 Outside, weights are (W, b) pairs, W of shape (fan_in, fan_out), b (fan_out,).
 
 Loss (DESIGN.md): SSE = Σ (y − ŷ)² over samples and outputs; the update descends
@@ -23,8 +25,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from gdsearch.errors import InputError
-from gdsearch.model.activations import ACTIVATIONS, DERIVATIVES, check_activation
+from gdsearch.model.activations import DERIVATIVES, check_activation
 from gdsearch.model.inits import DEFAULT_SCALE, INIT_SCHEMES, check_init
+from gdsearch.model.numerics import DEFAULT_NUMERICS, NUMERICS, check_numerics
 
 Params = list[tuple[np.ndarray, np.ndarray]]
 """One trial's weights: a (W, b) pair per layer, W of shape (fan_in, fan_out), b (fan_out,)."""
@@ -91,10 +94,17 @@ class Workspace:
     along n contiguous values per row (a hidden layer's rows are one contiguous block), not
     along a short row of width values. ``acts[l]`` is the input of layer l with its ones row:
     ``acts[0]`` the data ((d + 1, n) shared, or (K, d + 1, n) per trial for mini-batches),
-    the others (K, fan_in + 1, n).
+    the others (K, fan_in + 1, n). ``numerics`` names the path that computes on them.
     """
 
-    def __init__(self, K: int, inputs_t: np.ndarray, sizes: Sequence[int]) -> None:
+    def __init__(
+        self,
+        K: int,
+        inputs_t: np.ndarray,
+        sizes: Sequence[int],
+        numerics: str = DEFAULT_NUMERICS,
+    ) -> None:
+        self.numerics = NUMERICS[check_numerics(numerics)]
         n = inputs_t.shape[-1]
         self.acts = [inputs_t] + [np.ones((K, width + 1, n)) for width in sizes[1:-1]]
         self.out = np.empty((K, sizes[-1], n))  # ŷᵀ, then the residual (ŷ − y)ᵀ
@@ -121,26 +131,22 @@ class Workspace:
 
 def forward(Wbs: Stacked, ws: Workspace, activation: str) -> np.ndarray:
     """Fill the workspace's activations; returns ŷᵀ, (K, k, n)."""
-    f = ACTIVATIONS[activation]
+    matmul, f = ws.numerics.matmul, ws.numerics.activations[activation]
     for layer, Wb in enumerate(Wbs[:-1]):
-        z_t = np.matmul(
-            np.swapaxes(Wb, -1, -2), ws.acts[layer], out=ws.deltas[layer]
-        )  # (K, fan_out, n)
+        z_t = matmul(np.swapaxes(Wb, -1, -2), ws.acts[layer], ws.deltas[layer])  # (K, fan_out, n)
         f(z_t, out=ws.acts[layer + 1][:, :-1, :])  # the ones row stays
-    return np.matmul(np.swapaxes(Wbs[-1], -1, -2), ws.acts[-1], out=ws.out)  # linear output
+    return matmul(np.swapaxes(Wbs[-1], -1, -2), ws.acts[-1], ws.out)  # linear output
 
 
 def backward(
     Wbs: Stacked, ws: Workspace, residual_t: np.ndarray, scale: float, activation: str
 ) -> Stacked:
     """Gradient of scale·SSE for every layer's Wb, given the residual (ŷ − y)ᵀ; in ``ws.grads``."""
-    backprop = DERIVATIVES[activation]
+    backprop, numerics = DERIVATIVES[activation], ws.numerics
     delta_t = np.multiply(residual_t, 2.0 * scale, out=ws.deltas[-1])  # ∂(scale·SSE)/∂ŷᵀ
     for layer in range(len(Wbs) - 1, -1, -1):
         a_t = ws.acts[layer]
-        np.matmul(
-            a_t, np.swapaxes(delta_t, -1, -2), out=ws.grads[layer]
-        )  # (K, fan_in + 1, fan_out)
+        numerics.matmul_nt(a_t, delta_t, ws.grads[layer])  # (K, fan_in + 1, fan_out)
         if layer == 0:
             break
         W = Wbs[layer][:, :-1, :]  # (K, fan_in, fan_out), bias row left out
@@ -148,7 +154,7 @@ def backward(
         if W.shape[2] == 1:  # one output: the product is an outer product, cheaper by broadcast
             np.multiply(W, delta_t, out=below_t)
         else:
-            np.matmul(W, delta_t, out=below_t)
+            numerics.matmul(W, delta_t, below_t)
         backprop(a_t[:, :-1, :], below_t, ws.scratch[layer - 1])  # through the activation
         delta_t = below_t
     return ws.grads
@@ -157,7 +163,7 @@ def backward(
 def residual_sse(ws: Workspace, Y_t: np.ndarray) -> np.ndarray:
     """Turn ŷᵀ into the residual (ŷ − y)ᵀ in place; returns each trial's SSE, (K,)."""
     residual_t = np.subtract(ws.out, Y_t, out=ws.out)
-    return np.square(residual_t).reshape(residual_t.shape[0], -1).sum(axis=1)
+    return ws.numerics.row_sum(np.square(residual_t).reshape(residual_t.shape[0], -1))
 
 
 def loss_scale(grad_scale: str, n: int) -> float:
@@ -172,17 +178,29 @@ def check_grad_scale(grad_scale: str) -> str:
     return grad_scale
 
 
-def predict(params: Params, X: np.ndarray, activation: str = "tanh") -> np.ndarray:
+def predict(
+    params: Params, X: np.ndarray, activation: str = "tanh", numerics: str = DEFAULT_NUMERICS
+) -> np.ndarray:
     """The network's output for inputs X (n, d): shape (n, k)."""
     Wbs = stack_params([params])
-    ws = Workspace(1, with_ones_t(X), sizes_of(Wbs))
+    ws = Workspace(1, with_ones_t(X), sizes_of(Wbs), numerics)
     with np.errstate(all="ignore"):
         return forward(Wbs, ws, check_activation(activation))[0].T.copy()
 
 
-def sse(params: Params, X: np.ndarray, Y: np.ndarray, activation: str = "tanh") -> float:
-    """The sum of squared errors Σ (y − ŷ)² of one network on (X, Y)."""
-    return float(np.sum(np.square(predict(params, X, activation) - Y)))
+def sse(
+    params: Params,
+    X: np.ndarray,
+    Y: np.ndarray,
+    activation: str = "tanh",
+    numerics: str = DEFAULT_NUMERICS,
+) -> float:
+    """The sum of squared errors Σ (y − ŷ)² of one network on (X, Y), as training measures it."""
+    Wbs = stack_params([params])
+    ws = Workspace(1, with_ones_t(X), sizes_of(Wbs), numerics)
+    with np.errstate(all="ignore"):
+        forward(Wbs, ws, check_activation(activation))
+        return float(residual_sse(ws, np.ascontiguousarray(Y.T))[0])
 
 
 def gradient(
@@ -191,12 +209,13 @@ def gradient(
     Y: np.ndarray,
     activation: str = "tanh",
     grad_scale: str = "mean",
+    numerics: str = DEFAULT_NUMERICS,
 ) -> Params:
     """The gradient the update uses, ∇SSE / n (``"mean"``) or ∇SSE (``"sum"``), as (dW, db)."""
     check_activation(activation)
     scale = loss_scale(check_grad_scale(grad_scale), X.shape[0])
     Wbs = stack_params([params])
-    ws = Workspace(1, with_ones_t(X), sizes_of(Wbs))
+    ws = Workspace(1, with_ones_t(X), sizes_of(Wbs), numerics)
     forward(Wbs, ws, activation)
     residual_sse(ws, Y.T)
     grads = backward(Wbs, ws, ws.out, scale, activation)

@@ -174,7 +174,7 @@ class Population:
         if batch_size is not None and not active.rngs:
             raise InputError("mini-batch training needs one shuffle generator per trial")
         X1_t, Y_t, sizes = with_ones_t(X), np.ascontiguousarray(Y.T), sizes_of(active.Wbs)
-        ws = Workspace(len(active.index), X1_t, sizes)
+        ws = Workspace(len(active.index), X1_t, sizes, config.numerics)
         with _BLAS.limit(limits=1, user_api="blas"), np.errstate(all="ignore"):
             for epoch in range(max(0, self.epoch - 1), until + 1):
                 # An epoch measured at the end of the last call is measured again (the same
@@ -196,8 +196,8 @@ class Population:
                     break
                 active.rule.start_epoch(epoch)
                 if batch_size is not None:
-                    _minibatch_epoch(active, X1_t, Y_t, batch_size, config.grad_scale,
-                                     self.activation, sizes)  # fmt: skip
+                    _minibatch_epoch(active, X1_t, Y_t, batch_size, config, self.activation,
+                                     sizes)  # fmt: skip
                 else:
                     scale = loss_scale(config.grad_scale, n)
                     active.rule.step(active.Wbs, backward(active.Wbs, ws, ws.out, scale,
@@ -216,7 +216,8 @@ class Population:
         if epoch <= self.sharpness_through:
             return
         meter = SharpnessMeter(X1_t, Y_t, sizes, self.activation,
-                               loss_scale(config.grad_scale, n), config.weight_decay)  # fmt: skip
+                               loss_scale(config.grad_scale, n), config.weight_decay,
+                               config.numerics)  # fmt: skip
         if active.curvature is None:
             active.curvature = meter.start(len(active.index), sum(Wb[0].size for Wb in active.Wbs))
         values, active.curvature = meter.measure(active.Wbs, active.curvature)
@@ -321,7 +322,7 @@ def _minibatch_epoch(
     X1_t: np.ndarray,
     Y_t: np.ndarray,
     batch_size: int,
-    grad_scale: str,
+    config: TrainConfig,
     activation: str,
     sizes: Sequence[int],
 ) -> None:
@@ -332,12 +333,14 @@ def _minibatch_epoch(
     for start in range(0, n, batch_size):
         batch = order[:, start : start + batch_size]  # (K, b)
         inputs_t = np.ascontiguousarray(np.moveaxis(X1_t[:, batch], 0, 1))  # (K, d + 1, b)
-        ws = workspaces.get(batch.shape[1]) or Workspace(len(batch), inputs_t, sizes)
+        ws = workspaces.get(batch.shape[1]) or Workspace(
+            len(batch), inputs_t, sizes, config.numerics
+        )
         workspaces[batch.shape[1]] = ws
         ws.acts[0] = inputs_t
         forward(active.Wbs, ws, activation)
         residual_sse(ws, np.moveaxis(Y_t[:, batch], 0, 1))
-        scale = loss_scale(grad_scale, batch.shape[1])
+        scale = loss_scale(config.grad_scale, batch.shape[1])
         active.rule.step(active.Wbs, backward(active.Wbs, ws, ws.out, scale, activation))
 
 
@@ -365,7 +368,8 @@ def train(
         **settings: the fields of :class:`~gdsearch.model.config.TrainConfig`: ``epochs``
             (required), ``grad_scale`` (``"mean"``, the default: ∇SSE / n; or ``"sum"``),
             ``batch_size`` (None or 0: full batch), ``divergence_factor``, ``patience``,
-            ``patience_tolerance``.
+            ``patience_tolerance``, the update rule's settings, and ``numerics``
+            (``"portable"``, the default, or ``"blas"``).
 
     Returns:
         The SSE history (float64, epochs + 1 values, fewer if the trial stopped early: a

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from gdsearch.model.network import Stacked, Workspace, backward, forward, residual_sse
+from gdsearch.model.numerics import DEFAULT_NUMERICS, NUMERICS, Numerics
 
 STEPS = 20
 """Lanczos steps at most per measurement (each one Hessian-vector product, one gradient)."""
@@ -47,9 +48,9 @@ START_SEED = 0
 """The first measurement of every trial starts from the same fixed random direction."""
 
 
-def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _dot(a: np.ndarray, b: np.ndarray, numerics: Numerics) -> np.ndarray:
     """Row-wise dot products of (K, P) arrays: (K,)."""
-    return np.multiply(a, b).sum(axis=1)
+    return numerics.row_sum(np.multiply(a, b))
 
 
 class SharpnessMeter:
@@ -62,6 +63,7 @@ class SharpnessMeter:
         activation: hidden activation name.
         scale: s, the loss's factor on the SSE.
         weight_decay: wd, added to every eigenvalue.
+        numerics: the path of the gradients and sums (:mod:`gdsearch.model.numerics`).
     """
 
     def __init__(
@@ -72,14 +74,20 @@ class SharpnessMeter:
         activation: str,
         scale: float,
         weight_decay: float = 0.0,
+        numerics: str = DEFAULT_NUMERICS,
     ) -> None:
         self.X1_t, self.Y_t, self.sizes = X1_t, Y_t, list(sizes)
         self.activation, self.scale, self.weight_decay = activation, scale, weight_decay
+        self.numerics = NUMERICS[numerics]
 
     def start(self, K: int, n_params: int) -> np.ndarray:
         """The first measurement's start vectors, the same fixed direction for every trial."""
         direction = np.random.default_rng(START_SEED).normal(size=n_params)
-        return np.tile(direction / np.linalg.norm(direction), (K, 1))
+        if self.numerics.name == "blas":
+            length = np.linalg.norm(direction)
+        else:
+            length = np.sqrt(self.numerics.row_sum(np.square(direction)))
+        return np.tile(direction / length, (K, 1))
 
     def measure(self, Wbs: Stacked, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """λ_max of each trial at weights ``Wbs``, and its eigenvector (the next start).
@@ -92,10 +100,10 @@ class SharpnessMeter:
             (K,) sharpness and (K, P) unit eigenvectors.
         """
         K = Wbs[0].shape[0]
-        ws = Workspace(K, self.X1_t, self.sizes)
+        ws = Workspace(K, self.X1_t, self.sizes, self.numerics.name)
         base = self._gradient(Wbs, ws)
         theta = _flat(Wbs)
-        eps = (STEP * np.maximum(1.0, np.sqrt(_dot(theta, theta))))[:, None]  # (K, 1)
+        eps = (STEP * np.maximum(1.0, np.sqrt(_dot(theta, theta, self.numerics))))[:, None]
 
         def hvp(v: np.ndarray) -> np.ndarray:
             moved = _unflat(theta + eps * v, Wbs)
@@ -103,7 +111,7 @@ class SharpnessMeter:
             return product + self.weight_decay * v if self.weight_decay else product
 
         fresh = self.start(1, start.shape[1])
-        return _lanczos(hvp, start + FRESH * fresh)
+        return _lanczos(hvp, start + FRESH * fresh, self.numerics)
 
     def _gradient(self, Wbs: Stacked, ws: Workspace) -> np.ndarray:
         """∇(s·SSE) at ``Wbs``, flattened: (K, P)."""
@@ -113,23 +121,25 @@ class SharpnessMeter:
 
 
 def _lanczos(
-    hvp: Callable[[np.ndarray], np.ndarray], start: np.ndarray
+    hvp: Callable[[np.ndarray], np.ndarray],
+    start: np.ndarray,
+    numerics: Numerics = NUMERICS[DEFAULT_NUMERICS],
 ) -> tuple[np.ndarray, np.ndarray]:
     """The top eigenpair of each trial's operator, by Lanczos with full reorthogonalization."""
     K, P = start.shape
     steps = max(1, min(STEPS, P, BASIS_VALUES // (K * P) - 1))
     basis = np.zeros((steps + 1, K, P))
-    norms = np.sqrt(_dot(start, start))[:, None]
+    norms = np.sqrt(_dot(start, start, numerics))[:, None]
     basis[0] = np.divide(start, norms, out=np.zeros_like(start), where=norms > 0)
     alpha, beta = np.zeros((K, steps)), np.zeros((K, steps + 1))
     values, vectors = np.full(K, np.nan), basis[0].copy()
     done = np.zeros(K, dtype=bool)
     for j in range(steps):
         w = hvp(basis[j])
-        alpha[:, j] = _dot(basis[j], w)
+        alpha[:, j] = _dot(basis[j], w, numerics)
         for i in range(j + 1):  # full reorthogonalization: the basis stays orthonormal
-            w -= _dot(basis[i], w)[:, None] * basis[i]
-        beta[:, j + 1] = np.sqrt(_dot(w, w))
+            w -= _dot(basis[i], w, numerics)[:, None] * basis[i]
+        beta[:, j + 1] = np.sqrt(_dot(w, w, numerics))
         T = np.zeros((K, j + 1, j + 1))
         diagonal = np.arange(j + 1)
         T[:, diagonal, diagonal] = alpha[:, : j + 1]

@@ -31,6 +31,7 @@ from gdsearch.report.figures import (
 from gdsearch.report.panels import groups, new_figure, png
 from gdsearch.report.scales import final_view
 from gdsearch.report.theory import explanation, predicted_limits
+from gdsearch.results.manifest import mixed_numerics, numerics_counts
 
 if TYPE_CHECKING:
     from gdsearch.results.store import Results
@@ -133,15 +134,22 @@ def build(results: Results, out: Path, fmt: str = "html") -> Path:
             png(linear),
         )
     name = results.manifest.get("name", Path(results.path).name)
+    warning = mixed_numerics(numerics_counts(results.trials.get("numerics", [])))
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "html":
-        out.write_text(_html(name, summary, table, figures), encoding="utf-8")
+        out.write_text(_html(name, summary, table, figures, warning), encoding="utf-8")
     else:
-        out.write_text(_markdown(name, summary, table, figures, out), encoding="utf-8")
+        out.write_text(_markdown(name, summary, table, figures, out, warning), encoding="utf-8")
     return out
 
 
-def _html(name: str, summary: pd.DataFrame, table: pd.DataFrame, figures: dict[str, Any]) -> str:
+def _html(
+    name: str,
+    summary: pd.DataFrame,
+    table: pd.DataFrame,
+    figures: dict[str, Any],
+    warning: str | None = None,
+) -> str:
     images = "\n".join(
         f'<h2>{html.escape(title)}</h2>\n<img alt="{key}" '
         f'src="data:image/png;base64,{base64.b64encode(picture).decode()}">'
@@ -158,9 +166,16 @@ def _html(name: str, summary: pd.DataFrame, table: pd.DataFrame, figures: dict[s
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(name)}'
         f"</title><style>{style}</style></head><body>\n<h1>gdsearch report: {html.escape(name)}"
-        f"</h1>\n<h2>Summary</h2>\n{summary.to_html(index=False, float_format='{:.4g}'.format)}\n"
+        f"</h1>\n<h2>Summary</h2>\n{_html_warning(warning)}"
+        f"{summary.to_html(index=False, float_format='{:.4g}'.format)}\n"
         f"{images}\n{per_lr}</body></html>\n"
     )
+
+
+def _html_warning(warning: str | None) -> str:
+    if warning is None:
+        return ""
+    return f'<p class="warning"><strong>Warning:</strong> {html.escape(warning)}</p>\n'
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
@@ -176,8 +191,10 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 
 
 def _markdown(name: str, summary: pd.DataFrame, table: pd.DataFrame, figures: dict[str, Any],
-              out: Path) -> str:  # fmt: skip
-    parts = [f"# gdsearch report: {name}", "", "## Summary", "", _markdown_table(summary), ""]
+              out: Path, warning: str | None = None) -> str:  # fmt: skip
+    parts = [f"# gdsearch report: {name}", "", "## Summary", ""]
+    parts += [f"**Warning:** {warning}", ""] if warning else []
+    parts += [_markdown_table(summary), ""]
     for key, (title, picture) in figures.items():
         image = out.with_name(f"{out.stem}_{key}.png")
         image.write_bytes(picture)

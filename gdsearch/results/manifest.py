@@ -4,10 +4,20 @@
 shape, the cluster, every run's timings and the counts by status. The compatibility key
 (:meth:`gdsearch.job.spec.JobSpec.compat_key`) holds the settings every stored trial must share
 and the data's digest; a run whose key differs from the stored one is refused.
+
+Numerics: each stored trial records what computed it (the trials table's ``numerics``, a
+:func:`gdsearch.model.numerics.label`), and the manifest how many trials each recorded. A run
+that would add trials computed otherwise than the stored ones is refused, unless asked to
+(``allow_change``): their histories could differ in the last bits, and comparisons across them
+would measure the machines. Trials stored before numerics were recorded (gdsearch 0.1, which
+had only the BLAS path) are :data:`UNRECORDED`: not compared, as keys a manifest did not
+record yet are not, so such a result set resumes; where it then holds trials of both, the
+report says so.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -57,6 +67,48 @@ def check_compatible(store: ResultsStore, wanted: dict[str, Any], fresh: bool) -
         f"{'; '.join(differences)}; run with --fresh to start over, or give the job another "
         "[job] name"
     )
+
+
+UNRECORDED = "unrecorded (stored before numerics were recorded: BLAS)"
+"""What a trial stored without a ``numerics`` value counts as."""
+
+
+def numerics_counts(labels: Iterable[Any]) -> dict[str, int]:
+    """How many trials each numerics label computed, from the trials table's ``numerics``
+    column (null: :data:`UNRECORDED`)."""
+    counts: dict[str, int] = {}
+    for value in labels:
+        key = value if isinstance(value, str) else UNRECORDED
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def mixed_numerics(counts: dict[str, int]) -> str | None:
+    """A warning where a result set holds trials computed with more than one numerics."""
+    if len(counts) < 2:
+        return None
+    listed = "; ".join(f"{n} by {label}" for label, n in counts.items())
+    return (f"this result set mixes numerics, so its histories may differ in the last bits by "
+            f"where they were computed, not only by their settings: {listed}")  # fmt: skip
+
+
+def check_numerics(store: ResultsStore, wanted: str, allow_change: bool) -> None:
+    """Refuse to add trials computed with numerics ``wanted`` to results computed otherwise.
+
+    Raises:
+        ResultsError: a stored trial records another numerics, and ``allow_change`` is off.
+    """
+    if allow_change or not store.exists() or not store.has_trials_dir():
+        return
+    stored = numerics_counts(store.read_table("trials", ["numerics"]).column(0).to_pylist())
+    other = sorted(label for label in stored if label not in (wanted, UNRECORDED))
+    if other:
+        raise ResultsError(
+            f"{store.location}: holds trials computed with numerics {shown(other[0])}, and this "
+            f"run computes {shown(wanted)}: their histories could differ in the last bits; run "
+            "with --allow-numerics-change to add to them anyway (the report will say they "
+            "mix), or with --fresh to start over"
+        )
 
 
 def new_manifest(

@@ -36,6 +36,9 @@ TRIALS_SCHEMA = pa.schema(
         ("step_size", pa.int32()),  # null unless lr_schedule is "step"
         ("gamma", pa.float64()),  # null unless lr_schedule is "step"
         ("warmup_epochs", pa.int32()),
+        # What computed the trial (gdsearch.model.numerics.label): "portable; version 1", or
+        # the BLAS path and the machine's libraries and SIMD; null in parts written before.
+        ("numerics", pa.string()),
     ]
 )
 IMPLIED = {

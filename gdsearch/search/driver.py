@@ -26,8 +26,15 @@ from gdsearch.errors import InputError
 from gdsearch.job.mapping import read_job
 from gdsearch.job.spec import JobSpec
 from gdsearch.job.trial import Trial
+from gdsearch.model.numerics import machine_label
 from gdsearch.results.lock import ResultsLock
-from gdsearch.results.manifest import check_compatible, new_manifest, now
+from gdsearch.results.manifest import (
+    check_compatible,
+    check_numerics,
+    new_manifest,
+    now,
+    numerics_counts,
+)
 from gdsearch.results.store import ResultsStore, join
 from gdsearch.search.bracket import BracketRounds
 from gdsearch.search.connection import check_address, local_facts, ray_running
@@ -84,6 +91,7 @@ def run_search(
     break_lock: bool = False,
     num_cpus: int | None = None,
     executor: str = "auto",
+    allow_numerics_change: bool = False,
 ) -> RunSummary:
     """Run a search job and store its results under ``results_root/NAME``.
 
@@ -104,6 +112,8 @@ def run_search(
             default) in this process where no cluster is named, Ray is not running here and
             the job's modelled work is under ``LOCAL_BELOW_S`` seconds. Histories are the
             same either way, bit for bit.
+        allow_numerics_change: add trials to results whose stored trials were computed with
+            other numerics (see :mod:`gdsearch.results.manifest`); refused otherwise.
 
     Returns:
         A :class:`RunSummary`.
@@ -120,9 +130,12 @@ def run_search(
     trials = spec.trials()
     choose_executor(executor, address, spec, trials, Shape.of(X, Y), check_only=True)
     compat = spec.compat_key(X, Y)
+    numerics = machine_label(spec.train.numerics)  # the workers' too, but for BLAS elsewhere
     check_compatible(store, compat, fresh)
+    check_numerics(store, numerics, allow_numerics_change or fresh)
     with ResultsLock(store, wait=wait, break_foreign=break_lock):
         check_compatible(store, compat, fresh)  # a run we waited for may have stored others
+        check_numerics(store, numerics, allow_numerics_change or fresh)
         return _run_locked(
             spec, store, X, Y, trials, compat,
             address=address, fresh=fresh, show_progress=show_progress,
@@ -216,13 +229,14 @@ def _run_locked(
     ran = sum(r.ran for r in rounds)
     run = {"started_at": started_at, "finished_at": now(), "wall_s": round(wall, 3),
            "trials_run": ran, "units": sum(r.units for r in rounds),
-           "executor": executor}  # fmt: skip
+           "executor": executor, "numerics": spec.train.numerics}  # fmt: skip
     manifest.update(
         runs=[*previous.get("runs", []), run],
         status="complete",
         finished_at=run["finished_at"],
         counts=counts,
         trials_total=total,
+        numerics=numerics_counts(store.read_table("trials", ["numerics"]).column(0).to_pylist()),
     )
     if spec.bracket is not None:
         manifest["bracket_rounds"] = [r.record() for r in rounds]

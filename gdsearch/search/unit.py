@@ -30,6 +30,7 @@ import pyarrow as pa
 from gdsearch.errors import one_line
 from gdsearch.job.trial import Trial
 from gdsearch.model.network import layer_sizes, stack_params
+from gdsearch.model.numerics import machine_label
 from gdsearch.model.population import RUNNING, STATUS_CODES, Population, rung_metric
 from gdsearch.results.schema import HISTORY_SCHEMA, SHARPNESS_SCHEMA, TRIALS_SCHEMA
 
@@ -339,5 +340,6 @@ def _trials_table(
         "node": [node] * K,
         "wall_s": wall,
         "error": errors,
+        "numerics": [machine_label(t.train.numerics) for t in trials],
     }
     return pa.Table.from_pydict(columns, schema=TRIALS_SCHEMA)
