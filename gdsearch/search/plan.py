@@ -10,8 +10,8 @@ Units are cut by work, not by trial count. A training step of a population costs
 so stacking trials shares the fixed cost: a unit takes enough trials that the fixed cost is at
 most a ``1 / STACK_FACTOR`` share of its time, and otherwise the job is cut into about
 ``WAVES_PER_CPU`` units per CPU, at least one per CPU, so that the CPUs stay busy to the end.
-The two constants were measured on the sine and moons networks (x86-64, numpy 2); they steer
-planning only, and results never depend on them.
+The constants, one pair per numerics path, were measured on the sine and moons networks
+(x86-64, numpy 2); they steer planning only, and results never depend on them.
 """
 
 from __future__ import annotations
@@ -30,10 +30,12 @@ log = logging.getLogger("gdsearch")
 
 WAVES_PER_CPU = 8
 """Units per CPU that a plan aims for, so a slow unit at the end leaves few CPUs idle."""
-STEP_OVERHEAD_S = 25e-6
-"""numpy's fixed cost of one training step of a population, whatever its size."""
-OP_S = 0.6e-9
-"""The cost of one multiply-add (or elementwise op) of a trial's forward and backward pass."""
+STEP_OVERHEAD_S = {"portable": 40e-6, "blas": 25e-6}
+"""numpy's fixed cost of one training step of a population, whatever its size, per numerics."""
+OP_S = {"portable": 1.6e-9, "blas": 0.6e-9}
+"""The cost of one multiply-add (or elementwise op) of a trial's forward and backward pass, per
+numerics (the portable path's products and tanh are elementwise passes; BLAS keeps them in
+registers)."""
 STACK_FACTOR = 4
 """A unit holds at least this many times a step's fixed cost in work per step."""
 MAX_UNIT_TRIALS = 1024
@@ -74,8 +76,9 @@ def unit_seconds(unit: Sequence[Trial], shape: Shape) -> float:
     if not unit:
         return 0.0
     epochs = max(t.train.epochs for t in unit)
-    overhead = epochs * _steps(unit[0], shape) * STEP_OVERHEAD_S
-    return overhead + sum(t.train.epochs * trial_ops(t, shape) for t in unit) * OP_S
+    path = unit[0].train.numerics
+    overhead = epochs * _steps(unit[0], shape) * STEP_OVERHEAD_S[path]
+    return overhead + sum(t.train.epochs * trial_ops(t, shape) for t in unit) * OP_S[path]
 
 
 def plan_units(
@@ -105,8 +108,9 @@ def plan_units(
         target = balance
         if shape is not None:
             first = members[0]
-            per_trial = trial_ops(first, shape) / _steps(first, shape) * OP_S
-            target = max(target, math.ceil(STACK_FACTOR * STEP_OVERHEAD_S / per_trial))
+            path = first.train.numerics
+            per_trial = trial_ops(first, shape) / _steps(first, shape) * OP_S[path]
+            target = max(target, math.ceil(STACK_FACTOR * STEP_OVERHEAD_S[path] / per_trial))
         counts.append(math.ceil(len(members) / min(target, largest)))
     members_of = list(groups.values())
     while sum(counts) < cpus:  # at least one unit per CPU while a unit can be split
