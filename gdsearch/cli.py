@@ -141,9 +141,9 @@ def _repair(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from gdsearch.model.analysis import lr_summary
-    from gdsearch.results.store import load_results
+    from gdsearch.results.scan import open_results
 
-    results = load_results(args.results)
+    results = open_results(args.results)  # the trials table only
     trials = results.trials
     manifest = results.manifest
     counts = trials["status"].value_counts().to_dict()
@@ -179,14 +179,15 @@ def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gdsearch.report import build
-    from gdsearch.results.store import is_uri, load_results
+    from gdsearch.results.scan import open_results
+    from gdsearch.results.store import is_uri
 
     if args.output is None and is_uri(args.results):
         raise InputError(
             f"-o: needed for a report of {args.results!r}, which is not a local folder"
         )
     out = Path(args.output or Path(args.results) / f"report.{args.format}")
-    written = build(load_results(args.results), out, args.format)
+    written = build(open_results(args.results), out, args.format)
     print(written)
     return 0
 
@@ -195,9 +196,9 @@ def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gdsearch.report import compare
-    from gdsearch.results.store import load_results
+    from gdsearch.results.scan import open_results
 
-    print(compare([load_results(r) for r in args.results], Path(args.output)))
+    print(compare([open_results(r) for r in args.results], Path(args.output)))
     return 0
 
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
 import gdsearch
-from gdsearch import analysis
+from gdsearch import analysis, cli
 from gdsearch.model.edge import edge_metrics
 from gdsearch.model.trajectory import TRAJECTORY_COLUMNS
+from gdsearch.report import build, figure_curves
 from gdsearch.results.scan import ResultSet, open_results
 from gdsearch.results.store import Results
 
@@ -166,3 +168,62 @@ def test_an_opened_result_set_has_the_loaded_trials_and_reads_no_history_to_say_
     analysis.convergence_table(opened)
     blocks = list(opened.history_blocks())
     assert sum(int(np.sum(~np.isnan(sse))) for _, sse in blocks) == len(loaded.history)
+
+
+def reference_figure_curves(results: Results) -> bytes:
+    """``figure_curves`` as it was, from the whole history merged with the trials."""
+    from gdsearch.report.panels import facet_panels, groups, lr_norm, png
+
+    merged = results.history.merge(results.trials, on="trial_id")
+    norm = lr_norm(results.trials["lr"])
+    fig, axes, panels = facet_panels(groups(merged))
+    for label, frame, ax in panels:
+        curves = frame.groupby(["lr", "epoch"])["sse"].median().unstack("lr")
+        for lr in curves.columns:
+            ax.plot(curves.index, curves[lr], color=plt.cm.viridis(norm(lr)), linewidth=1)
+        ax.set_yscale("log")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("SSE (median over seeds)")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes, label="learning rate")
+    return png(fig)
+
+
+@pytest.mark.parametrize("name", [*JOBS, "legacy-halving"])
+def test_sse_curves_read_part_by_part_equal_the_group_by_of_the_whole_history(
+    stored: dict[str, Path], name: str
+) -> None:
+    loaded = gdsearch.load_results(stored[name])
+    old = reference_curves(loaded)
+    for results, rows in ((loaded, 1 << 24), (open_results(stored[name]), 3000)):
+        new = analysis.sse_curves(results, rows=rows)  # 3000: a batch of a curve or two
+        pd.testing.assert_frame_equal(new[old.columns], old, check_dtype=False, rtol=1e-12)
+    by = [*[c for c in analysis.GROUP if c in loaded.trials.columns], "lr", "epoch"]
+    merged = loaded.history.merge(loaded.trials, on="trial_id").groupby(by, dropna=False)["sse"]
+    quartiles = analysis.sse_curves(loaded)
+    np.testing.assert_allclose(quartiles["q25_sse"], merged.quantile(0.25), rtol=1e-12)
+    np.testing.assert_allclose(quartiles["q75_sse"], merged.quantile(0.75), rtol=1e-12)
+
+
+def test_w1_curves_figure_is_the_same_picture(stored: dict[str, Path]) -> None:
+    loaded = gdsearch.load_results(stored["moons_lr_init"])
+    assert figure_curves(open_results(stored["moons_lr_init"])) == reference_figure_curves(loaded)
+
+
+@pytest.mark.parametrize("name", ["moons_lr_init", "seed_sine", "edge_of_stability"])
+def test_report_show_and_compare_never_read_the_whole_history(
+    stored: dict[str, Path], name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report of an opened result set is the report of the loaded one, byte for byte."""
+    whole = build(gdsearch.load_results(stored[name]), tmp_path / "loaded.html")
+
+    def refuse(self: ResultSet) -> pd.DataFrame:
+        raise AssertionError("the whole history was read")
+
+    monkeypatch.setattr(ResultSet, "history", property(refuse))
+    report = tmp_path / "opened.html"
+    assert cli.main(["report", str(stored[name]), "-o", str(report)]) == 0
+    assert report.read_bytes() == whole.read_bytes()
+    assert cli.main(["show", str(stored[name])]) == 0
+    other = str(stored["sine_momentum"])
+    assert cli.main(["compare", str(stored[name]), other, "-o", str(tmp_path / "c.html")]) == 0

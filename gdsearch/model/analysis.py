@@ -22,8 +22,6 @@ Trial classes, in the order they are decided:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -31,6 +29,7 @@ import pandas as pd
 from gdsearch.model.comparison import GROUP
 from gdsearch.model.config import OPTIMIZER_FIELDS
 from gdsearch.model.edge import edge_metrics
+from gdsearch.model.histories import Results, history_blocks, sse_curves
 from gdsearch.model.trajectory import LATE_FRACTION, trajectory
 
 __all__ = [
@@ -47,19 +46,9 @@ __all__ = [
     "critical_lr",
     "lr_summary",
     "refine",
+    "sse_curves",
     "trial_metrics",
 ]
-
-
-class Results(Protocol):
-    """What analysis reads of a result set (``gdsearch.load_results`` gives one): the trials
-    table and the history table."""
-
-    @property
-    def trials(self) -> pd.DataFrame: ...
-
-    @property
-    def history(self) -> pd.DataFrame: ...
 
 
 OSCILLATION_SHARE = 0.3
@@ -69,29 +58,10 @@ STOPPED_EARLY = ("diverged", "pruned", "failed")
 """Statuses whose final SSE is not the end of training."""
 TELLING = ("ok", "diverged", "plateaued")
 """Statuses that say whether a learning rate diverges."""
-HistoryBlock = tuple[np.ndarray, np.ndarray]
-"""trial_ids (n,) and their SSE (n, epochs + 1), NaN past each trial's last epoch."""
 
 
 def _group_columns(trials: pd.DataFrame) -> list[str]:
     return [c for c in GROUP if c in trials.columns]
-
-
-def _history_blocks(results: Results, trial_ids: list[str]) -> Iterator[HistoryBlock]:
-    """The histories of these trials as ``(trial_ids, sse)`` blocks, sse (trials, epochs + 1)
-    NaN past each trial's end: part by part where the result set reads its history that way
-    (``gdsearch.results.scan.ResultSet``), else one block of the history table."""
-    reader = getattr(results, "history_blocks", None)
-    if reader is not None:
-        yield from reader(trial_ids)
-        return
-    history = results.history
-    history = history[history["trial_id"].isin(trial_ids)]
-    if history.empty:
-        return
-    wide = history.pivot(index="trial_id", columns="epoch", values="sse")
-    wide = wide.reindex(columns=range(int(history["epoch"].max()) + 1))
-    yield wide.index.to_numpy(dtype=object), wide.to_numpy(dtype=np.float64)
 
 
 NO_HISTORY = {"final_epoch": np.nan, "min_epoch": np.nan, "contraction": 1.0, "rise_share": 0.0,
@@ -154,7 +124,7 @@ def trial_metrics(
     if measured:
         needed |= trials["trial_id"].isin(sharpness["trial_id"]).to_numpy()
     position = pd.Series(np.arange(len(trials)), index=trials["trial_id"].to_numpy())
-    for ids, sse in _history_blocks(results, trials.loc[needed, "trial_id"].tolist()):
+    for ids, sse in history_blocks(results, trials.loc[needed, "trial_id"].tolist()):
         rows = position[ids].to_numpy()
         first_tol[rows] = _first_at_or_below(sse, threshold[rows])
         first_target[rows] = _first_at_or_below(sse, targets[rows])
@@ -213,8 +183,13 @@ def _first_at_or_below(sse: np.ndarray, threshold: np.ndarray) -> np.ndarray:
     return np.where(hit.any(axis=1), first, np.nan)
 
 
-def convergence_table(results: Results, tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
+def convergence_table(
+    results: Results, tolerance: float = DEFAULT_TOLERANCE, metrics: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per group and learning rate, aggregated over seeds.
+
+    ``metrics``, if given, is :func:`trial_metrics` of the same results and tolerance, so that a
+    caller who has it already does not pay for another pass over the histories.
 
     Columns: the group's columns, lr, trials, median / q25 / q75 of final SSE (of trials that
     trained to the end: neither diverged nor pruned), diverged_fraction, pruned_fraction,
@@ -222,7 +197,7 @@ def convergence_table(results: Results, tolerance: float = DEFAULT_TOLERANCE) ->
     lowest median final SSE among those none of whose trials diverged and some of whose trials
     were not pruned; the smallest such lr on a tie).
     """
-    metrics = trial_metrics(results, tolerance)
+    metrics = trial_metrics(results, tolerance) if metrics is None else metrics.copy()
     group = _group_columns(metrics)
     metrics["kept_sse"] = metrics["final_sse"].where(~metrics["status"].isin(STOPPED_EARLY))
     metrics["is_diverged"] = metrics["status"] == "diverged"

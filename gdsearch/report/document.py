@@ -21,6 +21,7 @@ import pandas as pd
 
 from gdsearch.errors import InputError
 from gdsearch.model import analysis
+from gdsearch.model.comparison import GROUP
 from gdsearch.report.figures import (
     figure_curves,
     figure_edge_ratio,
@@ -91,10 +92,11 @@ def build(results: Results, out: Path, fmt: str = "html") -> Path:
         raise InputError(f"--format: must be one of {', '.join(FORMATS)}, but got {fmt!r}")
     if results.trials.empty:
         raise InputError(f"{results.path}: no trials stored yet, nothing to report")
-    table = analysis.convergence_table(results)
+    metrics = analysis.trial_metrics(results)
+    table = analysis.convergence_table(results, metrics=metrics)
     brackets = analysis.critical_lr(results)
     limits = predicted_limits(results)
-    summary = summary_table(table, brackets, limits, analysis.trial_metrics(results))
+    summary = summary_table(table, brackets, limits, metrics)
     figures = {
         "curves": ("SSE curves per learning rate", figure_curves(results)),
         "final_vs_lr": (
@@ -172,6 +174,11 @@ def _markdown(name: str, summary: pd.DataFrame, table: pd.DataFrame, figures: di
     return "\n".join(parts)
 
 
+def _keys(table: pd.DataFrame) -> list[str]:
+    """The columns that name a group and lr in a convergence table."""
+    return [*[c for c in GROUP if c in table.columns], "lr"]
+
+
 def compare(all_results: list[Results], out: Path) -> Path:
     """Write one self-contained HTML file putting two or more result sets on the same axes.
 
@@ -189,15 +196,16 @@ def compare(all_results: list[Results], out: Path) -> Path:
         brackets = analysis.critical_lr(results)
         summary = summary_table(table, brackets, predicted_limits(results))
         summaries.append(summary.assign(results=name))
-        histories = dict(groups(results.history.merge(results.trials, on="trial_id")))
+        best_keys = table.loc[table["best"], [*_keys(table)]]
+        chosen = results.trials.merge(best_keys)  # the trials of each group's best lr
+        curves = dict(groups(analysis.sse_curves(results, chosen)))
         for offset, (label, frame) in enumerate(groups(table)):
             color, line = f"C{index}", ["-", "--", ":", "-."][offset % 4]
             ax_u.plot(frame["lr"], frame["median_final_sse"], marker="o", color=color,
                       linestyle=line, label=f"{name}: {label}")  # fmt: skip
             best = frame.loc[frame["best"], "lr"]
             if len(best):
-                group = histories[label]
-                curve = group[group["lr"] == best.iloc[0]].groupby("epoch")["sse"].median()
+                curve = curves[label].set_index("epoch")["median_sse"]
                 ax_c.plot(curve.index + 1, curve.to_numpy(), color=color, linestyle=line,
                           label=f"{name}: {label}, lr {best.iloc[0]:.3g}")  # fmt: skip
     ax_u.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="final SSE (median)")

@@ -11,6 +11,7 @@ import pandas as pd
 
 from gdsearch.model import stability
 from gdsearch.model.edge import edge_sharpness
+from gdsearch.model.histories import history_lengths, sse_curves
 from gdsearch.report.panels import facet_panels, groups, lr_norm, png
 
 if TYPE_CHECKING:
@@ -19,11 +20,10 @@ if TYPE_CHECKING:
 
 def figure_curves(results: Results) -> bytes:
     """Median SSE per epoch (over seeds) for each lr, one panel per group, log SSE axis."""
-    merged = results.history.merge(results.trials, on="trial_id")
     norm = lr_norm(results.trials["lr"])
-    fig, axes, panels = facet_panels(groups(merged))
+    fig, axes, panels = facet_panels(groups(sse_curves(results)))  # histories read part by part
     for label, frame, ax in panels:
-        curves = frame.groupby(["lr", "epoch"])["sse"].median().unstack("lr")
+        curves = frame.pivot(index="epoch", columns="lr", values="median_sse")
         for lr in curves.columns:
             ax.plot(curves.index, curves[lr], color=plt.cm.viridis(norm(lr)), linewidth=1)
         ax.set_yscale("log")
@@ -149,11 +149,7 @@ def figure_linear(results: Results) -> bytes | None:
     start = np.array([W[0, 0], b[0]])
     runs = linear[(linear["init"] == first.init) & (linear["seed"] == first.seed)]
     runs = runs.sort_values("lr")
-    lengths = (
-        results.history[results.history["trial_id"].isin(runs["trial_id"])]
-        .groupby("trial_id")["epoch"]
-        .size()
-    )
+    lengths = history_lengths(results, runs)
     x, y = X[:, 0], Y[:, 0]
     A = np.column_stack([x, np.ones_like(x)])
     best = np.linalg.lstsq(A, y, rcond=None)[0]

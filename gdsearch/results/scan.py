@@ -82,7 +82,8 @@ class ResultSet(Results):
             each trial's last epoch.
         """
         wanted = self.parts if trial_ids is None else self.parts.reindex(list(trial_ids))
-        for name, ids in wanted.dropna().groupby(wanted.dropna(), sort=True):
+        wanted = wanted[wanted.isin(self.store.parts("history"))]  # a part repair dropped: none
+        for name, ids in wanted.groupby(wanted, sort=True):
             block = self._block(str(name), ids.index.to_numpy(dtype=object))
             if block is not None:
                 yield block
