@@ -141,7 +141,20 @@ def _curve(code: int, sse: np.ndarray) -> pd.DataFrame:
     reach it."""
     reached = ~np.isnan(sse)
     epochs = np.flatnonzero(reached.any(axis=0))
-    sse = sse[:, epochs]
-    q25, median, q75 = np.nanquantile(sse, [0.25, 0.5, 0.75], axis=0)
-    return pd.DataFrame({"code": code, "epoch": epochs, "trials": reached[:, epochs].sum(axis=0),
-                         "median_sse": median, "q25_sse": q25, "q75_sse": q75})  # fmt: skip
+    ordered = np.sort(sse[:, epochs], axis=0)  # (seeds, epochs reached), NaN last
+    n = reached[:, epochs].sum(axis=0)  # (epochs reached,)
+    q25, median, q75 = (_quantile(ordered, n, q) for q in (0.25, 0.5, 0.75))
+    return pd.DataFrame({"code": code, "epoch": epochs, "trials": n, "median_sse": median,
+                         "q25_sse": q25, "q75_sse": q75})  # fmt: skip
+
+
+def _quantile(ordered: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
+    """Per column, the q-quantile of its first n values (sorted), interpolated linearly between
+    the values around position q·(n − 1), as numpy's and pandas' default is (numpy's
+    nanquantile loops over columns in Python)."""
+    position = q * (n - 1)  # (columns,)
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, n - 1)
+    low = np.take_along_axis(ordered, below[None, :], axis=0)[0]
+    high = np.take_along_axis(ordered, above[None, :], axis=0)[0]
+    return low + (high - low) * (position - below)
