@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from gdsearch.job.spec import JobSpec, load_job
     from gdsearch.model.config import TrainConfig
     from gdsearch.results.repair import RepairReport, repair_results
+    from gdsearch.results.scan import ResultSet, open_results
     from gdsearch.results.store import Results, load_results
     from gdsearch.search.driver import RunSummary, run_search
 
@@ -40,11 +41,13 @@ _HOMES = {
     "GdsearchError": "gdsearch.errors",
     "JobSpec": "gdsearch.job.spec",
     "RepairReport": "gdsearch.results.repair",
+    "ResultSet": "gdsearch.results.scan",
     "Results": "gdsearch.results.store",
     "RunSummary": "gdsearch.search.driver",
     "TrainConfig": "gdsearch.model.config",
     "load_job": "gdsearch.job.spec",
     "load_results": "gdsearch.results.store",
+    "open_results": "gdsearch.results.scan",
     "repair_results": "gdsearch.results.repair",
     "run_search": "gdsearch.search.driver",
 }
@@ -53,12 +56,14 @@ __all__ = [
     "GdsearchError",
     "JobSpec",
     "RepairReport",
+    "ResultSet",
     "Results",
     "RunSummary",
     "TrainConfig",
     "__version__",
     "load_job",
     "load_results",
+    "open_results",
     "repair_results",
     "run_search",
 ]

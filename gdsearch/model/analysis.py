@@ -1,7 +1,10 @@
 """How each learning rate converged: per-trial metrics, per-lr summaries and the critical lr.
 
-Everything is computed from a result set's tables with pandas and numpy, a whole history table
-at a time (no Python loop over epochs). A *group* is one comparison
+Everything is computed from a result set's tables with pandas and numpy (no Python loop over
+epochs): what a trial's own history says of it from the trials table, where the worker stored it
+(:mod:`gdsearch.model.trajectory`), and the rest from histories read block by block
+(:mod:`gdsearch.model.histories`), so that a result set opened with
+``gdsearch.results.scan.open_results`` is never held in memory whole. A *group* is one comparison
 (:mod:`gdsearch.model.comparison`): trials that differ only in learning rate and replicate seed.
 
 Trial classes, in the order they are decided:
