@@ -210,11 +210,15 @@ def test_w1_curves_figure_is_the_same_picture(stored: dict[str, Path]) -> None:
     assert figure_curves(open_results(stored["moons_lr_init"])) == reference_figure_curves(loaded)
 
 
-@pytest.mark.parametrize("name", ["moons_lr_init", "seed_sine", "edge_of_stability"])
+@pytest.mark.parametrize(
+    "name", ["moons_lr_init", "seed_sine", "edge_of_stability", "legacy-bracket"]
+)
 def test_report_show_and_compare_never_read_the_whole_history(
     stored: dict[str, Path], name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The report of an opened result set is the report of the loaded one, byte for byte."""
+    """The report of an opened result set is the report of the loaded one, byte for byte (the
+    legacy set, a linear model, without the trajectory columns: its lengths and late phases
+    come from its history, part by part)."""
     whole = build(gdsearch.load_results(stored[name]), tmp_path / "loaded.html")
 
     def refuse(self: ResultSet) -> pd.DataFrame:
