@@ -196,7 +196,7 @@ def compare(all_results: list[Results], out: Path) -> Path:
         brackets = analysis.critical_lr(results)
         summary = summary_table(table, brackets, predicted_limits(results))
         summaries.append(summary.assign(results=name))
-        best_keys = table.loc[table["best"], [*_keys(table)]]
+        best_keys = table.loc[table["best"], _keys(table)]
         chosen = results.trials.merge(best_keys)  # the trials of each group's best lr
         curves = dict(groups(analysis.sse_curves(results, chosen)))
         for offset, (label, frame) in enumerate(groups(table)):
