@@ -4,6 +4,8 @@
     python benchmarks/bench.py --quick         # W1 only, one run each, no Tune
     python benchmarks/bench.py --loading-only  # only load_results against pandas.read_parquet
     python benchmarks/bench.py --numerics      # only the cost of the portable numerics
+    python benchmarks/bench.py --reports       # gdsearch report and show on W1, W1 x 16 and
+                                               # a synthetic 100,000-trial set
 
 W1 is jobs/moons_lr_init.toml (256 trials, 2-16-1 tanh, 1000 epochs); W1 x 16 the same job with
 16 times the seeds (4,096 trials). Every measurement runs in a fresh Python process with one BLAS
@@ -487,7 +489,28 @@ def main() -> None:
         help="also measure W1 with the gdsearch of another source tree (e.g. a git worktree "
         "of an earlier commit), runs interleaved with this tree's, and compare",
     )
+    parser.add_argument(
+        "--reports",
+        action="store_true",
+        help="only the reports section: gdsearch report and show on W1, W1 x SCALE and a "
+        "synthetic set of --synthetic trials",
+    )
+    parser.add_argument(
+        "--synthetic", type=int, default=100_000, help="trials of the synthetic set (0: none)"
+    )
+    parser.add_argument(
+        "--reports-against",
+        type=Path,
+        metavar="TREE",
+        help="also run report and show of W1 and W1 x SCALE with another source tree's gdsearch",
+    )
     args = parser.parse_args()
+    if args.reports:
+        print(f"machine: {_machine()}")
+        with tempfile.TemporaryDirectory() as folder:
+            _print_reports(Path(folder), args.runs, args.scale, args.synthetic,
+                           args.reports_against)  # fmt: skip
+        return
     if args.quick:
         args.scale, args.tune_trials = 0, 0
         args.runs = 1 if "--runs" not in sys.argv else args.runs
@@ -588,6 +611,7 @@ def main() -> None:
         numerics = Path(folder) / "numerics"
         numerics.mkdir()
         _print_numerics(numerics, args.runs)
+        _print_reports(Path(folder), args.runs, args.scale, args.synthetic, None)
 
 
 SEED = REPO / "jobs" / "seed_sine.toml"
@@ -708,6 +732,142 @@ def _print_against(tree: Path, runs: int) -> None:
             b = statistics.median(r[field] for r in theirs)
             print(f"| {label} | {a:.2f} | {b:.2f} | {a / b:.2f} |")
     print("\nhistories of both trees bit-identical, trial by trial")
+
+
+# --- reports that scale: gdsearch report and show on large result sets -------------------------
+
+
+LAUNCHER = """
+import json, os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+_, status, usage = os.wait4(child.pid, 0)
+error = child.stderr.read().decode()[-3000:]
+print(json.dumps([os.waitstatus_to_exitcode(status), usage.ru_maxrss, error]))
+"""
+"""Runs a command and prints its exit code, peak RSS (KiB) and stderr's tail. A child's peak RSS
+counts what it held before exec, a copy of its parent's: this small process is the parent, so
+that the figure is the command's own, not the benchmark's."""
+
+
+def _cli_child(command: list[str], tree: Path | None = None) -> dict[str, float]:
+    """``python -m gdsearch COMMAND`` in a fresh process: its wall time and peak RSS."""
+    env = {**os.environ, **ONE_THREAD}
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), env.get("PYTHONPATH", "")]).rstrip(":")
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "gdsearch", *command],
+        env=env, cwd=str(tree or REPO), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - start
+    code, peak_kib, error = json.loads(done.stdout)
+    if code != 0:
+        raise SystemExit(f"gdsearch {' '.join(command)} failed:\n{error}")
+    return {"wall_s": wall, "peak_rss_mib": peak_kib / 1024}
+
+
+def _median_cli(command: list[str], runs: int, tree: Path | None = None) -> dict[str, float]:
+    results = [_cli_child(command, tree) for _ in range(runs)]
+    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+
+
+def synthetic_results(folder: Path, trials: int, epochs: int, per_part: int = 1000) -> Path:
+    """A result set of ``trials`` trials x ``epochs`` epochs written straight through the store:
+    4 init schemes x trials / 400 learning rates x 100 seeds, SSE curves a·exp(−k·t) + c with
+    noise, the largest rates diverging. Nothing is trained; the shape is a real search's."""
+    import hashlib
+
+    import numpy as np
+    import pyarrow as pa
+
+    from gdsearch.model.trajectory import trajectory
+    from gdsearch.results.schema import HISTORY_SCHEMA, TRIALS_SCHEMA
+    from gdsearch.results.store import ResultsStore
+
+    seeds, inits = 100, ["zeros", "normal", "xavier", "he"]
+    lrs = np.geomspace(1e-3, 3.0, max(1, trials // (seeds * len(inits))))
+    store = ResultsStore(folder / f"synthetic-{trials}")
+    store.prepare("")
+    rng = np.random.default_rng(0)
+    grid = [(init, lr, seed) for init in inits for lr in lrs for seed in range(seeds)][:trials]
+    t = np.arange(epochs + 1)
+    for start in range(0, len(grid), per_part):
+        chunk = grid[start : start + per_part]
+        K = len(chunk)
+        lr = np.array([c[1] for c in chunk])
+        rate = np.minimum(lr, 1.0) * rng.uniform(0.5, 1.5, K)  # (K,)
+        sse = (50 * np.exp(-rate[:, None] * t) + rng.uniform(1, 5, K)[:, None]) * (
+            1 + 0.01 * rng.standard_normal((K, epochs + 1))
+        )  # (K, epochs + 1)
+        diverged = np.where(lr > 1.5, rng.integers(5, 50, K), -1)
+        lengths = np.where(diverged >= 0, diverged, epochs + 1)
+        sse[t[None, :] >= lengths[:, None]] = np.nan
+        ids = [hashlib.sha256(repr(c).encode()).hexdigest() for c in chunk]
+        metrics = trajectory(sse)
+        rows, cols = np.nonzero(~np.isnan(sse))
+        history = pa.Table.from_arrays(
+            [pa.array(ids).take(pa.array(rows)), pa.array(cols.astype(np.int32)),
+             pa.array(sse[rows, cols])], schema=HISTORY_SCHEMA,
+        )  # fmt: skip
+        table = {
+            "trial_id": ids, "lr": lr, "init": [c[0] for c in chunk], "hidden": ["16"] * K,
+            "activation": ["tanh"] * K, "batch_size": [0] * K, "seed": [c[2] for c in chunk],
+            "epochs": [epochs] * K, "status": np.where(diverged >= 0, "diverged", "ok"),
+            "final_sse": sse[np.arange(K), lengths - 1], "min_sse": np.nanmin(sse, axis=1),
+            "diverged_epoch": pa.array(diverged.astype(np.int32), mask=diverged < 0),
+            "node": [""] * K, "wall_s": np.zeros(K), "momentum": np.zeros(K),
+            "nesterov": [False] * K, "weight_decay": np.zeros(K),
+            "lr_schedule": ["constant"] * K, "warmup_epochs": [0] * K,
+            **{name: values.astype(np.int32) if name.endswith("_epoch") else values
+               for name, values in metrics.items()},
+        }  # fmt: skip
+        for name in TRIALS_SCHEMA.names:  # settings this search leaves unset
+            table.setdefault(name, pa.nulls(K, TRIALS_SCHEMA.field(name).type))
+        store.write_part(pa.Table.from_pydict(table, schema=TRIALS_SCHEMA), history)
+    store.write_manifest({"name": f"synthetic-{trials}", "status": "complete",
+                          "trials_total": trials})  # fmt: skip
+    return Path(store.location)
+
+
+def _print_reports(
+    folder: Path, runs: int, scale: int, synthetic: int, against: Path | None
+) -> None:
+    """gdsearch report and show on W1, W1 x SCALE and a synthetic set of SYNTHETIC trials x
+    1,000 epochs: wall time and peak RSS of each command's whole process (median of runs)."""
+    sets = []
+    for label, job in (("W1", W1), (f"W1 x {scale}", _scaled_job(scale, folder))):
+        spec_name = "moons-lr-init" if label == "W1" else f"moons-lr-init-x{scale}"
+        results = folder / "results"
+        _cli_child(["run", str(job), "--results-dir", str(results)])
+        sets.append((label, results / spec_name))
+    if synthetic:
+        sets.append((f"synthetic {synthetic:,} x 1,000 epochs",
+                     synthetic_results(folder, synthetic, 1000)))  # fmt: skip
+    print(f"\nReports and show on growing result sets (whole processes; median of {runs} runs)\n")
+    head = "| result set | history rows | command | wall s | peak RSS MiB | RSS × W1 |"
+    if against:
+        head += " before: wall s | before: peak RSS MiB |"
+    print(head)
+    print("|---|---:|---|---:|---:|---:|" + ("---:|---:|" if against else ""))
+    import pyarrow.parquet as pq
+
+    base: dict[str, float] = {}
+    for label, path in sets:
+        rows = sum(
+            pq.ParquetFile(p).metadata.num_rows for p in (path / "history").glob("*.parquet")
+        )
+        for command in (["report", str(path), "-o", str(folder / "r.html")], ["show", str(path)]):
+            r = _median_cli(command, runs)
+            base.setdefault(command[0], r["peak_rss_mib"])
+            rss = r["peak_rss_mib"]
+            line = (f"| {label} | {rows:,} | {command[0]} | {r['wall_s']:.2f} | {rss:.0f} | "
+                    f"{rss / base[command[0]]:.2f} |")  # fmt: skip
+            if against and not label.startswith("synthetic"):
+                old = _median_cli(command, runs, against)
+                line += f" {old['wall_s']:.2f} | {old['peak_rss_mib']:.0f} |"
+            elif against:
+                line += " | |"
+            print(line, flush=True)
 
 
 LOOP = "plain numpy loop, one trial at a time"

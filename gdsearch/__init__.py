@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from gdsearch.job.spec import JobSpec, load_job
     from gdsearch.model.config import TrainConfig
     from gdsearch.results.repair import RepairReport, repair_results
+    from gdsearch.results.scan import ResultSet, open_results
     from gdsearch.results.store import Results, load_results
     from gdsearch.search.driver import RunSummary, run_search
 
@@ -41,12 +42,14 @@ _HOMES = {
     "GdsearchError": "gdsearch.errors",
     "JobSpec": "gdsearch.job.spec",
     "RepairReport": "gdsearch.results.repair",
+    "ResultSet": "gdsearch.results.scan",
     "Results": "gdsearch.results.store",
     "RunSummary": "gdsearch.search.driver",
     "TrainConfig": "gdsearch.model.config",
     "job_from_dict": "gdsearch.job.mapping",
     "load_job": "gdsearch.job.spec",
     "load_results": "gdsearch.results.store",
+    "open_results": "gdsearch.results.scan",
     "repair_results": "gdsearch.results.repair",
     "run_search": "gdsearch.search.driver",
 }
@@ -55,6 +58,7 @@ __all__ = [
     "GdsearchError",
     "JobSpec",
     "RepairReport",
+    "ResultSet",
     "Results",
     "RunSummary",
     "TrainConfig",
@@ -62,6 +66,7 @@ __all__ = [
     "job_from_dict",
     "load_job",
     "load_results",
+    "open_results",
     "repair_results",
     "run_search",
 ]

@@ -157,9 +157,9 @@ def _repair(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from gdsearch.model.analysis import lr_summary
-    from gdsearch.results.store import load_results
+    from gdsearch.results.scan import open_results
 
-    results = load_results(args.results)
+    results = open_results(args.results)  # the trials table only
     trials = results.trials
     manifest = results.manifest
     counts = trials["status"].value_counts().to_dict()
@@ -195,6 +195,7 @@ def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gdsearch.report import build
+    from gdsearch.results.scan import open_results
     from gdsearch.results.store import is_uri, load_results
 
     if args.output is None and is_uri(args.results):
@@ -209,7 +210,7 @@ def _report(args: argparse.Namespace) -> int:
         print(write_interactive(load_results(args.results), out))
         return 0
     out = Path(args.output or Path(args.results) / f"report.{args.format}")
-    written = build(load_results(args.results), out, args.format)
+    written = build(open_results(args.results), out, args.format)
     print(written)
     return 0
 
@@ -234,9 +235,9 @@ def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gdsearch.report import compare
-    from gdsearch.results.store import load_results
+    from gdsearch.results.scan import open_results
 
-    print(compare([load_results(r) for r in args.results], Path(args.output)))
+    print(compare([open_results(r) for r in args.results], Path(args.output)))
     return 0
 
 

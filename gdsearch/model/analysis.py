@@ -1,7 +1,10 @@
 """How each learning rate converged: per-trial metrics, per-lr summaries and the critical lr.
 
-Everything is computed from a result set's tables with pandas and numpy, a whole history table
-at a time (no Python loop over epochs). A *group* is one comparison
+Everything is computed from a result set's tables with pandas and numpy (no Python loop over
+epochs): what a trial's own history says of it from the trials table, where the worker stored it
+(:mod:`gdsearch.model.trajectory`), and the rest from histories read block by block
+(:mod:`gdsearch.model.histories`), so that a result set opened with
+``gdsearch.results.scan.open_results`` is never held in memory whole. A *group* is one comparison
 (:mod:`gdsearch.model.comparison`): trials that differ only in learning rate and replicate seed.
 
 Trial classes, in the order they are decided:
@@ -22,7 +25,6 @@ Trial classes, in the order they are decided:
 from __future__ import annotations
 
 import math
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -30,7 +32,9 @@ import pandas as pd
 from gdsearch.model.comparison import GROUP
 from gdsearch.model.config import OPTIMIZER_FIELDS
 from gdsearch.model.edge import edge_metrics
+from gdsearch.model.histories import Results, history_blocks, sse_curves
 from gdsearch.model.ranking import TIE_TOLERANCE, mark_ties
+from gdsearch.model.trajectory import LATE_FRACTION, trajectory
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -46,22 +50,11 @@ __all__ = [
     "critical_lr",
     "lr_summary",
     "refine",
+    "sse_curves",
     "trial_metrics",
 ]
 
 
-class Results(Protocol):
-    """What analysis reads of a result set (``gdsearch.load_results`` gives one): the trials
-    table and the history table."""
-
-    @property
-    def trials(self) -> pd.DataFrame: ...
-
-    @property
-    def history(self) -> pd.DataFrame: ...
-
-
-LATE_FRACTION = 0.1
 OSCILLATION_SHARE = 0.3
 PLATEAU_GAIN = 1e-4
 DEFAULT_TOLERANCE = 0.05
@@ -75,10 +68,12 @@ def _group_columns(trials: pd.DataFrame) -> list[str]:
     return [c for c in GROUP if c in trials.columns]
 
 
-def _history_matrix(results: Results) -> np.ndarray:
-    """Histories as a (trials, epochs + 1) array in the trials table's order, NaN past the end."""
-    wide = results.history.pivot(index="trial_id", columns="epoch", values="sse")
-    return wide.reindex(index=results.trials["trial_id"]).to_numpy(dtype=np.float64)
+NO_HISTORY = {"final_epoch": np.nan, "min_epoch": np.nan, "contraction": 1.0, "rise_share": 0.0,
+              "late_gain": np.nan}  # fmt: skip
+"""What :func:`gdsearch.model.trajectory.trajectory` says of a trial with no history."""
+EDGE_NONE = {"sharpness_init": np.nan, "edge_ratio_init": np.nan, "edge_ratio_final": np.nan,
+             "edge_of_stability": False, "catapult": False}  # fmt: skip
+"""The edge metrics of a trial without sharpness measurements or history."""
 
 
 def trial_metrics(
@@ -87,6 +82,12 @@ def trial_metrics(
     """One row per trial: its configuration, final and minimum SSE, epochs to tolerance,
     late-phase contraction ratio and class.
 
+    What a trial's own history says of it (:data:`gdsearch.model.trajectory.TRAJECTORY_COLUMNS`)
+    comes from the trials table, where the worker stored it; trials stored before those
+    columns existed have it computed from their history. The rest needs the history only for
+    the first epoch at or below a threshold, and the edge metrics where the sharpness was
+    measured: one pass over the histories, block by block.
+
     Args:
         results: a loaded result set.
         tolerance: relative distance from the group's best SSE that counts as reached.
@@ -94,53 +95,70 @@ def trial_metrics(
 
     Returns:
         The trials table plus ``group_best``, ``epochs_to_tolerance`` (NaN if never reached),
-        ``epochs_to_target``, ``contraction`` (median SSE(t+1)/SSE(t) over the late phase) and
-        ``convergence`` (one of the classes in this module's docstring); and where the
-        sharpness was measured, ``sharpness_init``, ``edge_ratio_init``, ``edge_ratio_final``,
-        ``edge_of_stability`` and ``catapult`` (:func:`gdsearch.model.edge.edge_metrics`).
+        ``epochs_to_target``, the trajectory columns (``contraction``: median SSE(t+1)/SSE(t)
+        over the late phase) and ``convergence`` (one of the classes in this module's
+        docstring); and where the sharpness was measured, ``sharpness_init``,
+        ``edge_ratio_init``, ``edge_ratio_final``, ``edge_of_stability`` and ``catapult``
+        (:func:`gdsearch.model.edge.edge_metrics`).
     """
     trials = results.trials.copy()
-    sse = _history_matrix(results)
-    lengths = np.sum(~np.isnan(sse), axis=1)
     group = _group_columns(trials)
-    lowest = np.nanmin(np.where(np.isnan(sse), np.inf, sse), axis=1)
-    trials["group_best"] = (
-        pd.Series(lowest, index=trials.index)
-        .groupby([trials[c] for c in group], dropna=False)
-        .transform("min")
+    lowest = trials["min_sse"].astype(np.float64).fillna(np.inf)  # inf: no history
+    trials["group_best"] = lowest.groupby([trials[c] for c in group], dropna=False).transform(
+        "min"
     )
     threshold = trials["group_best"].to_numpy() * (1.0 + tolerance)
-    trials["epochs_to_tolerance"] = _first_at_or_below(sse, threshold)
-    if target is not None:
-        trials["epochs_to_target"] = _first_at_or_below(sse, np.full(len(trials), target))
-
-    # Late phase: the last LATE_FRACTION of each trial's steps (at least one step).
-    epochs = np.arange(sse.shape[1])
-    steps = np.maximum(1, np.ceil(LATE_FRACTION * (lengths - 1))).astype(int)
-    late = (epochs[None, 1:] >= (lengths - steps)[:, None]) & (epochs[None, 1:] < lengths[:, None])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = sse[:, 1:] / sse[:, :-1]
-    ratio = np.where(late, ratio, np.nan)
-    trials["contraction"] = np.nanmedian(np.where(late.any(axis=1)[:, None], ratio, 1.0), axis=1)
-    rises = np.sum(late & (ratio > 1.0), axis=1) / np.maximum(late.sum(axis=1), 1)
-    first_late = sse[np.arange(len(sse)), np.clip(lengths - 1 - steps, 0, None)]
-    final = trials["final_sse"].to_numpy(dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gain = (first_late - final) / first_late
-
-    reached = final <= threshold
+    targets = np.full(len(trials), -np.inf if target is None else target)
+    for name in NO_HISTORY:
+        if name not in trials.columns:
+            trials[name] = np.nan
+        if name in ("contraction", "rise_share"):  # null only where not stored
+            trials[name] = trials[name].astype(np.float64)
+    missing = trials["rise_share"].isna().to_numpy()
+    trials.loc[missing, list(NO_HISTORY)] = pd.DataFrame(NO_HISTORY, index=trials.index[missing])
     sharpness = getattr(results, "sharpness", None)
-    edge = pd.DataFrame({"catapult": False, "edge_of_stability": False}, index=trials.index)
-    if sharpness is not None and len(sharpness):
-        edge = edge_metrics(trials, sharpness, sse)
+    if sharpness is None:
+        sharpness = pd.DataFrame(columns=["trial_id", "epoch", "sharpness"])
+    measured = len(sharpness) > 0
+    first_tol, first_target = np.full(len(trials), np.nan), np.full(len(trials), np.nan)
+    edges = []
+
+    # One pass over the histories that decide something.
+    needed = missing | (lowest.to_numpy() <= np.maximum(threshold, targets))
+    if measured:
+        needed |= trials["trial_id"].isin(sharpness["trial_id"]).to_numpy()
+    position = pd.Series(np.arange(len(trials)), index=trials["trial_id"].to_numpy())
+    for ids, sse in history_blocks(results, trials.loc[needed, "trial_id"].tolist()):
+        rows = position[ids].to_numpy()
+        first_tol[rows] = _first_at_or_below(sse, threshold[rows])
+        first_target[rows] = _first_at_or_below(sse, targets[rows])
+        absent = missing[rows]
+        if absent.any():
+            computed = pd.DataFrame(trajectory(sse[absent]), index=trials.index[rows[absent]])
+            for name in ("final_epoch", "min_epoch"):  # -1: no history
+                computed[name] = computed[name].where(computed[name] >= 0)
+            trials.loc[computed.index, list(NO_HISTORY)] = computed
+        if measured:
+            block = trials.iloc[rows]
+            edges.append(edge_metrics(block, sharpness[sharpness["trial_id"].isin(ids)], sse))
+    trials["epochs_to_tolerance"] = first_tol
+    if target is not None:
+        trials["epochs_to_target"] = first_target
+    edge = _edge_frame(edges, trials.index)
+    if measured:
         trials = trials.join(edge)
+
+    final = trials["final_sse"].to_numpy(dtype=np.float64)
+    reached = final <= threshold
+    rises = trials["rise_share"].to_numpy(dtype=np.float64)
+    gain = trials["late_gain"].to_numpy(dtype=np.float64)
     classes = np.select(
         [
             (trials["status"] == "failed").to_numpy(),
             (trials["status"] == "diverged").to_numpy(),
             (trials["status"] == "pruned").to_numpy(),
-            edge["catapult"].to_numpy(),
-            edge["edge_of_stability"].to_numpy(),
+            edge["catapult"].to_numpy(dtype=bool),
+            edge["edge_of_stability"].to_numpy(dtype=bool),
             reached,
             rises >= OSCILLATION_SHARE,
             ~(gain >= PLATEAU_GAIN),
@@ -153,6 +171,15 @@ def trial_metrics(
     return trials
 
 
+def _edge_frame(edges: list[pd.DataFrame], index: pd.Index) -> pd.DataFrame:
+    """The blocks' edge metrics, one row per trial; ``EDGE_NONE`` for trials not in a block."""
+    edge = pd.concat(edges) if edges else pd.DataFrame(columns=list(EDGE_NONE))
+    edge = edge.reindex(index)
+    for name, value in EDGE_NONE.items():
+        edge[name] = edge[name].fillna(value).astype(type(value))
+    return edge
+
+
 def _first_at_or_below(sse: np.ndarray, threshold: np.ndarray) -> np.ndarray:
     """Per row, the first epoch whose SSE is at or below the row's threshold (NaN if none)."""
     hit = sse <= threshold[:, None]
@@ -160,8 +187,13 @@ def _first_at_or_below(sse: np.ndarray, threshold: np.ndarray) -> np.ndarray:
     return np.where(hit.any(axis=1), first, np.nan)
 
 
-def convergence_table(results: Results, tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
+def convergence_table(
+    results: Results, tolerance: float = DEFAULT_TOLERANCE, metrics: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per group and learning rate, aggregated over seeds.
+
+    ``metrics``, if given, is :func:`trial_metrics` of the same results and tolerance, so that a
+    caller who has it already does not pay for another pass over the histories.
 
     Columns: the group's columns, lr, trials, median / q25 / q75 of final SSE (of trials that
     trained to the end: neither diverged nor pruned), diverged_fraction, pruned_fraction,
@@ -170,7 +202,7 @@ def convergence_table(results: Results, tolerance: float = DEFAULT_TOLERANCE) ->
     were not pruned, and on every lr tied with it: within ``TIE_TOLERANCE`` of it, relative to
     it, :mod:`gdsearch.model.ranking`; a tie marks them all, not one).
     """
-    metrics = trial_metrics(results, tolerance)
+    metrics = trial_metrics(results, tolerance) if metrics is None else metrics.copy()
     group = _group_columns(metrics)
     metrics["kept_sse"] = metrics["final_sse"].where(~metrics["status"].isin(STOPPED_EARLY))
     metrics["is_diverged"] = metrics["status"] == "diverged"

@@ -20,6 +20,7 @@ import pandas as pd
 
 from gdsearch.errors import InputError
 from gdsearch.model import analysis
+from gdsearch.model.comparison import GROUP
 from gdsearch.report.figures import (
     figure_curves,
     figure_edge_ratio,
@@ -103,10 +104,11 @@ def build(results: Results, out: Path, fmt: str = "html") -> Path:
         raise InputError(f"--format: must be one of {', '.join(FORMATS)}, but got {fmt!r}")
     if results.trials.empty:
         raise InputError(f"{results.path}: no trials stored yet, nothing to report")
-    table = analysis.convergence_table(results)
+    metrics = analysis.trial_metrics(results)
+    table = analysis.convergence_table(results, metrics=metrics)
     brackets = analysis.critical_lr(results)
     limits = predicted_limits(results)
-    summary = summary_table(table, brackets, limits, analysis.trial_metrics(results))
+    summary = summary_table(table, brackets, limits, metrics)
     figures = {
         "curves": ("SSE curves per learning rate", png(figure_curves(results))),
         "final_vs_lr": (
@@ -203,6 +205,11 @@ def _markdown(name: str, summary: pd.DataFrame, table: pd.DataFrame, figures: di
     return "\n".join(parts)
 
 
+def _keys(table: pd.DataFrame) -> list[str]:
+    """The columns that name a group and lr in a convergence table."""
+    return [*[c for c in GROUP if c in table.columns], "lr"]
+
+
 def compare(all_results: list[Results], out: Path) -> Path:
     """Write one self-contained HTML file putting two or more result sets on the same axes.
 
@@ -220,7 +227,9 @@ def compare(all_results: list[Results], out: Path) -> Path:
         brackets = analysis.critical_lr(results)
         summary = summary_table(table, brackets, predicted_limits(results))
         summaries.append(summary.assign(results=name))
-        histories = dict(groups(results.history.merge(results.trials, on="trial_id")))
+        best_keys = table.loc[table["best"], _keys(table)]
+        chosen = results.trials.merge(best_keys)  # the trials of each group's best lr
+        curves = dict(groups(analysis.sse_curves(results, chosen)))
         for offset, (label, frame) in enumerate(groups(table)):
             color, line = f"C{index}", ["-", "--", ":", "-."][offset % 4]
             ax_u.plot(frame["lr"], frame["median_final_sse"], marker="o", color=color,
@@ -228,8 +237,8 @@ def compare(all_results: list[Results], out: Path) -> Path:
             best = frame[frame["best"]].sort_values(["median_epochs_to_tolerance", "lr"])
             if len(best):
                 lr = best["lr"].iloc[0]
-                group = histories[label]
-                curve = group[group["lr"] == lr].groupby("epoch")["sse"].median()
+                mine = curves[label]
+                curve = mine[mine["lr"] == lr].set_index("epoch")["median_sse"]
                 which = f"lr {lr:.3g}" if len(best) == 1 else (
                     f"lr {lr:.3g}, the fastest of {len(best)} tied")  # fmt: skip
                 ax_c.plot(curve.index + 1, curve.to_numpy(), color=color, linestyle=line,

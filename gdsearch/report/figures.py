@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from gdsearch.model import analysis, stability
 from gdsearch.model.edge import edge_sharpness
+from gdsearch.model.histories import history_lengths, sse_curves
 from gdsearch.model.ranking import TIE_TOLERANCE, relative_excess, tied_with_lowest
 from gdsearch.report.panels import LrStyles, facet_panels, groups, new_figure
 from gdsearch.report.scales import epoch_axis, final_view, sse_axis
@@ -40,20 +41,24 @@ def figure_curves(results: Results) -> Figure:
 
     Epochs are on a log axis where the action is early; the SSE axis is fitted to the curves
     that did not diverge (diverging ones leave through the top), log where they span a decade.
+    The medians come from :func:`gdsearch.model.analysis.sse_curves`, which reads the
+    histories part by part.
     """
-    merged = results.history.merge(results.trials, on="trial_id")
+    medians = sse_curves(results)
     styles = lr_styles(results)
-    fig, axes, panels = facet_panels(groups(merged))
+    statuses = dict(groups(results.trials))
+    fig, axes, panels = facet_panels(groups(medians))
     for label, frame, ax in panels:
-        curves = frame.groupby(["lr", "epoch"])["sse"].median().unstack("lr")
+        curves = frame.pivot(index="epoch", columns="lr", values="median_sse")
         for lr in _rates(curves):
             ax.plot(curves.index, curves[lr], linewidth=1.2, **styles.line(lr))
-        ran = frame.groupby("lr")["status"].agg(lambda s: not (s == "diverged").any())
+        trials = statuses[label]
+        ran = trials.groupby("lr")["status"].agg(lambda s: not (s == "diverged").any())
         epoch_axis(ax, curves)
         sse_axis(ax, curves, kept=[lr for lr in _rates(curves) if ran[lr]])
         ax.set_title(label, fontsize=9)
         ax.set_ylabel("SSE (median over seeds)")
-    styles.key(fig, axes, shown=set(merged["lr"]))
+    styles.key(fig, axes, shown=set(medians["lr"]))
     return fig
 
 
@@ -238,11 +243,7 @@ def figure_linear(results: Results) -> Figure | None:
     start = np.array([W[0, 0], b[0]])
     runs = linear[(linear["init"] == first.init) & (linear["seed"] == first.seed)]
     runs = runs.sort_values("lr")
-    lengths = (
-        results.history[results.history["trial_id"].isin(runs["trial_id"])]
-        .groupby("trial_id")["epoch"]
-        .size()
-    )
+    lengths = history_lengths(results, runs)
     x, y = X[:, 0], Y[:, 0]
     A = np.column_stack([x, np.ones_like(x)])
     best = np.linalg.lstsq(A, y, rcond=None)[0]

@@ -39,6 +39,13 @@ TRIALS_SCHEMA = pa.schema(
         # What computed the trial (gdsearch.model.numerics.label): "portable; version 1", or
         # the BLAS path and the machine's libraries and SIMD; null in parts written before.
         ("numerics", pa.string()),
+        # What the trial's own history says of it (gdsearch.model.trajectory), computed by the
+        # worker; null in parts written before, and where a trial has no history.
+        ("final_epoch", pa.int32()),  # its last epoch
+        ("min_epoch", pa.int32()),  # the first epoch of its lowest SSE
+        ("contraction", pa.float64()),  # median SSE(t+1)/SSE(t) over the late phase
+        ("rise_share", pa.float64()),  # share of late steps whose SSE rose
+        ("late_gain", pa.float64()),  # relative fall of the SSE over the late phase
     ]
 )
 IMPLIED = {

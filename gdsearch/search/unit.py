@@ -32,6 +32,7 @@ from gdsearch.job.trial import Trial
 from gdsearch.model.network import layer_sizes, stack_params
 from gdsearch.model.numerics import machine_label
 from gdsearch.model.population import RUNNING, STATUS_CODES, Population, rung_metric
+from gdsearch.model.trajectory import trajectory
 from gdsearch.results.schema import HISTORY_SCHEMA, SHARPNESS_SCHEMA, TRIALS_SCHEMA
 
 POPULATION_ELEMENTS = 65_536
@@ -317,11 +318,13 @@ def _trials_table(
     errors: list[str | None],
 ) -> pa.Table:
     K = len(trials)
+    kept = np.arange(histories.shape[1]) < lengths[:, None]  # (K, epochs + 1)
+    stored = np.where(kept, histories, np.nan)  # what the history rows hold
     last = np.where(lengths > 0, histories[np.arange(K), np.maximum(lengths - 1, 0)], np.nan)
     with np.errstate(all="ignore"):
         lowest = np.where(
             lengths > 0,
-            np.nanmin(np.where(np.isnan(histories), np.inf, histories), axis=1),
+            np.nanmin(np.where(np.isnan(stored), np.inf, stored), axis=1),
             np.nan,
         )
     diverged = diverged_epoch >= 0
@@ -329,6 +332,8 @@ def _trials_table(
     stopped = np.isin(statuses, ["plateaued", "pruned"]) | (
         np.isin(statuses, ["failed"]) & (lengths > 0)
     )
+    metrics = trajectory(stored)
+    has_history = lengths > 0
     rows = [t.columns() for t in trials]
     columns = {
         **{name: [row[name] for row in rows] for name in rows[0]},
@@ -341,5 +346,11 @@ def _trials_table(
         "wall_s": wall,
         "error": errors,
         "numerics": [machine_label(t.train.numerics) for t in trials],
+        **{
+            name: pa.array(values.astype(np.int32), mask=~has_history)
+            if name.endswith("_epoch")
+            else pa.array(values, from_pandas=True)
+            for name, values in metrics.items()
+        },
     }
     return pa.Table.from_pydict(columns, schema=TRIALS_SCHEMA)
