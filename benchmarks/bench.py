@@ -483,6 +483,12 @@ def main() -> None:
         "--numerics", action="store_true", help="only the portable numerics' cost against BLAS"
     )
     parser.add_argument(
+        "--targets",
+        action="store_true",
+        help="only the rows the speed targets rest on: W1 against Ray Tune (reuse_actors, one "
+        "report per trial, all trials) and W1 x SCALE against the plain loop",
+    )
+    parser.add_argument(
         "--against",
         type=Path,
         metavar="TREE",
@@ -527,6 +533,10 @@ def main() -> None:
     if args.numerics:
         with tempfile.TemporaryDirectory() as folder:
             _print_numerics(Path(folder), args.runs)
+        return
+    if args.targets:
+        with tempfile.TemporaryDirectory() as folder:
+            _print_targets(_scaled_job(max(2, args.scale), Path(folder)), args.runs)
         return
     if args.against:
         _print_against(args.against.resolve(), args.runs)
@@ -615,6 +625,22 @@ def main() -> None:
 
 
 SEED = REPO / "jobs" / "seed_sine.toml"
+
+
+def _print_targets(large: Path, runs: int) -> None:
+    """gdsearch end to end against Ray Tune at its best on W1, and against the plain loop on the
+    large workload: whole processes, gdsearch's medians of ``runs``, the baselines one run."""
+    w1 = _median_run("gdsearch", W1, runs)
+    tune = _child("tune", W1, "0", "1", "1")  # reuse_actors, one report per trial, every trial
+    big = _median_run("gdsearch", large, runs)
+    loop = _median_run("loop", large, 1)
+    assert big["digest"] == loop["digest"], "histories differ"
+    print("\n| workload | gdsearch end to end s | baseline | baseline s | ratio |")
+    print("|---|---:|---|---:|---:|")
+    print(f"| W1 | {w1['wall_s']:.1f} | Ray Tune, reuse_actors, one report per trial | "
+          f"{tune['wall_s']:.1f} | {tune['wall_s'] / w1['wall_s']:.2f} |")  # fmt: skip
+    print(f"| {large.stem} | {big['wall_s']:.1f} | plain numpy loop | {loop['wall_s']:.1f} | "
+          f"{loop['wall_s'] / big['wall_s']:.2f} |")  # fmt: skip
 
 
 def _print_compaction(folder: Path, runs: int) -> None:
