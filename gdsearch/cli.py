@@ -210,7 +210,7 @@ def _report(args: argparse.Namespace) -> int:
         print(write_interactive(load_results(args.results), out))
         return 0
     out = Path(args.output or Path(args.results) / f"report.{args.format}")
-    written = build(open_results(args.results), out, args.format)
+    written = build(open_results(args.results), out, args.format, args.rank_by)
     print(written)
     return 0
 
@@ -543,6 +543,13 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("results", help="a results directory or URI")
     report.add_argument("--format", choices=["html", "md"], default="html")
     report.add_argument("-o", "--output", help="the report file (default: RESULTS/report.FORMAT)")
+    report.add_argument(
+        "--rank-by",
+        choices=["final_sse", "final_val_sse", "min_val_sse"],
+        help="what picks each group's best lr: the final SSE on the data trained on, or on the "
+        "held-out data, or the lowest held-out SSE (default: final_val_sse where the job holds "
+        "data out, else final_sse)",
+    )
     report.add_argument(
         "--interactive",
         action="store_true",

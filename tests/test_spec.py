@@ -326,6 +326,7 @@ SHIPPED = {
     "moons_halving": 256,
     "seed_sine": 13,
     "iris_arch": 150,
+    "iris_validation": 24,
     "sine_bracket": 10,
     "sine_momentum": 200,
     "moons_momentum": 512,

@@ -232,12 +232,14 @@ def test_a_raising_population_is_retrained_trial_by_trial_and_only_the_raising_t
     real = mlp.Population.advance
     calls = []
 
-    def overflowing(self: mlp.Population, X: np.ndarray, Y: np.ndarray, until: int) -> None:
+    def overflowing(
+        self: mlp.Population, X: np.ndarray, Y: np.ndarray, until: int, holdout: None = None
+    ) -> None:
         lrs = self.active.rule.lr.ravel()
         calls.append(len(lrs))
         if 0.3 in lrs:
             raise FloatingPointError("overflow encountered in matmul")
-        real(self, X, Y, until)
+        real(self, X, Y, until, holdout)
 
     monkeypatch.setattr(mlp.Population, "advance", overflowing)
     trials_table, history, _ = train_unit(X, Y, trials, node="node-a")

@@ -47,6 +47,7 @@ from gdsearch.model.datasets import (
     dataset_options,
     load_dataset,
 )
+from gdsearch.model.holdout import Holdout, holdout_indices, split
 from gdsearch.model.inits import DEFAULT_SCALE
 from gdsearch.model.network import GRAD_SCALES
 from gdsearch.model.numerics import DEFAULT_NUMERICS, NUMERICS
@@ -123,6 +124,12 @@ HALVING_SETTINGS = {
                            f"one of {', '.join(RUNG_METRICS)}"),
 }  # fmt: skip
 
+DATA_SETTINGS = {
+    "validation": Setting("validation", float, 0.0, _finite(0, 1, open_high=True),
+                          "a number in [0, 1) (the share of the samples held out; 0: none)"),
+}  # fmt: skip
+"""``[data]``'s own keys; the others are the data set's options."""
+
 # Where an axis lives when it is fixed rather than searched.
 HOME = {"activation": "model", "init_scale": "model", **{key: "train" for key in TRAIN_AXES}}
 DEFAULTS: dict[str, Any] = {
@@ -174,7 +181,8 @@ class Halving:
 class JobSpec:
     """A checked job: where it came from, its data, how its trials train, and its search.
 
-    ``bracket`` and ``halving`` hold their settings when the job uses them, else None.
+    ``bracket`` and ``halving`` hold their settings when the job uses them, else None;
+    ``validation`` is the share of the data held out (``[data] validation``; 0: none).
     """
 
     name: str
@@ -188,6 +196,7 @@ class JobSpec:
     fixed_axes: dict[str, Any]
     bracket: Bracket | None = None
     halving: Halving | None = None
+    validation: float = 0.0
     description: str = ""
     source: str = ""
     path: str = ""
@@ -209,7 +218,7 @@ class JobSpec:
         else:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, SAMPLER_STREAM]))
             points = sample(self.axes, self.samples, rng)
-        data = tuple(sorted({"dataset": self.dataset, **self.data_options}.items()))
+        data = tuple(sorted(self.data_identity().items()))
         unique: dict[str, Trial] = {}
         for point in points:
             trial = self._trial({**self.fixed_axes, **point}, data)
@@ -240,6 +249,12 @@ class JobSpec:
             train=dataclasses.replace(self.train, **train),
         )
 
+    def data_identity(self) -> dict[str, Any]:
+        """The data as trials and result sets name it: the data set, its options, and the
+        share held out where one is (a job that holds none out is named as before)."""
+        held = {"validation": self.validation} if self.validation else {}
+        return {"dataset": self.dataset, **self.data_options, **held}
+
     def compat_key(self, X: np.ndarray, Y: np.ndarray) -> dict[str, Any]:
         """The settings every stored trial of a result set must share, the data's content too.
 
@@ -253,7 +268,7 @@ class JobSpec:
             shared["patience"] = [shared["patience"], shared.pop("patience_tolerance")]
         key = {
             "job_seed": self.seed,
-            "data": {"dataset": self.dataset, **self.data_options},
+            "data": self.data_identity(),
             "data_sha256": data_digest(X, Y),
             **shared,
         }
@@ -275,9 +290,13 @@ class JobSpec:
         return options
 
     def load_data(self) -> tuple[np.ndarray, np.ndarray]:
-        """Load the job's data set, X (n, d) and Y (n, k), and check every network fits it."""
+        """Load the job's data set, X (n, d) and Y (n, k), all of it (held-out samples too: see
+        :meth:`held_out`), and check every network fits it and the share held out leaves
+        samples on both sides."""
         try:
             X, Y = load_dataset(self.dataset, **self.data_kwargs())
+            if self.validation:
+                holdout_indices(X.shape[0], self.validation, self.seed)
         except DataError as exc:
             raise DataError(f"{self.path or self.name}: [data] {exc}") from None
         try:
@@ -286,6 +305,13 @@ class JobSpec:
         except JobError as exc:
             raise JobError(f"{self.path or self.name}: {exc}") from None
         return X, Y
+
+    def held_out(
+        self, X: np.ndarray, Y: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, Holdout | None]:
+        """The job's data (from :meth:`load_data`) split into the samples its trials train on
+        and those held out (None where it holds none out), by the job seed."""
+        return split(X, Y, self.validation, self.seed)
 
     def architectures(self) -> list[tuple[int, ...]]:
         """Every hidden-layer list the job trains."""
@@ -347,7 +373,7 @@ def parse_job(text: str, path: str = "<job>") -> JobSpec:
 def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
     tables = _tables(doc)
     name, seed, description = _job_table(tables["job"])
-    dataset, options = _data_table(tables["data"])
+    dataset, options, validation = _data_table(tables["data"])
     train = TrainConfig(**_settings(tables["train"], "train", TRAIN_SETTINGS))
     search = tables["search"]
     mode, samples = _mode(search)
@@ -362,7 +388,7 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
     return JobSpec(
         name=name, seed=seed, dataset=dataset, data_options=options, train=train, mode=mode,
         samples=samples, axes=axes, fixed_axes=fixed_axes, bracket=bracket, halving=halving,
-        description=description, source=text, path=path, document=doc,
+        validation=validation, description=description, source=text, path=path, document=doc,
     )  # fmt: skip
 
 
@@ -396,13 +422,16 @@ def _job_table(job: dict[str, Any]) -> tuple[str, int, str]:
     return name, seed, _get(job, "job", "description", str, "")
 
 
-def _data_table(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _data_table(data: dict[str, Any]) -> tuple[str, dict[str, Any], float]:
+    """The data set's name, its options, and the share of it held out."""
     dataset = _get(data, "data", "dataset", str, None)
     if dataset not in DATASETS:
         raise JobError(
             f"[data] dataset: unknown name {shown(dataset)}; valid: {', '.join(sorted(DATASETS))}"
         )
-    return dataset, check_options(dataset, {k: v for k, v in data.items() if k != "dataset"})
+    held = _settings(data, "data", DATA_SETTINGS)["validation"]
+    options = {k: v for k, v in data.items() if k not in ("dataset", *DATA_SETTINGS)}
+    return dataset, check_options(dataset, options), held
 
 
 def _mode(search: dict[str, Any]) -> tuple[str, int]:

@@ -29,6 +29,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from gdsearch.errors import InputError
 from gdsearch.model.comparison import GROUP
 from gdsearch.model.config import OPTIMIZER_FIELDS
 from gdsearch.model.edge import edge_metrics
@@ -42,12 +43,16 @@ __all__ = [
     "LATE_FRACTION",
     "OSCILLATION_SHARE",
     "PLATEAU_GAIN",
+    "RANK_BY",
     "STOPPED_EARLY",
     "TELLING",
     "bracket",
+    "check_rank",
     "converged_above",
     "convergence_table",
     "critical_lr",
+    "default_rank",
+    "holds_out",
     "lr_summary",
     "refine",
     "sse_curves",
@@ -187,8 +192,42 @@ def _first_at_or_below(sse: np.ndarray, threshold: np.ndarray) -> np.ndarray:
     return np.where(hit.any(axis=1), first, np.nan)
 
 
+RANK_BY = {
+    "final_sse": "the final SSE on the data trained on",
+    "final_val_sse": "the final SSE on the held-out data",
+    "min_val_sse": "the lowest SSE on the held-out data during training",
+}
+"""What picks a group's best lr (lower is better, the median over seeds); the held-out ones
+need a job that holds data out (``[data] validation``)."""
+
+
+def holds_out(trials: pd.DataFrame) -> bool:
+    """Whether these trials were measured on held-out data."""
+    return "final_val_sse" in trials.columns and bool(trials["final_val_sse"].notna().any())
+
+
+def default_rank(trials: pd.DataFrame) -> str:
+    """The held-out final SSE where data was held out, else the final SSE."""
+    return "final_val_sse" if holds_out(trials) else "final_sse"
+
+
+def check_rank(rank_by: str, trials: pd.DataFrame) -> str:
+    """``rank_by`` if it is one of ``RANK_BY`` these trials have; else an InputError."""
+    if rank_by not in RANK_BY:
+        raise InputError(f"rank_by: one of {', '.join(RANK_BY)}, but got {rank_by!r}")
+    if rank_by != "final_sse" and not holds_out(trials):
+        raise InputError(
+            f"rank_by {rank_by!r}: these results hold no data out (their job has no "
+            "[data] validation)"
+        )
+    return rank_by
+
+
 def convergence_table(
-    results: Results, tolerance: float = DEFAULT_TOLERANCE, metrics: pd.DataFrame | None = None
+    results: Results,
+    tolerance: float = DEFAULT_TOLERANCE,
+    metrics: pd.DataFrame | None = None,
+    rank_by: str | None = None,
 ) -> pd.DataFrame:
     """One row per group and learning rate, aggregated over seeds.
 
@@ -201,8 +240,20 @@ def convergence_table(
     lowest median final SSE among those none of whose trials diverged and some of whose trials
     were not pruned, and on every lr tied with it: within ``TIE_TOLERANCE`` of it, relative to
     it, :mod:`gdsearch.model.ranking`; a tie marks them all, not one).
+
+    Where data was held out, also the medians of final and lowest held-out SSE and, for class
+    targets, of the best held-out accuracy; ``rank_by`` (one of ``RANK_BY``; by default the
+    held-out final SSE where there is one, else the final SSE) says which median picks ``best``.
     """
     metrics = trial_metrics(results, tolerance) if metrics is None else metrics.copy()
+    rank_by = check_rank(rank_by or default_rank(metrics), metrics)
+    held = {}
+    if holds_out(metrics):
+        kept = ~metrics["status"].isin(STOPPED_EARLY)
+        for column in ("final_val_sse", "min_val_sse", "best_val_accuracy"):
+            if metrics[column].notna().any():
+                metrics[f"kept_{column}"] = metrics[column].where(kept)
+                held[f"median_{column}"] = (f"kept_{column}", "median")
     group = _group_columns(metrics)
     metrics["kept_sse"] = metrics["final_sse"].where(~metrics["status"].isin(STOPPED_EARLY))
     metrics["is_diverged"] = metrics["status"] == "diverged"
@@ -219,10 +270,11 @@ def convergence_table(
             pruned_fraction=("is_pruned", "mean"),
             median_epochs_to_tolerance=("epochs_to_tolerance", "median"),
             typical=("convergence", lambda s: s.mode().iloc[0]),
+            **held,
         )
         .reset_index()
     )
-    candidates = table["median_final_sse"].where(table["diverged_fraction"] == 0)
+    candidates = table[f"median_{rank_by}"].where(table["diverged_fraction"] == 0)
     table["best"] = mark_ties(candidates, [table[c] for c in group], tolerance=TIE_TOLERANCE)
     return table
 

@@ -19,6 +19,7 @@ from threadpoolctl import ThreadpoolController
 from gdsearch.errors import InputError
 from gdsearch.model.activations import check_activation
 from gdsearch.model.config import TrainConfig
+from gdsearch.model.holdout import Holdout, correct_share
 from gdsearch.model.network import (
     Params,
     Stacked,
@@ -74,6 +75,9 @@ class PopulationResult:
         status: (K,) codes into ``STATUS_CODES``.
         sharpness: (K, epochs // k + 1) the sharpness at epochs 0, k, 2k, … with
             ``sharpness_every`` = k, NaN where not measured; None when k is 0.
+        val_sse: (K, epochs + 1) the held-out samples' SSE at each epoch's weights, NaN where
+            not measured; None without held-out data.
+        val_accuracy: (K, epochs + 1) the held-out accuracy likewise, for class targets only.
     """
 
     histories: np.ndarray
@@ -82,6 +86,8 @@ class PopulationResult:
     params: Stacked
     status: np.ndarray
     sharpness: np.ndarray | None = None
+    val_sse: np.ndarray | None = None
+    val_accuracy: np.ndarray | None = None
 
 
 @dataclass
@@ -151,6 +157,8 @@ class Population:
         every = config.sharpness_every
         self.sharpness = np.full((K, config.epochs // every + 1), np.nan) if every else None
         self.sharpness_through = -1  # the last epoch whose sharpness was measured
+        self.val_sse: np.ndarray | None = None  # with held-out data: see _measure_holdout
+        self.val_accuracy: np.ndarray | None = None
         self.active = _Active(
             index=np.arange(K),
             Wbs=[Wb.copy() for Wb in params],
@@ -161,10 +169,14 @@ class Population:
             since=np.zeros(K, dtype=np.int64),
         )
 
-    def advance(self, X: np.ndarray, Y: np.ndarray, until: int) -> None:
+    def advance(
+        self, X: np.ndarray, Y: np.ndarray, until: int, holdout: Holdout | None = None
+    ) -> None:
         """Train the running trials until epoch ``until`` (≤ epochs) has been measured.
 
-        Trials still running at ``epochs`` end as ok.
+        Trials still running at ``epochs`` end as ok. With ``holdout``, each epoch's weights
+        are also measured on the held-out samples (never trained on); give the same samples
+        at every call.
         """
         n, config = X.shape[0], self.config
         batch_size = config.minibatch(n)
@@ -175,12 +187,16 @@ class Population:
             raise InputError("mini-batch training needs one shuffle generator per trial")
         X1_t, Y_t, sizes = with_ones_t(X), np.ascontiguousarray(Y.T), sizes_of(active.Wbs)
         ws = Workspace(len(active.index), X1_t, sizes, config.numerics)
+        held = self._holdout_workspace(holdout, sizes)
         with _BLAS.limit(limits=1, user_api="blas"), np.errstate(all="ignore"):
             for epoch in range(max(0, self.epoch - 1), until + 1):
                 # An epoch measured at the end of the last call is measured again (the same
                 # value): its forward pass is the start of the next step.
                 forward(active.Wbs, ws, self.activation)
                 sse = residual_sse(ws, Y_t)
+                if held is not None:
+                    assert holdout is not None
+                    self._measure_holdout(epoch, held, holdout)
                 if epoch == 0:
                     active.limit = np.where(sse > 0, config.divergence_factor * sse, np.inf)
                     active.best = sse.copy()
@@ -190,6 +206,8 @@ class Population:
                     if not len(active.index):
                         break
                     ws.keep(~stop)
+                    if held is not None:
+                        held.keep(~stop)
                 if self.sharpness is not None and epoch % config.sharpness_every == 0:
                     self._measure_sharpness(epoch, X1_t, Y_t, sizes, n)
                 if epoch == until:
@@ -205,6 +223,27 @@ class Population:
             self.epoch = until + 1
             if until == config.epochs:
                 self._stop(np.ones(len(active.index), dtype=bool), OK, until)
+
+    def _holdout_workspace(self, holdout: Holdout | None, sizes: list[int]) -> Workspace | None:
+        """The buffers of the held-out samples' forward pass (None without them); the
+        history arrays are made on first use."""
+        if holdout is None:
+            return None
+        if self.val_sse is None:
+            self.val_sse = np.full_like(self.histories, np.nan)
+            if holdout.classes:
+                self.val_accuracy = np.full_like(self.histories, np.nan)
+        X1_t = with_ones_t(holdout.X)
+        return Workspace(len(self.active.index), X1_t, sizes, self.config.numerics)
+
+    def _measure_holdout(self, epoch: int, held: Workspace, holdout: Holdout) -> None:
+        """Record the running trials' held-out SSE (and accuracy) at this epoch's weights."""
+        assert self.val_sse is not None
+        index = self.active.index
+        forward(self.active.Wbs, held, self.activation)
+        if self.val_accuracy is not None:
+            self.val_accuracy[index, epoch] = correct_share(held.out, holdout.Y)
+        self.val_sse[index, epoch] = residual_sse(held, np.ascontiguousarray(holdout.Y.T))
 
     def _measure_sharpness(
         self, epoch: int, X1_t: np.ndarray, Y_t: np.ndarray, sizes: list[int], n: int
@@ -282,8 +321,9 @@ class Population:
         )
         diverged_epoch = np.where(self.status == DIVERGED, self.stop_epoch, -1)
         return PopulationResult(
-            self.histories, lengths, diverged_epoch, weights, self.status, self.sharpness
-        )
+            self.histories, lengths, diverged_epoch, weights, self.status, self.sharpness,
+            self.val_sse, self.val_accuracy,
+        )  # fmt: skip
 
 
 def train_population(
@@ -294,6 +334,7 @@ def train_population(
     config: TrainConfig,
     activation: str = "tanh",
     shuffle_rngs: Sequence[np.random.Generator] | None = None,
+    holdout: Holdout | None = None,
 ) -> PopulationResult:
     """Train K stacked trials, each with its own learning rate, to the end.
 
@@ -308,12 +349,13 @@ def train_population(
         activation: hidden activation name.
         shuffle_rngs: one generator per trial, reshuffling its mini-batches each epoch;
             required when ``config.batch_size`` is smaller than n.
+        holdout: samples to measure every epoch on, never trained on.
 
     Returns:
         A :class:`PopulationResult`.
     """
     population = Population(params, lrs, config, activation, shuffle_rngs)
-    population.advance(X, Y, config.epochs)
+    population.advance(X, Y, config.epochs, holdout)
     return population.result()
 
 

@@ -26,6 +26,7 @@ from gdsearch.report.figures import (
     figure_edge_ratio,
     figure_epochs_to_tolerance,
     figure_final_vs_lr,
+    figure_held_out,
     figure_linear,
     figure_sharpness,
 )
@@ -92,20 +93,22 @@ def best_lr(frame: pd.DataFrame) -> str:
     return ""
 
 
-def build(results: Results, out: Path, fmt: str = "html") -> Path:
+def build(results: Results, out: Path, fmt: str = "html", rank_by: str | None = None) -> Path:
     """Write the report for a result set; returns the file written.
 
     Args:
         results: a loaded result set.
         out: the report file (``.html`` or ``.md``); Markdown's PNGs go beside it.
         fmt: ``"html"`` (one self-contained file) or ``"md"`` (Markdown and PNG files).
+        rank_by: what picks each group's best lr (``analysis.RANK_BY``); by default the
+            held-out final SSE where the job held data out, else the final SSE.
     """
     if fmt not in FORMATS:
         raise InputError(f"--format: must be one of {', '.join(FORMATS)}, but got {fmt!r}")
     if results.trials.empty:
         raise InputError(f"{results.path}: no trials stored yet, nothing to report")
     metrics = analysis.trial_metrics(results)
-    table = analysis.convergence_table(results, metrics=metrics)
+    table = analysis.convergence_table(results, metrics=metrics, rank_by=rank_by)
     brackets = analysis.critical_lr(results)
     limits = predicted_limits(results)
     summary = summary_table(table, brackets, limits, metrics)
@@ -120,6 +123,13 @@ def build(results: Results, out: Path, fmt: str = "html") -> Path:
             png(figure_epochs_to_tolerance(results, table=table)),
         ),
     }
+    held_out = figure_held_out(results, table=table)
+    if held_out is not None:
+        ranked = rank_by or analysis.default_rank(metrics)
+        figures["held_out"] = (
+            f"Training against held-out error (best lr by {analysis.RANK_BY[ranked]})",
+            png(held_out),
+        )
     if len(results.sharpness.merge(results.trials[results.trials["status"] != "diverged"])):
         figures["sharpness"] = (
             "Sharpness during training, each rate's edge dotted (2/lr for plain descent)",

@@ -287,3 +287,49 @@ def figure_linear(results: Results) -> Figure | None:
     ax_path.legend(fontsize=7)
     styles.key(fig, ax_path, shown=set(runs["lr"]))
     return fig
+
+
+HELD_OUT_LINES = {
+    "median_final_sse": ("final SSE, data trained on", "-", "o"),
+    "median_final_val_sse": ("final SSE, held-out data", "-", "s"),
+    "median_min_val_sse": ("lowest SSE, held-out data", ":", "v"),
+}
+
+
+def figure_held_out(results: Results, *, table: pd.DataFrame | None = None) -> Figure | None:
+    """Training against held-out error per learning rate, one panel per group: the medians
+    over seeds of the final SSE on the data trained on and on the held-out data, and of the
+    lowest held-out SSE, each divided by its number of samples so that they share an axis;
+    the best lr (by the table's ranking) is ringed. None where no data was held out."""
+    table = analysis.convergence_table(results) if table is None else table
+    if "median_final_val_sse" not in table.columns:
+        return None
+    shape = results.manifest.get("data_shape", {})
+    n, held = shape.get("n_samples"), shape.get("held_out")
+    fig, _, panels = facet_panels(groups(table))
+    for title, frame, ax in panels:
+        frame = frame.sort_values("lr")
+        for column, (name, style, marker) in HELD_OUT_LINES.items():
+            scale = _per_sample(column, n, held)
+            ax.plot(frame["lr"], frame[column] * scale, style, marker=marker, ms=4,
+                    label=name + (" / sample" if scale != 1.0 else ""))  # fmt: skip
+        best = frame[frame["best"]]
+        ax.plot(
+            best["lr"],
+            best["median_final_val_sse"] * _per_sample("median_final_val_sse", n, held),
+            "o",
+            ms=12,
+            mfc="none",
+            mec="k",
+            label="best lr",
+        )
+        ax.set(xscale="log", yscale="log", xlabel="learning rate", title=title)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def _per_sample(column: str, n: object, held: object) -> float:
+    """1 / the samples an SSE column is summed over, where the manifest says; else 1."""
+    if not isinstance(n, int) or not isinstance(held, int) or not 0 < held < n:
+        return 1.0
+    return 1.0 / (held if "_val_" in column else n - held)

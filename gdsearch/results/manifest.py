@@ -133,6 +133,8 @@ def new_manifest(
             "n_samples": int(X.shape[0]),
             "n_inputs": int(X.shape[1]),
             "n_outputs": int(Y.shape[1]),
+            # samples set aside and measured on, never trained on ([data] validation)
+            **({"held_out": len(spec.held_out(X, Y)[2] or ())} if spec.validation else {}),
         },
         "trials_total": total,
         "created_at": previous.get("created_at", started_at),

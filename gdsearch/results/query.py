@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gdsearch.errors import InputError, one_line, shown
-from gdsearch.results.schema import HISTORY_SCHEMA, TRIALS_SCHEMA
+from gdsearch.results.schema import HELD_OUT_HISTORY, TRIALS_SCHEMA
 
 KEYS = ("trial_id", "epoch")
 """The history columns that always come: together they identify a row and order the table."""
@@ -36,13 +36,14 @@ class Query:
     Attributes:
         where: the trials rows to keep (filters and trial_ids together), or None for all.
         trial_ids: the trial_ids asked for by name, or None.
-        columns: the history columns to load, trial_id and epoch first.
+        columns: the history columns to load, trial_id and epoch first; None: every column
+            the result set stores (``val_sse`` too where its job holds data out).
         every: keep the history at epochs 0, every, 2·every, … and each trial's last epoch.
     """
 
     where: pc.Expression | None = None
     trial_ids: tuple[str, ...] | None = None
-    columns: tuple[str, ...] = tuple(HISTORY_SCHEMA.names)
+    columns: tuple[str, ...] | None = None
     every: int = 1
 
     @classmethod
@@ -157,17 +158,17 @@ def _check_binds(expression: pc.Expression, shown_as: object) -> None:
         raise InputError(f"filters: {shown(shown_as)}: {one_line(exc)}") from None
 
 
-def _columns(columns: Sequence[str] | None) -> tuple[str, ...]:
+def _columns(columns: Sequence[str] | None) -> tuple[str, ...] | None:
     if columns is None:
-        return tuple(HISTORY_SCHEMA.names)
+        return None
     if isinstance(columns, str | bytes) or not isinstance(columns, Iterable):
         raise InputError(f"columns: a list of history column names, but got {shown(columns)}")
     columns = tuple(columns)
     for column in columns:
-        if column not in HISTORY_SCHEMA.names:
+        if column not in HELD_OUT_HISTORY.names:
             raise InputError(
                 f"columns: {shown(column)} is not a history column; they are "
-                f"{', '.join(HISTORY_SCHEMA.names)}"
+                f"{', '.join(HELD_OUT_HISTORY.names)}"
             )
     return tuple(dict.fromkeys([*KEYS, *columns]))
 

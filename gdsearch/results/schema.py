@@ -46,8 +46,18 @@ TRIALS_SCHEMA = pa.schema(
         ("contraction", pa.float64()),  # median SSE(t+1)/SSE(t) over the late phase
         ("rise_share", pa.float64()),  # share of late steps whose SSE rose
         ("late_gain", pa.float64()),  # relative fall of the SSE over the late phase
+        # With held-out data (``[data] validation``, gdsearch.model.holdout): its SSE at the
+        # last epoch, its lowest SSE and the first epoch of it, and for class targets the
+        # accuracy at the last epoch and the highest; null without held-out data.
+        ("final_val_sse", pa.float64()),
+        ("min_val_sse", pa.float64()),
+        ("min_val_epoch", pa.int32()),
+        ("final_val_accuracy", pa.float64()),
+        ("best_val_accuracy", pa.float64()),
     ]
 )
+HELD_OUT_COLUMNS = ("final_val_sse", "min_val_sse", "min_val_epoch", "final_val_accuracy",
+                    "best_val_accuracy")  # fmt: skip
 IMPLIED = {
     "momentum": 0.0,
     "nesterov": False,
@@ -79,3 +89,7 @@ SHARPNESS_SCHEMA = pa.schema(
 HISTORY_SCHEMA = pa.schema(
     [("trial_id", pa.string()), ("epoch", pa.int32()), ("sse", pa.float64())]
 )
+"""Each trial's SSE on the data it trains on at epochs 0 … its last."""
+HELD_OUT_HISTORY = HISTORY_SCHEMA.append(pa.field("val_sse", pa.float64()))
+"""The history of a job that holds data out: also the held-out samples' SSE at each epoch's
+weights. A result set's history parts are all of one of the two schemas."""

@@ -56,6 +56,7 @@ from gdsearch.results import summary
 from gdsearch.results.ordering import in_order
 from gdsearch.results.query import Filters, Query
 from gdsearch.results.schema import (
+    HELD_OUT_HISTORY,
     HISTORY_SCHEMA,
     SHARPNESS_SCHEMA,
     TRIALS_SCHEMA,
@@ -73,7 +74,9 @@ LOCK = ".lock"
 ALIVE = ".lock.alive"  # the OS lock a live writer holds (gdsearch.results.lock)
 TEMPORARY_PREFIX = ".tmp-"
 KINDS = ("trials", "history", "sharpness")
-SCHEMAS = {"trials": TRIALS_SCHEMA, "history": HISTORY_SCHEMA, "sharpness": SHARPNESS_SCHEMA}
+SCHEMAS = {"trials": TRIALS_SCHEMA, "history": HELD_OUT_HISTORY, "sharpness": SHARPNESS_SCHEMA}
+"""Each dataset's columns; a history part holds ``val_sse`` only where its job holds data out
+(see :meth:`ResultsStore.read_part`)."""
 PARTNERS = ("history", "sharpness")
 """The datasets whose parts belong to the trials part of the same name (sharpness only where
 the job measures it)."""
@@ -107,13 +110,14 @@ class Results:
 
     def job_and_data(self) -> tuple[JobSpec, np.ndarray, np.ndarray] | None:
         """The job these results were run from and its data, loaded from where the job says
-        they came from; None if the job copy is missing or its data cannot be loaded here."""
+        they came from (the samples trained on, where the job held some out); None if the job
+        copy is missing or its data cannot be loaded here."""
         source = self.job_source or (ResultsStore(self.path).read_job_copy() if self.path else "")
         if not source:
             return None
         try:
             spec = parse_job(source, self.manifest.get("job_file") or JOB_COPY)
-            X, Y = spec.load_data()
+            X, Y, _ = spec.held_out(*spec.load_data())
         except InputError:
             return None
         return spec, X, Y
@@ -254,7 +258,9 @@ class ResultsStore:
         """Commit one work unit's tables: history and sharpness (where the job measures it,
         even if empty) first, trials last. Returns the part name."""
         name = f"part-{uuid.uuid4().hex}.parquet"
-        self._write_table(history.cast(HISTORY_SCHEMA), f"{self.history_dir}/{name}")
+        held_out = "val_sse" in history.column_names
+        history = history.cast(HELD_OUT_HISTORY if held_out else HISTORY_SCHEMA)
+        self._write_table(history, f"{self.history_dir}/{name}")
         if sharpness is not None:
             if self.local:
                 self.fs.create_dir(self.sharpness_dir, recursive=True)
@@ -301,11 +307,28 @@ class ResultsStore:
         Raises:
             ResultsError: a part cannot be read whole; the message names it and the remedy.
         """
-        schema = SCHEMAS[kind]
+        schema = HISTORY_SCHEMA if kind == "history" else SCHEMAS[kind]
         tables = self.read_parts(kind, self.committed(kind), columns)
         if not tables:
             return schema.empty_table().select(columns or schema.names)
         return pa.concat_tables(tables)
+
+    def history_columns(self, names: Sequence[str]) -> tuple[str, ...]:
+        """The columns the history parts ``names`` hold (a result set's all hold the same),
+        from the first one's footer: ``HISTORY_SCHEMA``'s, and ``val_sse`` where data is held
+        out. A part that cannot be read is named, as :meth:`read_part`'s callers name it."""
+        if not names:
+            return tuple(HISTORY_SCHEMA.names)
+        try:
+            with self.fs.open_input_file(f"{self.history_dir}/{names[0]}") as source:
+                stored = set(pq.read_schema(source).names)
+        except (OSError, pa.ArrowException) as exc:
+            raise ResultsError(
+                f"{self.history_dir}/{names[0]}: not a readable Parquet part "
+                f"({one_line(exc)}); `gdsearch repair {self.location}` drops it and its "
+                "partner so that the next run trains their trials again"
+            ) from None
+        return tuple(n for n in HELD_OUT_HISTORY.names if n in stored)
 
     def directory(self, kind: str) -> str:
         """The directory of ``trials``, ``history`` or ``sharpness`` parts."""
@@ -431,6 +454,8 @@ class ResultsStore:
             part = pq.ParquetFile(
                 source, read_dictionary=list(dictionary), page_checksum_verification=True
             )
+            if columns is None and kind == "history":  # val_sse only where it was measured
+                every = wanted = tuple(n for n in every if n in part.schema_arrow.names)
             if wanted == every:
                 table = part.read(use_threads=False)
             else:
@@ -680,9 +705,13 @@ def load_results(
         raise ResultsError(f"{store.location}: no results here (no trials/ directory)")
     names = store.committed("trials")
     partners = {kind: store.committed(kind) for kind in PARTNERS}
-    loaded = {"history": query.columns, "sharpness": tuple(SHARPNESS_SCHEMA.names)}
+    loaded: dict[str, tuple[str, ...] | None] = {
+        "history": query.columns,  # None: what the parts read hold (see history_columns)
+        "sharpness": tuple(SHARPNESS_SCHEMA.names),
+    }
     reading = {"trials": store.submit_parts("trials", names)}
     if query.where is None:  # all of every part: read them while the trials are looked at
+        loaded["history"] = query.columns or store.history_columns(partners["history"])
         reading |= {kind: store.submit_parts(kind, partners[kind], loaded[kind], ["trial_id"])
                     for kind in PARTNERS}  # fmt: skip
     trials = fill_implied(_labelled([part.result() for part in reading.pop("trials")]))
@@ -697,8 +726,12 @@ def load_results(
             tables = [part.result() for part in reading[kind]]
         else:
             parts = [name for name in partners[kind] if name in wanted]
+            if loaded[kind] is None:  # the columns the selected trials' parts hold
+                loaded[kind] = store.history_columns(parts)
             tables = store.read_parts(kind, parts, loaded[kind], ["trial_id"])
-        schema = pa.schema([SCHEMAS[kind].field(column) for column in loaded[kind]])
+        columns = loaded[kind]
+        assert columns is not None
+        schema = pa.schema([SCHEMAS[kind].field(column) for column in columns])
         return in_order(tables, ids, schema, every).to_pandas()
 
     return Results(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from gdsearch.errors import InputError
-from gdsearch.model.analysis import STOPPED_EARLY, trial_metrics
+from gdsearch.model.analysis import STOPPED_EARLY, check_rank, trial_metrics
 from gdsearch.model.comparison import GROUP
 from gdsearch.model.ranking import TIE_TOLERANCE, best_rates
 
@@ -28,6 +28,8 @@ BY = {
     "final_sse": "the SSE at the end of training",
     "min_sse": "the lowest SSE during training",
     "epochs_to_tolerance": "the first epoch within 5% of the group's lowest SSE",
+    "final_val_sse": "the SSE on the held-out data at the end of training",
+    "min_val_sse": "the lowest SSE on the held-out data during training",
 }
 """What :func:`best` ranks by (lower is better), each a median over seeds."""
 PER = {
@@ -60,7 +62,9 @@ def best(
 
     Args:
         results: a loaded result set.
-        by: ``"final_sse"``, ``"min_sse"`` or ``"epochs_to_tolerance"``; lower is better.
+        by: ``"final_sse"``, ``"min_sse"``, ``"epochs_to_tolerance"``, or where the job held
+            data out, ``"final_val_sse"`` or ``"min_val_sse"`` (the held-out SSE at the end,
+            or its lowest during training); lower is better.
         per: ``"group"`` (one row per comparison group) or ``"seed"`` (per group and seed).
         tolerance: the relative distance from the lowest value that still ties.
 
@@ -80,6 +84,8 @@ def best(
     if not (isinstance(tolerance, int | float) and tolerance >= 0):
         raise InputError(f"tolerance: must be a number >= 0, but got {tolerance!r}")
     trials = results.trials
+    if by.endswith("_val_sse"):
+        check_rank(by, trials)
     keys = [*group_columns(trials), *(["seed"] if per == "seed" else [])]
     if by == "epochs_to_tolerance" and not trials.empty:
         trials = trial_metrics(results)

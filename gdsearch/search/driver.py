@@ -128,7 +128,8 @@ def run_search(
     store = ResultsStore(join(str(results_root), spec.name))
     X, Y = spec.load_data()  # a bad data file stops us before anything is touched
     trials = spec.trials()
-    choose_executor(executor, address, spec, trials, Shape.of(X, Y), check_only=True)
+    choose_executor(executor, address, spec, trials, Shape.of(*spec.held_out(X, Y)[:2]),
+                    check_only=True)  # fmt: skip
     compat = spec.compat_key(X, Y)
     numerics = machine_label(spec.train.numerics)  # the workers' too, but for BLAS elsewhere
     check_compatible(store, compat, fresh)
@@ -188,7 +189,8 @@ def _run_locked(
     executor: str = "auto",
 ) -> RunSummary:
     """The run proper, under the lock."""
-    executor = choose_executor(executor, address, spec, trials, Shape.of(X, Y))
+    X_fit, Y_fit, holdout = spec.held_out(X, Y)  # X, Y: all the data, as the manifest names it
+    executor = choose_executor(executor, address, spec, trials, Shape.of(X_fit, Y_fit))
     started_ray = False
     try:
         if executor == "ray":
@@ -207,9 +209,11 @@ def _run_locked(
         manifest["executor"] = executor
         store.write_manifest({**manifest, "status": "running"})
         try:
-            policy = _policy(spec, trials, store, cluster["cpus"], Shape.of(X, Y))
+            policy = _policy(spec, trials, store, cluster["cpus"], Shape.of(X_fit, Y_fit))
             backend: Backend = (
-                RayBackend(X, Y, cluster["cpus"]) if executor == "ray" else LocalBackend(X, Y)
+                RayBackend(X_fit, Y_fit, cluster["cpus"], holdout)
+                if executor == "ray"
+                else LocalBackend(X_fit, Y_fit, holdout)
             )
             execute(policy, backend, store, show_progress)
         except BaseException:

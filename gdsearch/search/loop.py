@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gdsearch.errors import one_line
+from gdsearch.model.holdout import Holdout
 from gdsearch.results.store import ResultsStore
 from gdsearch.search.policy import Outcome, Policy, Rows, Step
 from gdsearch.search.progress import Progress
@@ -80,8 +81,8 @@ class LocalBackend:
     name = "local"
     slots = 1
 
-    def __init__(self, X: np.ndarray, Y: np.ndarray):
-        self.X, self.Y = X, Y
+    def __init__(self, X: np.ndarray, Y: np.ndarray, holdout: Holdout | None = None):
+        self.X, self.Y, self.holdout = X, Y, holdout
         self.node = f"local:{socket.gethostname()}"
         self.finished: dict[int, tuple[Rows | None, dict[str, float], Any] | StepFailed] = {}
 
@@ -91,7 +92,7 @@ class LocalBackend:
             state = step.state if step.state is not None else start_unit(self.X, self.Y,
                                                                           step.trials)  # fmt: skip
             rows, metrics, state = advance_unit(self.X, self.Y, state, step.until, step.prune,
-                                                metric, self.node)  # fmt: skip
+                                                metric, self.node, self.holdout)  # fmt: skip
             self.finished[key] = (rows, metrics, state if step.carry else None)
         except Exception as exc:  # as a Ray task that raised: the step is given up
             self.finished[key] = StepFailed(one_line(exc, last_line=True))

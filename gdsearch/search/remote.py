@@ -17,6 +17,7 @@ import ray
 
 from gdsearch.errors import RunError, one_line
 from gdsearch.job.trial import Trial
+from gdsearch.model.holdout import Holdout
 from gdsearch.search.loop import Lost, StepFailed
 from gdsearch.search.policy import Rows, Step
 from gdsearch.search.unit import Part, UnitState, advance_unit, start_unit
@@ -37,7 +38,7 @@ LOST = (
 
 @ray.remote(num_cpus=1, max_retries=TASK_RETRIES, num_returns=3, scheduling_strategy=PLACEMENT)
 def unit_task(
-    data: tuple[np.ndarray, np.ndarray],
+    data: tuple[np.ndarray, np.ndarray, Holdout | None],
     unit: list[Trial] | UnitState,
     until: int,
     prune: list[str],
@@ -52,10 +53,10 @@ def unit_task(
     from Ray's object store, and a retried task must start from it unchanged, so it is copied
     before training moves it on.
     """
-    X, Y = data
+    X, Y, holdout = data
     state = start_unit(X, Y, unit) if isinstance(unit, list) else copy.deepcopy(unit)
     node = ray.get_runtime_context().get_node_id()
-    rows, metrics, state = advance_unit(X, Y, state, until, prune, metric, node)
+    rows, metrics, state = advance_unit(X, Y, state, until, prune, metric, node, holdout)
     return rows, metrics, state if carry else None
 
 
@@ -65,8 +66,8 @@ class RayBackend:
 
     name = "ray"
 
-    def __init__(self, X: np.ndarray, Y: np.ndarray, cpus: int):
-        self.data = ray.put((X, Y))
+    def __init__(self, X: np.ndarray, Y: np.ndarray, cpus: int, holdout: Holdout | None = None):
+        self.data = ray.put((X, Y, holdout))
         self.slots = IN_FLIGHT_PER_CPU * cpus
         self.refs: dict[ray.ObjectRef, tuple[ray.ObjectRef, ray.ObjectRef]] = {}
 

@@ -29,11 +29,18 @@ import pyarrow as pa
 
 from gdsearch.errors import one_line
 from gdsearch.job.trial import Trial
+from gdsearch.model.holdout import Holdout, held_out_summary
 from gdsearch.model.network import layer_sizes, stack_params
 from gdsearch.model.numerics import machine_label
 from gdsearch.model.population import RUNNING, STATUS_CODES, Population, rung_metric
 from gdsearch.model.trajectory import trajectory
-from gdsearch.results.schema import HISTORY_SCHEMA, SHARPNESS_SCHEMA, TRIALS_SCHEMA
+from gdsearch.results.schema import (
+    HELD_OUT_COLUMNS,
+    HELD_OUT_HISTORY,
+    HISTORY_SCHEMA,
+    SHARPNESS_SCHEMA,
+    TRIALS_SCHEMA,
+)
 
 POPULATION_ELEMENTS = 65_536
 """A unit trains its trials in populations of about this many values per activation array
@@ -80,16 +87,18 @@ def advance_unit(
     prune: Collection[str] = (),
     metric: str = "sse",
     node: str = "",
+    holdout: Holdout | None = None,
 ) -> tuple[Part | None, dict[str, float], UnitState]:
     """Prune some running trials, train the rest until epoch ``until``, hand out finished rows.
 
     Args:
-        X, Y: the job's data.
+        X, Y: the job's data (what it trains on).
         state: from :func:`start_unit` or an earlier call.
         until: the epoch to train to (the job's epochs ends every trial still running).
         prune: trial_ids to stop as pruned at the epoch they reached.
         metric: one of ``RUNG_METRICS``, reported for the trials still running at ``until``.
         node: recorded in the rows.
+        holdout: the job's held-out samples, measured at every epoch, if it holds any out.
 
     Returns:
         The trials and history tables of the trials that finished in this call (None if none
@@ -108,11 +117,11 @@ def advance_unit(
         start = time.perf_counter()
         try:
             _inject_fault([state.trials[j] for j in members[was]])
-            population.advance(X, Y, until)
+            population.advance(X, Y, until, holdout)
         except Exception as exc:
             population.discard(was)
             state.failed_at[members[was]] = measured  # what they had measured still holds
-            _one_at_a_time(X, Y, state, members[was], until, exc)
+            _one_at_a_time(X, Y, state, members[was], until, exc, holdout)
             continue
         elapsed = time.perf_counter() - start
         if was.size:  # the call's time, shared out by epochs trained
@@ -149,14 +158,17 @@ def abandon_unit(
 
 @dataclass
 class _Gathered:
-    """Every trial's history, length, divergence epoch, status code and sharpness (or None
-    where the job measures none), from the populations (see :func:`_gather`)."""
+    """Every trial's history, length, divergence epoch, status code, sharpness, held-out
+    SSE and accuracy (each None where the job measures none), from the populations (see
+    :func:`_gather`)."""
 
     histories: np.ndarray
     lengths: np.ndarray
     diverged: np.ndarray
     status: np.ndarray
     sharpness: np.ndarray | None
+    val_sse: np.ndarray | None = None
+    val_accuracy: np.ndarray | None = None
 
 
 def _emit(state: UnitState, node: str, gathered: _Gathered) -> Part | None:
@@ -173,12 +185,20 @@ def _emit(state: UnitState, node: str, gathered: _Gathered) -> Part | None:
     diverged = np.where(failed, -1, gathered.diverged)[picked]
     table = _trials_table(trials, *kept, diverged, statuses, node, state.wall[picked],
                           [state.errors[i] for i in picked])  # fmt: skip
+    val_sse = None if gathered.val_sse is None else gathered.val_sse[picked]
+    if val_sse is not None:
+        accuracy = None if gathered.val_accuracy is None else gathered.val_accuracy[picked]
+        for name, values in held_out_summary(val_sse, accuracy, lengths).items():
+            epochs = name.endswith("_epoch")
+            column = (pa.array(values.astype(np.int32), mask=values < 0) if epochs
+                      else pa.array(values, from_pandas=True))  # fmt: skip
+            table = table.set_column(table.schema.get_field_index(name), name, column)
     state.emitted |= done
     sharpness = None
     if gathered.sharpness is not None:
         every = trials[0].train.sharpness_every
         sharpness = _sharpness_table(trials, gathered.sharpness[picked], lengths, every)
-    return table, _history_table(trials, *kept), sharpness
+    return table, _history_table(trials, *kept, val_sse), sharpness
 
 
 def _one_at_a_time(
@@ -188,6 +208,7 @@ def _one_at_a_time(
     rows: np.ndarray,
     until: int,
     error: Exception,
+    holdout: Holdout | None,
 ) -> None:
     """After a population raised: train its running trials alone, from their initial weights,
     to ``until``; record each that still raises as failed. A lone trial is not tried again."""
@@ -199,7 +220,7 @@ def _one_at_a_time(
         single = _population(X, [trial], state.sizes)
         try:
             _inject_fault([trial])
-            single.advance(X, Y, until)
+            single.advance(X, Y, until, holdout)
         except Exception as exc:
             state.errors[j] = one_line(exc, with_type=True)
             continue
@@ -219,6 +240,8 @@ def _gather(state: UnitState) -> _Gathered:
     status = np.full(K, RUNNING, dtype=np.int8)
     measured = results[0].sharpness
     sharpness = None if measured is None else np.full((K, measured.shape[1]), np.nan)
+    held = [np.full_like(histories, np.nan) if getattr(results[0], name) is not None else None
+            for name in ("val_sse", "val_accuracy")]  # fmt: skip
     for result, members in zip(results, state.members, strict=True):
         histories[members] = result.histories
         lengths[members] = result.lengths
@@ -226,16 +249,26 @@ def _gather(state: UnitState) -> _Gathered:
         status[members] = result.status
         if sharpness is not None and result.sharpness is not None:
             sharpness[members] = result.sharpness
-    return _Gathered(histories, lengths, diverged, status, sharpness)
+        for gathered, values in zip(held, (result.val_sse, result.val_accuracy), strict=True):
+            if gathered is not None and values is not None:
+                gathered[members] = values
+    return _Gathered(histories, lengths, diverged, status, sharpness, *held)
 
 
-def train_unit(X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial], node: str = "") -> Part:
+def train_unit(
+    X: np.ndarray,
+    Y: np.ndarray,
+    trials: Sequence[Trial],
+    node: str = "",
+    holdout: Holdout | None = None,
+) -> Part:
     """Train a unit's trials to the end, in stacked populations of about ``POPULATION_ELEMENTS``.
 
     Args:
-        X, Y: the job's data, (n, d) and (n, k).
+        X, Y: the job's data trained on, (n, d) and (n, k).
         trials: trials that can share a population (equal ``Trial.population_key``).
         node: the node the unit runs on, recorded in every trials row.
+        holdout: the job's held-out samples, if it holds any out.
 
     Returns:
         The unit's trials table and history table (``TRIALS_SCHEMA``, ``HISTORY_SCHEMA``).
@@ -244,7 +277,8 @@ def train_unit(X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial], node: str 
     shared = trials[0].population_key()
     if any(t.population_key() != shared for t in trials):
         raise ValueError("a work unit's trials must share layer sizes and training config")
-    rows, _, _ = advance_unit(X, Y, start_unit(X, Y, trials), trials[0].train.epochs, node=node)
+    state = start_unit(X, Y, trials)
+    rows, _, _ = advance_unit(X, Y, state, trials[0].train.epochs, node=node, holdout=holdout)
     assert rows is not None
     return rows
 
@@ -296,15 +330,20 @@ def _sharpness_table(
 
 
 def _history_table(
-    trials: Sequence[Trial], histories: np.ndarray, lengths: np.ndarray
+    trials: Sequence[Trial],
+    histories: np.ndarray,
+    lengths: np.ndarray,
+    val_sse: np.ndarray | None = None,
 ) -> pa.Table:
+    """The history rows (``HISTORY_SCHEMA``; with ``val_sse`` where data is held out)."""
     kept = np.arange(histories.shape[1]) < lengths[:, None]  # (K, epochs + 1)
     rows, epochs = np.nonzero(kept)
     ids = pa.array([t.trial_id for t in trials], pa.string())
-    return pa.Table.from_arrays(
-        [ids.take(pa.array(rows)), pa.array(epochs.astype(np.int32)), pa.array(histories[kept])],
-        schema=HISTORY_SCHEMA,
-    )
+    columns = [ids.take(pa.array(rows)), pa.array(epochs.astype(np.int32)),
+               pa.array(histories[kept])]  # fmt: skip
+    if val_sse is None:
+        return pa.Table.from_arrays(columns, schema=HISTORY_SCHEMA)
+    return pa.Table.from_arrays([*columns, pa.array(val_sse[kept])], schema=HELD_OUT_HISTORY)
 
 
 def _trials_table(
@@ -352,5 +391,7 @@ def _trials_table(
             else pa.array(values, from_pandas=True)
             for name, values in metrics.items()
         },
+        # set by _emit where the job holds data out
+        **{name: pa.nulls(K, TRIALS_SCHEMA.field(name).type) for name in HELD_OUT_COLUMNS},
     }
     return pa.Table.from_pydict(columns, schema=TRIALS_SCHEMA)
