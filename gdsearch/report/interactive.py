@@ -69,6 +69,10 @@ def thin(history: pd.DataFrame) -> pd.DataFrame:
 
 
 def _hidden(value: Any) -> str:
+    """Hidden layer widths as the trials table stores them ("16-16"; "" for the linear model),
+    or as a sequence of widths."""
+    if isinstance(value, str):
+        return value or "none"
     return "-".join(str(int(v)) for v in value) if len(value) else "none"
 
 
