@@ -4,8 +4,9 @@
     python benchmarks/bench.py --quick         # W1 only, one run each, no Tune
     python benchmarks/bench.py --loading-only  # only load_results against pandas.read_parquet
     python benchmarks/bench.py --numerics      # only the cost of the portable numerics
-    python benchmarks/bench.py --reports       # gdsearch report and show on W1, W1 x 16 and
-                                               # a synthetic 100,000-trial set
+    python benchmarks/bench.py --reports       # gdsearch report, report --interactive and
+                                               # show on W1, W1 x 16 and a synthetic
+                                               # 100,000-trial set
 
 W1 is jobs/moons_lr_init.toml (256 trials, 2-16-1 tanh, 1000 epochs); W1 x 16 the same job with
 16 times the seeds (4,096 trials). Every measurement runs in a fresh Python process with one BLAS
@@ -498,8 +499,8 @@ def main() -> None:
     parser.add_argument(
         "--reports",
         action="store_true",
-        help="only the reports section: gdsearch report and show on W1, W1 x SCALE and a "
-        "synthetic set of --synthetic trials",
+        help="only the reports section: gdsearch report, report --interactive and show on W1, "
+        "W1 x SCALE and a synthetic set of --synthetic trials",
     )
     parser.add_argument(
         "--synthetic", type=int, default=100_000, help="trials of the synthetic set (0: none)"
@@ -508,7 +509,8 @@ def main() -> None:
         "--reports-against",
         type=Path,
         metavar="TREE",
-        help="also run report and show of W1 and W1 x SCALE with another source tree's gdsearch",
+        help="also run the reports and show of W1 and W1 x SCALE with another source tree's "
+        "gdsearch",
     )
     args = parser.parse_args()
     if args.reports:
@@ -760,7 +762,7 @@ def _print_against(tree: Path, runs: int) -> None:
     print("\nhistories of both trees bit-identical, trial by trial")
 
 
-# --- reports that scale: gdsearch report and show on large result sets -------------------------
+# --- reports that scale: gdsearch report, report --interactive and show on large result sets --
 
 
 LAUNCHER = """
@@ -858,8 +860,9 @@ def synthetic_results(folder: Path, trials: int, epochs: int, per_part: int = 10
 def _print_reports(
     folder: Path, runs: int, scale: int, synthetic: int, against: Path | None
 ) -> None:
-    """gdsearch report and show on W1, W1 x SCALE and a synthetic set of SYNTHETIC trials x
-    1,000 epochs: wall time and peak RSS of each command's whole process (median of runs)."""
+    """gdsearch report, report --interactive and show on W1, W1 x SCALE and a synthetic set of
+    SYNTHETIC trials x 1,000 epochs: wall time and peak RSS of each command's whole process
+    (median of runs)."""
     sets = []
     for label, job in (("W1", W1), (f"W1 x {scale}", _scaled_job(scale, folder))):
         spec_name = "moons-lr-init" if label == "W1" else f"moons-lr-init-x{scale}"
@@ -882,12 +885,18 @@ def _print_reports(
         rows = sum(
             pq.ParquetFile(p).metadata.num_rows for p in (path / "history").glob("*.parquet")
         )
-        for command in (["report", str(path), "-o", str(folder / "r.html")], ["show", str(path)]):
+        commands = {
+            "report": ["report", str(path), "-o", str(folder / "r.html")],
+            "report --interactive": ["report", str(path), "--interactive", "-o",
+                                     str(folder / "r-interactive.html")],
+            "show": ["show", str(path)],
+        }  # fmt: skip
+        for kind, command in commands.items():
             r = _median_cli(command, runs)
-            base.setdefault(command[0], r["peak_rss_mib"])
+            base.setdefault(kind, r["peak_rss_mib"])
             rss = r["peak_rss_mib"]
-            line = (f"| {label} | {rows:,} | {command[0]} | {r['wall_s']:.2f} | {rss:.0f} | "
-                    f"{rss / base[command[0]]:.2f} |")  # fmt: skip
+            line = (f"| {label} | {rows:,} | {kind} | {r['wall_s']:.2f} | {rss:.0f} | "
+                    f"{rss / base[kind]:.2f} |")  # fmt: skip
             if against and not label.startswith("synthetic"):
                 old = _median_cli(command, runs, against)
                 line += f" {old['wall_s']:.2f} | {old['peak_rss_mib']:.0f} |"

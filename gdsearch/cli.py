@@ -196,7 +196,7 @@ def _report(args: argparse.Namespace) -> int:
 
     from gdsearch.report import build
     from gdsearch.results.scan import open_results
-    from gdsearch.results.store import is_uri, load_results
+    from gdsearch.results.store import is_uri
 
     if args.output is None and is_uri(args.results):
         raise InputError(
@@ -207,7 +207,7 @@ def _report(args: argparse.Namespace) -> int:
 
         plotly()  # a one-line error before anything is loaded, if Plotly is missing
         out = Path(args.output or Path(args.results) / "report-interactive.html")
-        print(write_interactive(load_results(args.results), out))
+        print(write_interactive(open_results(args.results), out))
         return 0
     out = Path(args.output or Path(args.results) / f"report.{args.format}")
     written = build(open_results(args.results), out, args.format, args.rank_by)

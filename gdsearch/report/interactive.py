@@ -9,9 +9,12 @@ between log and linear:
   (hover: lr, init, hidden, seed, status, final SSE);
 - parallel coordinates of the searched axes against final SSE, as Optuna and W&B draw them.
 
-The figures are plain data (``plotly.graph_objects.Figure``), so the live view
-(:mod:`gdsearch.report.live`) draws the same ones, updated as parts land. Plotly's JavaScript is
-inlined from the ``plotly`` package; the page fetches nothing.
+The charts take a result set opened by ``gdsearch.open_results`` (or one loaded whole): the
+U-curve and the parallel coordinates need only the trials table, and the curves only the
+history they draw, read part by part (:mod:`gdsearch.report.drawn`). The figures are plain data
+(``plotly.graph_objects.Figure``), so the live view (:mod:`gdsearch.report.live`) draws the same
+ones, updated as parts land. Plotly's JavaScript is inlined from the ``plotly`` package; the
+page fetches nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from gdsearch.errors import InputError
+from gdsearch.report.drawn import Curves, read_curves
 from gdsearch.report.panels import groups
 
 if TYPE_CHECKING:
@@ -31,10 +35,6 @@ if TYPE_CHECKING:
 
     from gdsearch.results.store import Results
 
-TRIAL_LINES = 200
-"""Up to this many trials, the curves chart draws each trial; beyond, medians over seeds."""
-CURVE_POINTS = 400
-"""Points per curve at most: a long history is thinned on a log-spaced grid of epochs."""
 STATUS_SYMBOLS = {"ok": "circle", "diverged": "x", "pruned": "triangle-down", "failed": "square"}
 AXES = ("lr", "init", "hidden", "seed", "activation", "init_scale", "batch_size", "momentum")
 
@@ -50,25 +50,11 @@ def plotly() -> Any:
     return go
 
 
-def epochs_to_draw(last: int, points: int = CURVE_POINTS) -> np.ndarray:
-    """Epochs 0 … last, thinned to about ``points`` on a log-spaced grid (every early epoch,
-    where the action is; fewer later), the last always kept."""
-    if last + 1 <= points:
-        return np.arange(last + 1)
-    grid = np.unique(np.round(np.geomspace(1, last, points - 1)).astype(int))
-    return np.unique(np.concatenate([[0], grid, [last]]))
-
-
-def thin(history: pd.DataFrame) -> pd.DataFrame:
-    """The history at the epochs :func:`epochs_to_draw` keeps (and each trial's last)."""
-    if history.empty:
-        return history
-    keep = epochs_to_draw(int(history["epoch"].max()))
-    last = history.groupby("trial_id")["epoch"].transform("max")
-    return history[history["epoch"].isin(keep) | (history["epoch"] == last)]
-
-
 def _hidden(value: Any) -> str:
+    """Hidden layer widths as the trials table stores them ("16-16"; "" for the linear model),
+    or as a sequence of widths."""
+    if isinstance(value, str):
+        return value or "none"
     return "-".join(str(int(v)) for v in value) if len(value) else "none"
 
 
@@ -93,14 +79,12 @@ def _scale_buttons(axis: str, start: str) -> list[dict[str, Any]]:
              "buttons": buttons}]  # fmt: skip
 
 
-def curves_figure(trials: pd.DataFrame, history: pd.DataFrame) -> go.Figure:
+def curves_figure(trials: pd.DataFrame, curves: Curves) -> go.Figure:
     """SSE against epoch: a line per trial (few trials) or per group and lr (medians)."""
     go = plotly()
     fig = go.Figure()
-    merged = thin(history).merge(trials, on="trial_id")
-    per_trial = len(trials) <= TRIAL_LINES
-    for label, frame in groups(merged):
-        if per_trial:
+    if curves.per_trial:
+        for label, frame in groups(curves.frame.merge(trials, on="trial_id")):
             ordered = frame.sort_values(["lr", "seed", "trial_id", "epoch"], kind="stable")
             for trial_id, curve in ordered.groupby("trial_id", sort=False):
                 first = curve.iloc[0]
@@ -110,38 +94,24 @@ def curves_figure(trials: pd.DataFrame, history: pd.DataFrame) -> go.Figure:
                     hovertext=_hover(curve.iloc[:1]) * len(curve), hoverinfo="text+x+y",
                     line={"width": 1}, meta=trial_id,
                 ))  # fmt: skip
-        else:
-            medians = frame.groupby(["lr", "epoch"])["sse"].median().reset_index()
-            for lr, curve in medians.groupby("lr"):
+    else:
+        for label, frame in groups(curves.frame):
+            for lr, curve in frame.groupby("lr"):
                 fig.add_trace(go.Scattergl(
-                    x=curve["epoch"], y=curve["sse"], mode="lines", name=f"lr {lr:.4g}",
+                    x=curve["epoch"], y=curve["median_sse"], mode="lines", name=f"lr {lr:.4g}",
                     legendgroup=label, legendgrouptitle_text=label,
                     hovertext=f"{label}<br>lr {lr:.4g} (median over seeds)",
                     hoverinfo="text+x+y", line={"width": 1},
                 ))  # fmt: skip
+    epoch_scale = "log" if curves.log_epochs else "linear"
     fig.update_layout(
-        title="SSE per epoch" + ("" if per_trial else " (median over seeds)"),
-        xaxis={"title": "epoch", "type": "log" if _early(history) else "linear"},
+        title="SSE per epoch" + ("" if curves.per_trial else " (median over seeds)"),
+        xaxis={"title": "epoch", "type": epoch_scale},
         yaxis={"title": "SSE", "type": "log"},
-        updatemenus=[*_scale_buttons("x", "log" if _early(history) else "linear"),
-                     *_scale_buttons("y", "log")],
+        updatemenus=[*_scale_buttons("x", epoch_scale), *_scale_buttons("y", "log")],
         hovermode="closest", legend={"groupclick": "toggleitem"}, height=560,
     )  # fmt: skip
     return fig
-
-
-def _early(history: pd.DataFrame) -> bool:
-    """Whether the action is early: long histories whose SSE has mostly fallen in the first
-    tenth of the epochs read better on a log epoch axis."""
-    if history.empty or int(history["epoch"].max()) < 200:
-        return False
-    last = int(history["epoch"].max())
-    epochs = history["epoch"].unique()
-    near = epochs[np.argmin(np.abs(epochs - last // 10))]  # a thinned history may lack it
-    start = history[history["epoch"] == 0]["sse"].median()
-    tenth = history[history["epoch"] == near]["sse"].median()
-    end = history.groupby("trial_id")["sse"].last().median()
-    return bool(np.isfinite([start, tenth, end]).all() and start - tenth > 0.5 * (start - end))
 
 
 def ucurve_figure(trials: pd.DataFrame) -> go.Figure:
@@ -201,9 +171,10 @@ def parallel_figure(trials: pd.DataFrame) -> go.Figure:
 
 
 def figures(results: Results) -> list[go.Figure]:
-    """The interactive report's charts."""
+    """The interactive report's charts, of a loaded or opened result set; histories are read
+    block by block (part by part, for an opened one), and only what the curves draw is kept."""
     return [
-        curves_figure(results.trials, results.history),
+        curves_figure(results.trials, read_curves(results)),
         ucurve_figure(results.trials),
         parallel_figure(results.trials),
     ]
@@ -217,7 +188,16 @@ def plotly_js() -> str:
 
 
 def write_interactive(results: Results, out: Path) -> Path:
-    """One self-contained HTML file with the charts, Plotly's JavaScript inlined."""
+    """One self-contained HTML file with the charts, Plotly's JavaScript inlined.
+
+    Args:
+        results: a result set opened by ``gdsearch.open_results`` (its histories are read part
+            by part, never whole) or loaded by ``gdsearch.load_results``.
+        out: the file to write.
+
+    Returns:
+        ``out``.
+    """
     name = html.escape(str(results.manifest.get("name") or Path(results.path).name))
     counts = results.trials["status"].value_counts().to_dict()
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))

@@ -4,9 +4,12 @@
 trials done of the job's total, diverged and failed so far, the run's status, the SSE curves and
 the U-curve so far (the charts of :mod:`gdsearch.report.interactive`). It reads the committed
 Parquet parts, as :func:`gdsearch.load_results` does, and never talks to the workers: a part,
-once committed, never changes, so each is read once (its history thinned for drawing) and kept;
-a part that goes (a compaction, a repair, a fresh start) is dropped. So the page keeps working
-while a run writes, after it is killed, and when it resumes, and costs the run nothing.
+once committed, never changes, so each is read once, when it appears, and kept: its trials rows,
+and its history only at the epochs drawn (:class:`gdsearch.report.drawn.Drawn`, a few hundred
+values a trial); a part that goes (a compaction, a repair, a fresh start) is dropped. So a
+refresh reads only the new parts, memory grows with trials but not with epochs, and the page
+keeps working while a run writes, after it is killed, and when it resumes, and costs the run
+nothing.
 
 Plotly's JavaScript is served from the installed package: the page fetches nothing beyond the
 server it came from.
@@ -22,12 +25,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from gdsearch.errors import GdsearchError, InputError, one_line
-from gdsearch.report.interactive import curves_figure, epochs_to_draw, plotly, plotly_js
+from gdsearch.report.drawn import (
+    TRIAL_LINES,
+    Curves,
+    Drawn,
+    epochs_to_draw,
+    falls_early,
+    medians_of,
+)
+from gdsearch.report.interactive import curves_figure, plotly, plotly_js
 from gdsearch.report.interactive import ucurve_figure as ucurve
+from gdsearch.results.scan import dense_history
 from gdsearch.results.schema import fill_implied
 from gdsearch.results.store import ResultsStore
 
@@ -42,7 +56,8 @@ class LiveState:
 
     def __init__(self, location: str) -> None:
         self.store = ResultsStore(location)
-        self.parts: dict[str, tuple[pa.Table, pd.DataFrame]] = {}  # trials rows, thinned history
+        self.parts: dict[str, tuple[pa.Table, Drawn]] = {}  # trials rows, history as drawn
+        self.epochs = epochs_to_draw(0)  # the epochs drawn: of the longest trial's budget
         self.version = 0  # moves on whenever the set of parts changes
         self.figures: list[str] = []
         self.lock = threading.Lock()
@@ -62,42 +77,49 @@ class LiveState:
             return state
 
     def _refresh(self) -> None:
+        """Read the parts committed since the last refresh, drop those gone; kept as they are
+        until every new part is read, so a failed read leaves the state as it was."""
         names = self.store.committed("trials") if self.store.has_trials_dir() else []
-        gone = set(self.parts) - set(names)
-        new = [name for name in names if name not in self.parts]
-        for name in gone:
-            del self.parts[name]
-        epochs = self._epochs()
-        for name in new:
-            trials = self.store.read_part("trials", name)
-            history = self.store.read_part("history", name).to_pandas()
-            keep = epochs_to_draw(epochs if epochs is not None else int(history["epoch"].max()))
-            last = history.groupby("trial_id")["epoch"].transform("max")
-            thinned = history[history["epoch"].isin(keep) | (history["epoch"] == last)]
-            self.parts[name] = (trials, thinned.reset_index(drop=True))
-        if gone or new:
-            self.version += 1
-            self.figures = self._figures()
+        if list(self.parts) == names:
+            return
+        trials = {n: self.parts[n][0] if n in self.parts else self.store.read_part("trials", n)
+                  for n in names}  # fmt: skip
+        budget = max((pc.max(t.column("epochs")).as_py() or 0 for t in trials.values()), default=0)
+        epochs = epochs_to_draw(budget)
+        kept = self.parts if np.array_equal(epochs, self.epochs) else {}  # else all drawn again
+        self.parts = {n: (table, kept[n][1] if n in kept else self._drawn(n, table, epochs))
+                      for n, table in trials.items()}  # fmt: skip
+        self.epochs = epochs
+        self.version += 1
+        self.figures = self._figures()
 
-    def _epochs(self) -> int | None:
-        spec = self.store.read_manifest().get("spec") or {}
-        epochs = (spec.get("train") or {}).get("epochs")
-        return int(epochs) if isinstance(epochs, int) else None
+    def _drawn(self, name: str, trials: pa.Table, epochs: np.ndarray) -> Drawn:
+        """A part's history at the epochs drawn: one part's rows in memory at a time."""
+        history = self.store.read_part("history", name, ["trial_id", "epoch", "sse"])
+        ids = trials.column("trial_id").to_numpy(zero_copy_only=False)
+        block = dense_history(history, ids)
+        return Drawn.join([] if block is None else [Drawn.of(block, epochs)], epochs)
 
-    def _tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def _tables(self) -> tuple[pd.DataFrame, Drawn]:
+        drawn = Drawn.join((d for _, d in self.parts.values()), self.epochs)
         if not self.parts:
-            return pd.DataFrame(), pd.DataFrame()
+            return pd.DataFrame(), drawn
         trials = fill_implied(pa.concat_tables([t for t, _ in self.parts.values()])).to_pandas()
-        history = pd.concat([h for _, h in self.parts.values()], ignore_index=True)
-        return trials.sort_values("trial_id", ignore_index=True), history
+        return trials.sort_values("trial_id", ignore_index=True), drawn
 
     def _figures(self) -> list[str]:
-        trials, history = self._tables()
+        trials, drawn = self._tables()
         if trials.empty:
             return []
         import plotly.io as pio
 
-        return [pio.to_json(curves_figure(trials, history)), pio.to_json(ucurve(trials))]
+        last = int(drawn.last_epoch.max()) if len(drawn.trial_ids) else 0
+        early = falls_early(drawn, last)
+        if len(trials) <= TRIAL_LINES:
+            curves = Curves(True, drawn.lines(), early)
+        else:
+            curves = Curves(False, medians_of(drawn, trials), early)
+        return [pio.to_json(curves_figure(trials, curves)), pio.to_json(ucurve(trials))]
 
     def _state(self) -> dict[str, Any]:
         manifest = self.store.read_manifest()

@@ -90,20 +90,25 @@ class ResultSet(Results):
 
     def _block(self, name: str, ids: np.ndarray) -> HistoryBlock | None:
         """One history part's rows of these trials as a dense array."""
-        table = _read(self.store, "history", name, ["trial_id", "epoch", "sse"])
-        value_set = pa.array(ids, pa.string())
-        row = pc.index_in(table.column("trial_id"), value_set=value_set)
-        kept = pc.is_valid(row)
-        row = row.filter(kept).to_numpy()
-        epoch = table.column("epoch").filter(kept).to_numpy()
-        sse = table.column("sse").filter(kept).to_numpy()
-        if not len(row):
-            return None
-        present = np.zeros(len(ids), dtype=bool)
-        present[row] = True
-        dense = np.full((len(ids), int(epoch.max()) + 1), np.nan)  # (trials, epochs + 1)
-        dense[row, epoch] = sse
-        return ids[present], dense[present]
+        return dense_history(_read(self.store, "history", name, ["trial_id", "epoch", "sse"]), ids)
+
+
+def dense_history(table: pa.Table, ids: np.ndarray) -> HistoryBlock | None:
+    """A history table's rows of these trials as one block: the trials that have rows, and their
+    SSE as a (trials, epochs + 1) array, NaN past each one's last epoch; None if none has."""
+    value_set = pa.array(ids, pa.string())
+    row = pc.index_in(table.column("trial_id"), value_set=value_set)
+    kept = pc.is_valid(row)
+    row = row.filter(kept).to_numpy()
+    epoch = table.column("epoch").filter(kept).to_numpy()
+    sse = table.column("sse").filter(kept).to_numpy()
+    if not len(row):
+        return None
+    present = np.zeros(len(ids), dtype=bool)
+    present[row] = True
+    dense = np.full((len(ids), int(epoch.max()) + 1), np.nan)  # (trials, epochs + 1)
+    dense[row, epoch] = sse
+    return ids[present], dense[present]
 
 
 def open_results(location: str | Path) -> ResultSet:
