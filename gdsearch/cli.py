@@ -105,12 +105,13 @@ def _validate(args: argparse.Namespace) -> int:
         stopping += f"; patience {train.patience} epochs"
     if train.sharpness_every:
         stopping += f"; sharpness every {train.sharpness_every} epochs"
+    held = len(spec.held_out(X, Y)[2] or ())
     if args.json:
         _print_json({
             "job": args.job, "name": spec.name, "trials": spec.n_trials, "mode": spec.mode,
             "axes": {key: len(axis) or None for key, axis in spec.axes.items()},
             "data": {"dataset": spec.dataset, "n_samples": X.shape[0], "n_inputs": X.shape[1],
-                     "n_outputs": Y.shape[1]},
+                     "n_outputs": Y.shape[1], "held_out": held},
             "train": dataclasses.asdict(train),
             "halving_rungs": spec.halving.rungs(train.epochs) if spec.halving else None,
             "bracket": dataclasses.asdict(spec.bracket) if spec.bracket else None,
@@ -118,7 +119,8 @@ def _validate(args: argparse.Namespace) -> int:
         return 0
     print(
         f"{args.job}: OK — {spec.n_trials} trials ({how}); data {spec.dataset}: "
-        f"{X.shape[0]} samples, {X.shape[1]} inputs, {Y.shape[1]} outputs; {train.epochs} epochs"
+        f"{X.shape[0]} samples{f' ({held} held out)' if held else ''}, {X.shape[1]} inputs, "
+        f"{Y.shape[1]} outputs; {train.epochs} epochs"
         f"{stopping}"
     )
     return 0
