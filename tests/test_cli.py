@@ -82,7 +82,7 @@ def test_validate_json_has_the_documented_shape() -> None:
     assert done.returncode == 0 and document["trials"] == 256
     assert document["axes"] == {"lr": 16, "init": 4, "hidden": 1, "seed": 4}
     assert document["data"] == {"dataset": "moons", "n_samples": 200, "n_inputs": 2,
-                                "n_outputs": 1}  # fmt: skip
+                                "n_outputs": 1, "held_out": 0}  # fmt: skip
     assert document["halving_rungs"] == [30, 90, 270, 810] and document["train"]["epochs"] == 1000
 
 
