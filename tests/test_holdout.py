@@ -177,6 +177,10 @@ def test_reports_rank_by_held_out_error_by_default_or_by_either(tmp_path: Path) 
         done = _cli(["report", results.path, "--rank-by", rank, "-o", str(out)])
         assert done.returncode == 0, done.stderr
         assert 'alt="held_out"' in out.read_text(encoding="utf-8")
+    out = tmp_path / "interactive.html"
+    done = _cli(["report", results.path, "--interactive", "-o", str(out)])
+    assert done.returncode == 0, done.stderr
+    assert "xavier, hidden 6, tanh, held out" in out.read_text(encoding="utf-8")
 
 
 def _cli(args: list[str]) -> subprocess.CompletedProcess[str]:

@@ -118,6 +118,7 @@ def ucurve_figure(trials: pd.DataFrame) -> go.Figure:
     """Final SSE against learning rate, one trace per comparison group, a marker per trial."""
     go = plotly()
     fig = go.Figure()
+    held = "final_val_sse" in trials.columns and bool(trials["final_val_sse"].notna().any())
     for label, frame in groups(trials):
         frame = frame.sort_values("lr")
         fig.add_trace(go.Scatter(
@@ -127,8 +128,15 @@ def ucurve_figure(trials: pd.DataFrame) -> go.Figure:
                     "size": 8},
             customdata=frame["trial_id"],
         ))  # fmt: skip
+        if held:
+            fig.add_trace(go.Scatter(
+                x=frame["lr"], y=frame["final_val_sse"], mode="markers",
+                name=f"{label}, held out", hovertext=_hover(frame), hoverinfo="text",
+                marker={"symbol": "circle-open", "size": 8}, customdata=frame["trial_id"],
+            ))  # fmt: skip
     fig.update_layout(
-        title="Final SSE against learning rate (x: diverged)",
+        title="Final SSE against learning rate (x: diverged"
+        + ("; open: on the held-out data)" if held else ")"),
         xaxis={"title": "learning rate", "type": "log"},
         yaxis={"title": "final SSE", "type": "log"},
         updatemenus=_scale_buttons("y", "log"), hovermode="closest", height=480,
