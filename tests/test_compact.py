@@ -91,6 +91,8 @@ def test_a_compaction_killed_at_any_step_loses_nothing_and_is_settled(
     assert killed.returncode == 9, killed.stderr  # died at that step, as if killed
     assert (location / COMPACTION).exists() == (step < 5)
     _same(before, _tables(location))  # every trial, once, whatever the step
+    opened = gdsearch.open_results(location)  # as the reports and show read it
+    assert opened.trials["trial_id"].tolist() == before[0]["trial_id"].tolist()
     repaired = subprocess.run(
         [sys.executable, "-m", "gdsearch", "repair", str(location)], cwd=REPO,
         capture_output=True, text=True, timeout=300,

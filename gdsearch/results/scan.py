@@ -124,7 +124,7 @@ def open_results(location: str | Path) -> ResultSet:
     store = ResultsStore(location)
     if not store.has_trials_dir():
         raise ResultsError(f"{store.location}: no results here (no trials/ directory)")
-    names = store.parts("trials")
+    names = store.committed("trials")  # not the parts a finished compaction replaced
     tables = [_read(store, "trials", name) for name in names]
     trials = fill_implied(pa.concat_tables(tables) if tables else store.read_table("trials"))
     frame = trials.to_pandas()
