@@ -196,7 +196,7 @@ class Population:
                 sse = residual_sse(ws, Y_t)
                 if held is not None:
                     assert holdout is not None
-                    self._measure_holdout(epoch, held, holdout)
+                    self._measure_holdout(epoch, *held, holdout)
                 if epoch == 0:
                     active.limit = np.where(sse > 0, config.divergence_factor * sse, np.inf)
                     active.best = sse.copy()
@@ -207,7 +207,7 @@ class Population:
                         break
                     ws.keep(~stop)
                     if held is not None:
-                        held.keep(~stop)
+                        held[0].keep(~stop)
                 if self.sharpness is not None and epoch % config.sharpness_every == 0:
                     self._measure_sharpness(epoch, X1_t, Y_t, sizes, n)
                 if epoch == until:
@@ -224,9 +224,11 @@ class Population:
             if until == config.epochs:
                 self._stop(np.ones(len(active.index), dtype=bool), OK, until)
 
-    def _holdout_workspace(self, holdout: Holdout | None, sizes: list[int]) -> Workspace | None:
-        """The buffers of the held-out samples' forward pass (None without them); the
-        history arrays are made on first use."""
+    def _holdout_workspace(
+        self, holdout: Holdout | None, sizes: list[int]
+    ) -> tuple[Workspace, np.ndarray] | None:
+        """The buffers of the held-out samples' forward pass and their targets transposed
+        (None without them); the history arrays are made on first use."""
         if holdout is None:
             return None
         if self.val_sse is None:
@@ -234,16 +236,19 @@ class Population:
             if holdout.classes:
                 self.val_accuracy = np.full_like(self.histories, np.nan)
         X1_t = with_ones_t(holdout.X)
-        return Workspace(len(self.active.index), X1_t, sizes, self.config.numerics)
+        ws = Workspace(len(self.active.index), X1_t, sizes, self.config.numerics)
+        return ws, np.ascontiguousarray(holdout.Y.T)
 
-    def _measure_holdout(self, epoch: int, held: Workspace, holdout: Holdout) -> None:
+    def _measure_holdout(
+        self, epoch: int, held: Workspace, Y_t: np.ndarray, holdout: Holdout
+    ) -> None:
         """Record the running trials' held-out SSE (and accuracy) at this epoch's weights."""
         assert self.val_sse is not None
         index = self.active.index
         forward(self.active.Wbs, held, self.activation)
         if self.val_accuracy is not None:
             self.val_accuracy[index, epoch] = correct_share(held.out, holdout.Y)
-        self.val_sse[index, epoch] = residual_sse(held, np.ascontiguousarray(holdout.Y.T))
+        self.val_sse[index, epoch] = residual_sse(held, Y_t)
 
     def _measure_sharpness(
         self, epoch: int, X1_t: np.ndarray, Y_t: np.ndarray, sizes: list[int], n: int
