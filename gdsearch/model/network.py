@@ -81,6 +81,22 @@ def unstack_params(stacked: Stacked, index: int) -> Params:
     return [(Wb[index, :-1].copy(), Wb[index, -1].copy()) for Wb in stacked]
 
 
+def flatten(stacked: Stacked) -> np.ndarray:
+    """Per-layer (K, fan_in + 1, fan_out) arrays as one (K, P) array, each trial's weights
+    layer after layer in C order (the compiled kernel's ``theta``)."""
+    return np.concatenate([a.reshape(a.shape[0], -1) for a in stacked], axis=1)
+
+
+def unflatten(flat: np.ndarray, like: Stacked) -> Stacked:
+    """A (K, P) array back into per-layer arrays shaped as ``like`` (views of ``flat``)."""
+    out, at = [], 0
+    for a in like:
+        size = a[0].size
+        out.append(flat[:, at : at + size].reshape(a.shape))
+        at += size
+    return out
+
+
 def with_ones_t(X: np.ndarray) -> np.ndarray:
     """Xᵀ with a trailing row of ones, so that Wbᵀ @ Xᵀ adds the bias: (…, d + 1, n)."""
     X_t = np.swapaxes(X, -1, -2)

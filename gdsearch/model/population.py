@@ -17,6 +17,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from gdsearch.errors import InputError
+from gdsearch.model import compiled
 from gdsearch.model.activations import check_activation
 from gdsearch.model.config import TrainConfig
 from gdsearch.model.holdout import Holdout, correct_share
@@ -36,17 +37,10 @@ from gdsearch.model.network import (
 )
 from gdsearch.model.optim import UpdateRule
 from gdsearch.model.sharpness import SharpnessMeter
+from gdsearch.model.stopping import DIVERGED, OK, PATIENCE_SPIKE, PLATEAUED, PRUNED, RUNNING
+from gdsearch.model.stopping import STATUS_CODES as STATUS_CODES  # re-exported
 
 _BLAS = ThreadpoolController()
-
-STATUS_CODES = ("running", "ok", "diverged", "plateaued", "pruned")
-"""A trial's state in a population, by code: still training; trained every epoch; stopped by
-the divergence limit; stopped by the patience rule; stopped by a scheduler."""
-RUNNING, OK, DIVERGED, PLATEAUED, PRUNED = range(len(STATUS_CODES))
-PATIENCE_SPIKE = 0.1
-"""A rise of the SSE above (1 + this) × the patience rule's reference restarts the rule there:
-at the edge of stability the loss spikes and recovers, which is not a plateau."""
-
 
 RUNG_METRICS = ("sse", "auc")
 """How a scheduler ranks trials at a rung: the SSE at the rung's epoch, or the mean SSE over
@@ -185,6 +179,9 @@ class Population:
             return
         if batch_size is not None and not active.rngs:
             raise InputError("mini-batch training needs one shuffle generator per trial")
+        if config.numerics == "portable" and compiled.runs(active.rule):
+            self._advance_compiled(X, Y, until, holdout)
+            return
         X1_t, Y_t, sizes = with_ones_t(X), np.ascontiguousarray(Y.T), sizes_of(active.Wbs)
         ws = Workspace(len(active.index), X1_t, sizes, config.numerics)
         held = self._holdout_workspace(holdout, sizes)
@@ -224,6 +221,57 @@ class Population:
             if until == config.epochs:
                 self._stop(np.ones(len(active.index), dtype=bool), OK, until)
 
+    def _advance_compiled(
+        self, X: np.ndarray, Y: np.ndarray, until: int, holdout: Holdout | None
+    ) -> None:
+        """:meth:`advance` in the compiled kernel, the same bits as the numpy loop: the kernel
+        trains each running trial through a stretch of epochs that ends at ``until`` or where
+        the sharpness is due; between stretches, stopped trials leave and the sharpness is
+        measured."""
+        config, n = self.config, X.shape[0]
+        if holdout is not None:
+            self._holdout_records(holdout)
+        job = compiled.Job(X, Y, holdout, self)
+        for first, last in self._stretches(until, n, job.batch_size):
+            active = self.active
+            job.train(active, first, last)
+            stop = self.status[active.index] != RUNNING
+            if stop.any():
+                active.drop(stop, self.final)
+            if not len(active.index):
+                break
+            if self.sharpness is not None and last % config.sharpness_every == 0:
+                self._measure_sharpness(last, job.X1_t, job.Y_t, job.sizes, n)
+        self.epoch = until + 1
+        if until == config.epochs:
+            self._stop(np.ones(len(self.active.index), dtype=bool), OK, until)
+
+    def _stretches(self, until: int, n: int, batch_size: int) -> list[tuple[int, int]]:
+        """The (first, last) epochs of each call of the kernel up to ``until``: a stretch ends
+        where the sharpness is due, and holds at most ``ORDER_VALUES`` mini-batch orders."""
+        first, every = max(0, self.epoch - 1), self.config.sharpness_every
+        ends = {until}
+        if every:
+            due = range(first + (-first) % every, until + 1, every)
+            ends.update(e for e in due if e > self.sharpness_through)
+        K = len(self.active.index)
+        longest = max(1, compiled.ORDER_VALUES // (K * n)) if batch_size else until
+        stretches = []
+        for end in sorted(ends):
+            while end - first > longest:
+                stretches.append((first, first + longest))
+                first += longest
+            stretches.append((first, end))
+            first = end
+        return stretches
+
+    def _holdout_records(self, holdout: Holdout) -> None:
+        """Make the held-out histories on first use."""
+        if self.val_sse is None:
+            self.val_sse = np.full_like(self.histories, np.nan)
+            if holdout.classes:
+                self.val_accuracy = np.full_like(self.histories, np.nan)
+
     def _holdout_workspace(
         self, holdout: Holdout | None, sizes: list[int]
     ) -> tuple[Workspace, np.ndarray] | None:
@@ -231,10 +279,7 @@ class Population:
         (None without them); the history arrays are made on first use."""
         if holdout is None:
             return None
-        if self.val_sse is None:
-            self.val_sse = np.full_like(self.histories, np.nan)
-            if holdout.classes:
-                self.val_accuracy = np.full_like(self.histories, np.nan)
+        self._holdout_records(holdout)
         X1_t = with_ones_t(holdout.X)
         ws = Workspace(len(self.active.index), X1_t, sizes, self.config.numerics)
         return ws, np.ascontiguousarray(holdout.Y.T)

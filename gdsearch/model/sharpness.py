@@ -26,7 +26,16 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from gdsearch.model.network import Stacked, Workspace, backward, forward, residual_sse
+from gdsearch.model import compiled
+from gdsearch.model.network import (
+    Stacked,
+    Workspace,
+    backward,
+    flatten,
+    forward,
+    residual_sse,
+    unflatten,
+)
 from gdsearch.model.numerics import DEFAULT_NUMERICS, NUMERICS, Numerics
 
 STEPS = 20
@@ -79,6 +88,8 @@ class SharpnessMeter:
         self.X1_t, self.Y_t, self.sizes = X1_t, Y_t, list(sizes)
         self.activation, self.scale, self.weight_decay = activation, scale, weight_decay
         self.numerics = NUMERICS[numerics]
+        self.compiled = (compiled.Gradients(X1_t, Y_t, sizes, activation)
+                         if numerics == "portable" and compiled.available() else None)  # fmt: skip
 
     def start(self, K: int, n_params: int) -> np.ndarray:
         """The first measurement's start vectors, the same fixed direction for every trial."""
@@ -99,25 +110,27 @@ class SharpnessMeter:
         Returns:
             (K,) sharpness and (K, P) unit eigenvectors.
         """
-        K = Wbs[0].shape[0]
-        ws = Workspace(K, self.X1_t, self.sizes, self.numerics.name)
-        base = self._gradient(Wbs, ws)
-        theta = _flat(Wbs)
+        theta = flatten(Wbs)
+        base = self._gradient(theta, Wbs)
         eps = (STEP * np.maximum(1.0, np.sqrt(_dot(theta, theta, self.numerics))))[:, None]
 
         def hvp(v: np.ndarray) -> np.ndarray:
-            moved = _unflat(theta + eps * v, Wbs)
-            product = (self._gradient(moved, ws) - base) / eps
+            product = (self._gradient(theta + eps * v, Wbs) - base) / eps
             return product + self.weight_decay * v if self.weight_decay else product
 
         fresh = self.start(1, start.shape[1])
         return _lanczos(hvp, start + FRESH * fresh, self.numerics)
 
-    def _gradient(self, Wbs: Stacked, ws: Workspace) -> np.ndarray:
-        """∇(s·SSE) at ``Wbs``, flattened: (K, P)."""
+    def _gradient(self, theta: np.ndarray, like: Stacked) -> np.ndarray:
+        """∇(s·SSE) at the flat weights ``theta`` (K, P) of networks shaped as ``like``:
+        (K, P), by the compiled kernel where it runs (the same bits)."""
+        if self.compiled is not None:
+            return self.compiled(theta, self.scale)
+        Wbs = unflatten(theta, like)
+        ws = Workspace(theta.shape[0], self.X1_t, self.sizes, self.numerics.name)
         forward(Wbs, ws, self.activation)
         residual_sse(ws, self.Y_t)
-        return _flat(backward(Wbs, ws, ws.out, self.scale, self.activation))
+        return flatten(backward(Wbs, ws, ws.out, self.scale, self.activation))
 
 
 def _lanczos(
@@ -163,18 +176,3 @@ def _lanczos(
         b = beta[:, j + 1, None]
         basis[j + 1] = np.divide(w, b, out=np.zeros_like(w), where=b > 0)
     return values, vectors
-
-
-def _flat(stacked: Stacked) -> np.ndarray:
-    """Per-layer (K, fan_in + 1, fan_out) arrays as one (K, P) array."""
-    return np.concatenate([a.reshape(a.shape[0], -1) for a in stacked], axis=1)
-
-
-def _unflat(flat: np.ndarray, like: Stacked) -> Stacked:
-    """A (K, P) array back into per-layer arrays shaped as ``like``."""
-    out, at = [], 0
-    for a in like:
-        size = a[0].size
-        out.append(flat[:, at : at + size].reshape(a.shape))
-        at += size
-    return out
