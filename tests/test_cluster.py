@@ -229,10 +229,12 @@ def _token_env(home: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RunningCluster]:
-    """The two-node cluster, from this environment (which has gdsearch installed)."""
+    """The two-node cluster, from this environment (which has gdsearch installed), each node
+    in a temp dir of its own, as on machines of their own (two nodes sharing one would build
+    the same pip environment in the same place at once)."""
     temp = tempfile.mkdtemp(prefix="gdsc-", dir="/tmp")
     try:
-        with _two_nodes(_token_env(temp), temp) as running:  # no ~/.ray token leaks in
+        with _two_nodes(_token_env(temp), temp, apart=True) as running:  # no ~/.ray token leaks
             yield running
     finally:
         shutil.rmtree(temp, ignore_errors=True)

@@ -41,7 +41,8 @@ SHIP = ("all", "code", "none")
 """What a submission sends of gdsearch: the package and its pinned dependencies, the package
 only, or nothing (the cluster has it installed)."""
 DEPENDENCIES = (
-    "filelock", "matplotlib", "numpy", "pandas", "pyarrow", "threadpoolctl", "tomli-w", "tqdm",
+    "filelock", "matplotlib", "numba", "numpy", "pandas", "pyarrow", "threadpoolctl", "tomli-w",
+    "tqdm",
 )  # fmt: skip
 """gdsearch's dependencies but Ray (the cluster runs its own), as pyproject.toml lists them."""
 RAY_NEEDED = "2.60.0"
