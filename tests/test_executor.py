@@ -14,7 +14,7 @@ import pytest
 import gdsearch
 from gdsearch.job.spec import load_job, parse_job
 from gdsearch.job.trial import Trial
-from gdsearch.search.plan import Shape, plan_units, unit_seconds
+from gdsearch.search.plan import MIN_UNIT_S, Shape, plan_units, unit_seconds
 from tests.conftest import JOBS, REPO
 
 COMPARED = ["trial_id", "lr", "init", "hidden", "seed", "status", "final_sse", "min_sse",
@@ -150,12 +150,16 @@ def test_few_long_small_trials_stack_into_one_unit_per_cpu() -> None:
     assert unit_seconds(trials, shape) < alone / 5
 
 
-def test_large_populations_still_balance_over_the_cpus() -> None:
+def test_units_hold_a_share_of_work_worth_their_cost_while_every_cpu_has_one() -> None:
     spec = load_job(JOBS / "moons_lr_init.toml")
     X, Y = spec.load_data()
-    units = plan_units(spec.trials(), 2, shape=Shape.of(X, Y))
-    assert len(units) == 16 and {len(u) for u in units} == {16}  # 8 per CPU
+    shape, trials = Shape.of(X, Y), spec.trials()
+    units = plan_units(trials, 2, shape=shape)
+    assert 2 <= len(units) < 16  # fewer than 8 per CPU: each holds its fixed costs' worth
+    assert all(unit_seconds(u, shape) >= 0.75 * MIN_UNIT_S for u in units)  # about that
+    assert max(map(len, units)) - min(map(len, units)) <= 1
     assert all(len({t.lr for t in unit}) >= 8 for unit in units)  # dealt round-robin
+    assert len(plan_units(trials, 64, shape=shape)) >= 64  # many CPUs: smaller units, all busy
 
 
 def test_mini_batches_pay_the_step_cost_per_batch_so_units_stack_more() -> None:

@@ -255,7 +255,7 @@ def test_a_warm_start_on_an_overtaken_eigenvector_still_finds_the_top_eigenvalue
     warm = np.zeros((1, 10))
     warm[0, 1], warm[0, 0] = 1.0, 1e-4  # the old top eigenvector, now the second
     meter = SharpnessMeter(np.ones((2, 3)), np.ones((1, 3)), [1, 1], "tanh", 1.0)
-    value, vector = _lanczos(lambda v: v * spectrum, warm + FRESH * meter.start(1, 10))
+    value, vector = _lanczos(lambda v, rows: v * spectrum, warm + FRESH * meter.start(1, 10))
     assert value[0] == pytest.approx(3.0, rel=1e-3) and abs(vector[0, 0]) > 0.99
 
 

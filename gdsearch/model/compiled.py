@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -128,20 +128,25 @@ class Job:
             float(config.divergence_factor), int(config.patience), float(config.patience_tolerance)
         )
         self.buffers = compiled.buffers(self.net, self.data, self.held, self.batch_size)
+        self._views: tuple[Stacked, np.ndarray, np.ndarray] | None = None
 
-    def train(self, active: Any, first: int, last: int) -> None:
+    def train(
+        self, active: Any, first: int, last: int, measured: bool, keep: bool, carry: np.ndarray
+    ) -> None:
         """Train the population's running trials (``active``: their weights, update rule,
         generators and stopping state) from epoch ``first`` until ``last`` is measured, in
-        place. Mini-batch orders are drawn from the trials' generators, one permutation per
-        epoch, as the numpy loop draws them."""
+        place. ``measured``: the call before measured ``first`` at these weights and left the
+        gradient there in ``carry`` (K, P); ``keep``: leave the gradient at ``last`` in it
+        (full batch; see :class:`~gdsearch.model.kernel.Stretch`). Mini-batch orders are drawn
+        from the trials' generators, one permutation per epoch, as the numpy loop draws them."""
         c, rule = self.compiled, active.rule
-        thetas, velocities = flatten(active.Wbs), _velocities(rule, active.Wbs)
+        thetas, velocities = self._flat(active)
         watch = c.Watch(
-            active.limit.astype(np.float64),
-            active.best.astype(np.float64),
-            active.since.astype(np.int64),
+            np.ascontiguousarray(active.limit, dtype=np.float64),
+            np.ascontiguousarray(active.best, dtype=np.float64),
+            np.ascontiguousarray(active.since, dtype=np.int64),
         )
-        args = (
+        head = (
             thetas,
             velocities,
             np.ascontiguousarray(rule.lr[:, 0, 0]),
@@ -151,25 +156,33 @@ class Job:
             self.stopping,
             self.data,
             self.held,
-            first,
-            last,
-            self.records,
-            watch,
-            self.buffers,
+            c.Stretch(first, last, measured, keep and not self.batch_size),
         )
+        tail = (self.records, watch, self.buffers)
         if self.batch_size:
             n, epochs = self.data.inputs.shape[1], last - first
             orders = np.array(
                 [[rng.permutation(n) for _ in range(epochs)] for rng in active.rngs],
                 dtype=np.int64,
             ).reshape(len(active.rngs), epochs, n)
-            c.cache.call(c.advance_batches, *args, orders, self.batch_size)
+            c.cache.call(c.advance_batches, *head, *tail, orders, self.batch_size)
         else:
-            c.cache.call(c.advance, *args)
+            c.cache.call(c.advance, *head, carry, *tail)
+        active.limit, active.best, active.since = watch
+
+    def _flat(self, active: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The running trials' weights and momentum buffers as (K, P) arrays, which the kernel
+        moves in place, ``active.Wbs`` (and the rule's velocity) made views of them: the same
+        arrays from one call to the next until trials leave (and ``active.Wbs`` is remade)."""
+        if self._views is not None and active.Wbs is self._views[0]:
+            return self._views[1], self._views[2]
+        rule = active.rule
+        thetas, velocities = flatten(active.Wbs), _velocities(rule, active.Wbs)
         active.Wbs = unflatten(thetas, active.Wbs)
         if isinstance(rule, SGD):
             rule.velocity = unflatten(velocities, active.Wbs)
-        active.limit, active.best, active.since = watch
+        self._views = (active.Wbs, thetas, velocities)
+        return thetas, velocities
 
 
 class Gradients:
@@ -197,6 +210,39 @@ class Gradients:
             out,
         )
         return out
+
+    def lanczos(
+        self, thetas: np.ndarray, eps: np.ndarray, base: np.ndarray, scale: float, decay: float
+    ) -> Callable[[np.ndarray, int, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """The Lanczos step of the sharpness meter (``sharpness._lanczos``'s ``step``) at the
+        weights ``thetas`` (K, P), their difference steps ``eps`` (K,) and gradient ``base``."""
+        c = self.compiled
+        thetas, base = np.ascontiguousarray(thetas), np.ascontiguousarray(base)
+        eps, scratch = np.ascontiguousarray(eps), np.empty((2, thetas.shape[1]))
+
+        def step(basis: np.ndarray, j: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            alpha, beta = np.empty(len(rows)), np.empty(len(rows))
+            flat = basis.reshape(-1, basis.shape[-1])  # vector i of trial k in row i·K + k
+            c.cache.call(
+                c.lanczos_step,
+                thetas,
+                eps,
+                base,
+                flat,
+                j,
+                rows.astype(np.int64, copy=False),
+                float(decay),
+                self.net,
+                self.targets,
+                float(scale),
+                self.ws,
+                scratch,
+                alpha,
+                beta,
+            )
+            return alpha, beta
+
+        return step
 
 
 def _held(holdout: Holdout | None, d: int, k: int) -> Any:

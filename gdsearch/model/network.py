@@ -88,11 +88,12 @@ def flatten(stacked: Stacked) -> np.ndarray:
 
 
 def unflatten(flat: np.ndarray, like: Stacked) -> Stacked:
-    """A (K, P) array back into per-layer arrays shaped as ``like`` (views of ``flat``)."""
+    """A (K, P) array back into per-layer arrays shaped as ``like``'s layers (K rows, whatever
+    ``like`` has; views of ``flat``)."""
     out, at = [], 0
     for a in like:
         size = a[0].size
-        out.append(flat[:, at : at + size].reshape(a.shape))
+        out.append(flat[:, at : at + size].reshape(flat.shape[0], *a.shape[1:]))
         at += size
     return out
 

@@ -184,6 +184,7 @@ class Population:
             return
         X1_t, Y_t, sizes = with_ones_t(X), np.ascontiguousarray(Y.T), sizes_of(active.Wbs)
         ws = Workspace(len(active.index), X1_t, sizes, config.numerics)
+        meter = self._meter(X1_t, Y_t, sizes, n)
         held = self._holdout_workspace(holdout, sizes)
         with _BLAS.limit(limits=1, user_api="blas"), np.errstate(all="ignore"):
             for epoch in range(max(0, self.epoch - 1), until + 1):
@@ -206,7 +207,7 @@ class Population:
                     if held is not None:
                         held[0].keep(~stop)
                 if self.sharpness is not None and epoch % config.sharpness_every == 0:
-                    self._measure_sharpness(epoch, X1_t, Y_t, sizes, n)
+                    self._measure_sharpness(epoch, meter)
                 if epoch == until:
                     break
                 active.rule.start_epoch(epoch)
@@ -232,16 +233,23 @@ class Population:
         if holdout is not None:
             self._holdout_records(holdout)
         job = compiled.Job(X, Y, holdout, self)
-        for first, last in self._stretches(until, n, job.batch_size):
+        meter = self._meter(job.X1_t, job.Y_t, job.sizes, n)
+        stretches = self._stretches(until, n, job.batch_size)
+        carry = np.empty((len(self.active.index), sum(Wb[0].size for Wb in self.active.Wbs)))
+        for count, (first, last) in enumerate(stretches):
             active = self.active
-            job.train(active, first, last)
+            sharpness = self.sharpness is not None and last % config.sharpness_every == 0
+            keep = count + 1 < len(stretches) or sharpness  # the next call's first step
+            job.train(active, first, last, count > 0, keep, carry)
             stop = self.status[active.index] != RUNNING
             if stop.any():
                 active.drop(stop, self.final)
+                carry = carry[~stop]
             if not len(active.index):
                 break
-            if self.sharpness is not None and last % config.sharpness_every == 0:
-                self._measure_sharpness(last, job.X1_t, job.Y_t, job.sizes, n)
+            if sharpness:
+                base = None if job.batch_size else carry  # the gradient the kernel left there
+                self._measure_sharpness(last, meter, base)
         self.epoch = until + 1
         if until == config.epochs:
             self._stop(np.ones(len(self.active.index), dtype=bool), OK, until)
@@ -295,21 +303,27 @@ class Population:
             self.val_accuracy[index, epoch] = correct_share(held.out, holdout.Y)
         self.val_sse[index, epoch] = residual_sse(held, Y_t)
 
+    def _meter(self, X1_t: np.ndarray, Y_t: np.ndarray, sizes: list[int], n: int) -> Any:
+        """The sharpness meter of an advance on these samples, or None where it measures none."""
+        config = self.config
+        if self.sharpness is None:
+            return None
+        return SharpnessMeter(X1_t, Y_t, sizes, self.activation, loss_scale(config.grad_scale, n),
+                              config.weight_decay, config.numerics)  # fmt: skip
+
     def _measure_sharpness(
-        self, epoch: int, X1_t: np.ndarray, Y_t: np.ndarray, sizes: list[int], n: int
+        self, epoch: int, meter: SharpnessMeter, base: np.ndarray | None = None
     ) -> None:
         """Record the running trials' sharpness at this epoch's weights (once per epoch: an
-        epoch measured at the end of one call starts the next)."""
+        epoch measured at the end of one call starts the next); ``base``: the gradient there,
+        where training has it already."""
         assert self.sharpness is not None
         active, config = self.active, self.config
         if epoch <= self.sharpness_through:
             return
-        meter = SharpnessMeter(X1_t, Y_t, sizes, self.activation,
-                               loss_scale(config.grad_scale, n), config.weight_decay,
-                               config.numerics)  # fmt: skip
         if active.curvature is None:
             active.curvature = meter.start(len(active.index), sum(Wb[0].size for Wb in active.Wbs))
-        values, active.curvature = meter.measure(active.Wbs, active.curvature)
+        values, active.curvature = meter.measure(active.Wbs, active.curvature, base)
         self.sharpness[active.index, epoch // config.sharpness_every] = values
         self.sharpness_through = epoch
 

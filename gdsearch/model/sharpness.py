@@ -88,6 +88,7 @@ class SharpnessMeter:
         self.X1_t, self.Y_t, self.sizes = X1_t, Y_t, list(sizes)
         self.activation, self.scale, self.weight_decay = activation, scale, weight_decay
         self.numerics = NUMERICS[numerics]
+        self._fresh: dict[int, np.ndarray] = {}  # the fixed start direction, by length
         self.compiled = (compiled.Gradients(X1_t, Y_t, sizes, activation)
                          if numerics == "portable" and compiled.available() else None)  # fmt: skip
 
@@ -100,26 +101,35 @@ class SharpnessMeter:
             length = np.sqrt(self.numerics.row_sum(np.square(direction)))
         return np.tile(direction / length, (K, 1))
 
-    def measure(self, Wbs: Stacked, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def measure(
+        self, Wbs: Stacked, start: np.ndarray, base: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """λ_max of each trial at weights ``Wbs``, and its eigenvector (the next start).
 
         Args:
             Wbs: the trials' weights, (K, fan_in + 1, fan_out) a layer; not changed.
             start: (K, P) a start vector per trial (P weights and biases).
+            base: (K, P) the gradient at ``Wbs``, where the caller has it (training does).
 
         Returns:
             (K,) sharpness and (K, P) unit eigenvectors.
         """
         theta = flatten(Wbs)
-        base = self._gradient(theta, Wbs)
+        base = self._gradient(theta, Wbs) if base is None else base
         eps = (STEP * np.maximum(1.0, np.sqrt(_dot(theta, theta, self.numerics))))[:, None]
 
-        def hvp(v: np.ndarray) -> np.ndarray:
-            product = (self._gradient(theta + eps * v, Wbs) - base) / eps
+        def hvp(v: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            step = eps[rows]
+            product = (self._gradient(theta[rows] + step * v, Wbs) - base[rows]) / step
             return product + self.weight_decay * v if self.weight_decay else product
 
-        fresh = self.start(1, start.shape[1])
-        return _lanczos(hvp, start + FRESH * fresh, self.numerics)
+        fresh = self._fresh.get(start.shape[1])
+        if fresh is None:
+            fresh = self._fresh[start.shape[1]] = self.start(1, start.shape[1])
+        step = None
+        if self.compiled is not None:
+            step = self.compiled.lanczos(theta, eps[:, 0], base, self.scale, self.weight_decay)
+        return _lanczos(hvp, start + FRESH * fresh, self.numerics, step)
 
     def _gradient(self, theta: np.ndarray, like: Stacked) -> np.ndarray:
         """∇(s·SSE) at the flat weights ``theta`` (K, P) of networks shaped as ``like``:
@@ -133,46 +143,80 @@ class SharpnessMeter:
         return flatten(backward(Wbs, ws, ws.out, self.scale, self.activation))
 
 
+Step = Callable[[np.ndarray, int, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""``step(basis, j, rows)``: Lanczos step j of the trials ``rows``: w = H·v for v = basis[j],
+α = v·w, w reorthogonalized against basis[0 … j], β = |w|, and basis[j + 1] = w / β (0 where
+β is not positive); returns α and β."""
+
+
+def _numpy_step(hvp: Callable[[np.ndarray, np.ndarray], np.ndarray], numerics: Numerics) -> Step:
+    """The Lanczos step in numpy."""
+
+    def step(basis: np.ndarray, j: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        v = basis[j, rows]
+        w = hvp(v, rows)
+        alpha = _dot(v, w, numerics)
+        for i in range(j + 1):  # full reorthogonalization: the basis stays orthonormal
+            earlier = basis[i, rows]
+            w -= _dot(earlier, w, numerics)[:, None] * earlier
+        beta = np.sqrt(_dot(w, w, numerics))
+        if j + 1 < len(basis):
+            b = beta[:, None]
+            basis[j + 1, rows] = np.divide(w, b, out=np.zeros_like(w), where=b > 0)
+        return alpha, beta
+
+    return step
+
+
 def _lanczos(
-    hvp: Callable[[np.ndarray], np.ndarray],
+    hvp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
     start: np.ndarray,
     numerics: Numerics = NUMERICS[DEFAULT_NUMERICS],
+    step: Step | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The top eigenpair of each trial's operator, by Lanczos with full reorthogonalization."""
+    """The top eigenpair of each trial's operator, by Lanczos with full reorthogonalization.
+
+    ``hvp(v, rows)`` applies the operators of the trials ``rows`` to their vectors v; or
+    ``step`` takes each whole step (the compiled kernel's, the same bits). A trial stops taking
+    steps once it has its eigenpair; each trial's steps are its own, whatever the others do."""
+    if step is None:
+        assert hvp is not None
+        step = _numpy_step(hvp, numerics)
     K, P = start.shape
     steps = max(1, min(STEPS, P, BASIS_VALUES // (K * P) - 1))
     basis = np.zeros((steps + 1, K, P))
     norms = np.sqrt(_dot(start, start, numerics))[:, None]
     basis[0] = np.divide(start, norms, out=np.zeros_like(start), where=norms > 0)
-    alpha, beta = np.zeros((K, steps)), np.zeros((K, steps + 1))
+    T = np.zeros((K, steps, steps))  # each trial's tridiagonal α (diagonal), β (beside it)
     values, vectors = np.full(K, np.nan), basis[0].copy()
-    done = np.zeros(K, dtype=bool)
+    rows, last = np.arange(K), np.zeros(K)  # the trials still stepping; the β before this step's
     for j in range(steps):
-        w = hvp(basis[j])
-        alpha[:, j] = _dot(basis[j], w, numerics)
-        for i in range(j + 1):  # full reorthogonalization: the basis stays orthonormal
-            w -= _dot(basis[i], w, numerics)[:, None] * basis[i]
-        beta[:, j + 1] = np.sqrt(_dot(w, w, numerics))
-        T = np.zeros((K, j + 1, j + 1))
-        diagonal = np.arange(j + 1)
-        T[:, diagonal, diagonal] = alpha[:, : j + 1]
-        T[:, diagonal[1:], diagonal[:-1]] = T[:, diagonal[:-1], diagonal[1:]] = beta[:, 1 : j + 1]
-        broken = ~np.isfinite(T).all(axis=(1, 2))  # weights on their way to infinity
-        T[broken] = 0.0
-        ritz, ritz_vectors = np.linalg.eigh(T)
-        top, s = ritz[:, -1], ritz_vectors[:, :, -1]  # (K,), (K, j + 1)
+        alpha, beta = step(basis, j, rows)
+        T[rows, j, j] = alpha
+        if j:
+            T[rows, j, j - 1] = T[rows, j - 1, j] = last
+        tridiagonal = T[rows, : j + 1, : j + 1]
+        broken = ~np.isfinite(tridiagonal).all(axis=(1, 2))  # weights on their way to infinity
+        tridiagonal[broken] = 0.0
+        if j:
+            ritz, ritz_vectors = np.linalg.eigh(tridiagonal)
+            top, s = ritz[:, -1], ritz_vectors[:, :, -1]  # (rows,), (rows, j + 1)
+        else:  # 1 × 1: the value, and the vector (1), as LAPACK gives them
+            top, s = tridiagonal[:, 0, 0].copy(), np.ones((len(rows), 1))
         top[broken] = np.nan
-        residual = beta[:, j + 1] * np.abs(s[:, -1])
-        converged = (residual <= TOLERANCE * np.abs(top)) & (j + 1 >= min(MIN_STEPS, steps))
-        finished = ~done & (converged | (j == steps - 1) | broken)
+        finished = broken
+        if j == steps - 1:
+            finished = np.ones(len(rows), dtype=bool)
+        elif j + 1 >= min(MIN_STEPS, steps):  # converged: a residual below the tolerance
+            finished = finished | (beta * np.abs(s[:, -1]) <= TOLERANCE * np.abs(top))
         if finished.any():
-            y = np.zeros((K, P))
+            ends = rows[finished]
+            y = np.zeros((len(ends), P))
             for i in range(j + 1):
-                y += s[:, i, None] * basis[i]
-            values[finished], vectors[finished] = top[finished], y[finished]
-            done |= finished
-        if done.all():
-            break
-        b = beta[:, j + 1, None]
-        basis[j + 1] = np.divide(w, b, out=np.zeros_like(w), where=b > 0)
+                y += s[finished, i, None] * basis[i, ends]
+            values[ends], vectors[ends] = top[finished], y
+            rows, beta = rows[~finished], beta[~finished]  # a trial with its eigenpair stops
+            if not len(rows):
+                break
+        last = beta
     return values, vectors

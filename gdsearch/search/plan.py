@@ -5,13 +5,14 @@ A round is the trials of one wave of planning: the whole job for a plain or halv
 round of new learning rates in bracket mode. Opening a round drops the failed rows of its
 trials (so they are trained again), skips what is stored, and plans the rest into units.
 
-Units are cut by work, not by trial count. A training step of a population costs numpy a fixed
-``STEP_OVERHEAD_S`` (a dozen array calls) plus ``OP_S`` per multiply-add of its trials' passes,
-so stacking trials shares the fixed cost: a unit takes enough trials that the fixed cost is at
-most a ``1 / STACK_FACTOR`` share of its time, and otherwise the job is cut into about
-``WAVES_PER_CPU`` units per CPU, at least one per CPU, so that the CPUs stay busy to the end.
-The constants, one pair per numerics path, were measured on the sine and moons networks
-(x86-64, numpy 2); they steer planning only, and results never depend on them.
+Units are cut by work, not by trial count. A training step of a population costs a fixed
+``STEP_OVERHEAD_S`` (numpy's dozen array calls; next to nothing in the compiled kernel) plus
+``OP_S`` per multiply-add of its trials' passes, so stacking trials shares the fixed cost: a
+unit takes enough trials that the fixed cost is at most a ``1 / STACK_FACTOR`` share of its
+time, and otherwise the job is cut into about ``WAVES_PER_CPU`` units per CPU, at least one
+per CPU, so that the CPUs stay busy to the end. The constants, one pair per way of training
+(:func:`cost_path`), were measured on the sine and moons networks (x86-64, numpy 2, numba
+0.68); they steer planning only, and results never depend on them.
 """
 
 from __future__ import annotations
@@ -25,19 +26,25 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gdsearch.job.trial import Trial
+from gdsearch.model import compiled
 
 log = logging.getLogger("gdsearch")
 
 WAVES_PER_CPU = 8
 """Units per CPU that a plan aims for, so a slow unit at the end leaves few CPUs idle."""
-STEP_OVERHEAD_S = {"portable": 40e-6, "blas": 25e-6}
-"""numpy's fixed cost of one training step of a population, whatever its size, per numerics."""
-OP_S = {"portable": 1.6e-9, "blas": 0.6e-9}
+STEP_OVERHEAD_S = {"compiled": 1e-6, "portable": 40e-6, "blas": 25e-6}
+"""The fixed cost of one training step of a population, whatever its size, per way of training
+(:func:`cost_path`)."""
+OP_S = {"compiled": 0.08e-9, "portable": 1.6e-9, "blas": 0.6e-9}
 """The cost of one multiply-add (or elementwise op) of a trial's forward and backward pass, per
-numerics (the portable path's products and tanh are elementwise passes; BLAS keeps them in
-registers)."""
+way of training (the numpy portable path's products and tanh are elementwise passes over memory;
+BLAS keeps products in registers; the kernel fuses everything, a trial at a time)."""
 STACK_FACTOR = 4
 """A unit holds at least this many times a step's fixed cost in work per step."""
+MIN_UNIT_S = 0.25
+"""A unit holds at least about this much modelled work, where the CPUs stay busy all the same:
+a unit's fixed costs (a task, a part written, the sharpness meter's Python per step) are then
+a small share of it, as they no longer are of a compiled trial's few milliseconds."""
 MAX_UNIT_TRIALS = 1024
 HISTORY_VALUES_PER_UNIT = 32 * 2**20
 """A unit holds its histories, trials × (epochs + 1) float64, in memory: 256 MiB at most."""
@@ -66,6 +73,13 @@ def trial_ops(trial: Trial, shape: Shape) -> float:
     return shape.samples * per_sample * (1 + (6 / every if every else 0))
 
 
+def cost_path(trial: Trial) -> str:
+    """How a trial trains, as the cost model knows it: ``"compiled"`` (the portable path in
+    the compiled kernel, where it runs here), ``"portable"`` (numpy) or ``"blas"``."""
+    numerics = trial.train.numerics
+    return "compiled" if numerics == "portable" and compiled.available() else numerics
+
+
 def _steps(trial: Trial, shape: Shape) -> int:
     batch = trial.train.minibatch(shape.samples)
     return math.ceil(shape.samples / batch) if batch else 1
@@ -76,7 +90,7 @@ def unit_seconds(unit: Sequence[Trial], shape: Shape) -> float:
     if not unit:
         return 0.0
     epochs = max(t.train.epochs for t in unit)
-    path = unit[0].train.numerics
+    path = cost_path(unit[0])
     overhead = epochs * _steps(unit[0], shape) * STEP_OVERHEAD_S[path]
     return overhead + sum(t.train.epochs * trial_ops(t, shape) for t in unit) * OP_S[path]
 
@@ -108,9 +122,11 @@ def plan_units(
         target = balance
         if shape is not None:
             first = members[0]
-            path = first.train.numerics
+            path = cost_path(first)
             per_trial = trial_ops(first, shape) / _steps(first, shape) * OP_S[path]
             target = max(target, math.ceil(STACK_FACTOR * STEP_OVERHEAD_S[path] / per_trial))
+            trial_seconds = first.train.epochs * trial_ops(first, shape) * OP_S[path]
+            target = max(target, math.ceil(MIN_UNIT_S / trial_seconds))
         counts.append(math.ceil(len(members) / min(target, largest)))
     members_of = list(groups.values())
     while sum(counts) < cpus:  # at least one unit per CPU while a unit can be split

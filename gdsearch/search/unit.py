@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from gdsearch.errors import one_line
 from gdsearch.job.trial import Trial
+from gdsearch.model import compiled
 from gdsearch.model.holdout import Holdout, held_out_summary
 from gdsearch.model.network import layer_sizes, stack_params
 from gdsearch.model.numerics import machine_label
@@ -43,9 +44,12 @@ from gdsearch.results.schema import (
 )
 
 POPULATION_ELEMENTS = 65_536
-"""A unit trains its trials in populations of about this many values per activation array
-(K × samples × widest layer): small enough for the CPU's cache, large enough that numpy's
-per-call cost is shared by many trials. Results do not depend on it."""
+"""On numpy's paths a unit trains its trials in populations of about this many values per
+activation array (K × samples × widest layer): small enough for the CPU's cache, large enough
+that numpy's per-call cost is shared by many trials. The compiled kernel trains a trial at a
+time and keeps nothing of the others in the cache, so there a unit is one population, which
+shares Python's per-call cost (the sharpness meter's steps, say) among all its trials. Results
+do not depend on it."""
 FAULT_VARIABLE = "GDSEARCH_FAULT_TRIALS"
 Part = tuple[pa.Table, pa.Table, pa.Table | None]
 """Finished trials' rows: trials table, history table, sharpness table (or None)."""
@@ -71,8 +75,10 @@ def start_unit(X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial]) -> UnitSta
     """Initial weights for a unit's trials, in populations of about ``POPULATION_ELEMENTS``."""
     first = trials[0]
     sizes = layer_sizes(X.shape[1], first.hidden, Y.shape[1])
-    chunk = max(1, POPULATION_ELEMENTS // (X.shape[0] * max(sizes)))
     K = len(trials)
+    chunk = max(1, POPULATION_ELEMENTS // (X.shape[0] * max(sizes)))
+    if first.train.numerics == "portable" and compiled.available():
+        chunk = K
     members = [np.arange(i, min(i + chunk, K)) for i in range(0, K, chunk)]
     populations = [_population(X, [trials[j] for j in rows], sizes) for rows in members]
     return UnitState(list(trials), sizes, populations, members, np.zeros(K, bool), np.zeros(K),

@@ -29,6 +29,7 @@ width and activation.
 from gdsearch.model.kernel import cache
 
 with cache.cached_here():  # every compiled function is defined (and cached) in here
+    from gdsearch.model.kernel.lanczos import lanczos_step
     from gdsearch.model.kernel.passes import Net, Workspace, make_net, parameters, workspace
     from gdsearch.model.kernel.training import (
         Buffers,
@@ -36,6 +37,7 @@ with cache.cached_here():  # every compiled function is defined (and cached) in 
         Records,
         Rule,
         Stopping,
+        Stretch,
         Watch,
         advance,
         advance_batches,
@@ -51,12 +53,14 @@ __all__ = [
     "Records",
     "Rule",
     "Stopping",
+    "Stretch",
     "Watch",
     "Workspace",
     "advance",
     "advance_batches",
     "buffers",
     "gradients",
+    "lanczos_step",
     "make_net",
     "parameters",
     "sse_of",

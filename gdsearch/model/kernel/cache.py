@@ -82,10 +82,15 @@ def compiling() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+_ready: set[Any] = set()
+
+
 def call(function: Any, *args: Any) -> Any:
     """``function(*args)``, a kernel entry point; the first call in a process compiles it for
     these argument types (or loads it from the cache) while holding :func:`compiling`."""
-    if not function.signatures:
-        with compiling():
-            function.compile(tuple(function.typeof_pyval(arg) for arg in args))
+    if function not in _ready:
+        if not function.signatures:
+            with compiling():
+                function.compile(tuple(function.typeof_pyval(arg) for arg in args))
+        _ready.add(function)
     return function(*args)

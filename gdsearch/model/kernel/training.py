@@ -236,6 +236,24 @@ def _measure(
 # --- entry points ---------------------------------------------------------------------------
 
 
+class Stretch(NamedTuple):
+    """The epochs of one training call: from ``first`` until ``until`` is measured.
+
+    Attributes:
+        first, until: the first epoch measured (again, if it was) and the last.
+        measured: ``first`` was measured at these weights by the call before (``until`` of a
+            stretch this one carries on), its records stand, and for full-batch training the
+            gradient there is in ``carry``: the call starts with that step.
+        keep: full batch: leave the gradient at ``until`` (the loss's, before weight decay) in
+            ``carry``, for the call that carries on and for the sharpness meter.
+    """
+
+    first: int
+    until: int
+    measured: bool
+    keep: bool
+
+
 @compiled
 def advance(
     thetas: np.ndarray,
@@ -247,14 +265,14 @@ def advance(
     stopping: Stopping,
     data: Data,
     held: Data,
-    first: int,
-    until: int,
+    stretch: Stretch,
+    carry: np.ndarray,
     records: Records,
     watch: Watch,
     buffers: Buffers,
 ) -> None:
-    """Train K running trials by full-batch steps from epoch ``first`` until epoch ``until``
-    has been measured (Population.advance), each in turn, in place.
+    """Train K running trials by full-batch steps through ``stretch`` (Population.advance),
+    each in turn, in place.
 
     Args:
         thetas, velocities: (K, P) weights and momentum buffers (no columns without momentum
@@ -262,7 +280,9 @@ def advance(
         lrs: (K,) base learning rates. rows: (K,) each trial's row in ``records``.
         net, rule, stopping: the geometry, update rule and stopping rules.
         data: the samples trained on. held: the held-out samples (no columns if none).
-        first, until: the epochs measured; ``first`` again if it was before.
+        stretch: the epochs, and what the call before left (:class:`Stretch`).
+        carry: (K, P) each trial's gradient at the stretch's first epoch, in, and at its last,
+            out, as ``stretch`` says.
         records, watch: updated in place; a trial that stops gets its status and stops there.
         buffers: from :func:`buffers`.
     """
@@ -270,23 +290,31 @@ def advance(
     net, data, held, records, watch, buffers = _borrow_all(
         net, data, held, records, watch, buffers
     )
+    carry = borrow(carry)
     n = data.inputs.shape[1]
     scale = 1.0 / n if rule.mean else 1.0
     for slot in range(len(lrs)):
         row, theta = rows[slot], thetas[slot]
         if records.status[row] != RUNNING:
             continue
-        for epoch in range(first, until + 1):
-            if (
-                _measure(
+        for epoch in range(stretch.first, stretch.until + 1):
+            if epoch == stretch.first and stretch.measured:
+                if epoch == stretch.until:
+                    break
+                gradient = carry[slot]  # measured, and its gradient taken, by the call before
+            else:
+                if _measure(
                     theta, net, data, held, epoch, row, slot, stopping, records, watch, buffers
-                )
-                or epoch == until
-            ):
-                break
+                ):
+                    break
+                if epoch == stretch.until:
+                    if stretch.keep:
+                        backward(theta, net, n, scale, buffers.data, carry[slot])
+                    break
+                gradient = buffers.grad
+                backward(theta, net, n, scale, buffers.data, gradient)
             lr = lrs[slot] * rule.factors[epoch] if rule.scheduled else lrs[slot]
-            backward(theta, net, n, scale, buffers.data, buffers.grad)
-            step(theta, buffers.grad, velocities[slot], lr, rule)
+            step(theta, gradient, velocities[slot], lr, rule)
 
 
 @compiled
@@ -300,8 +328,7 @@ def advance_batches(
     stopping: Stopping,
     data: Data,
     held: Data,
-    first: int,
-    until: int,
+    stretch: Stretch,
     records: Records,
     watch: Watch,
     buffers: Buffers,
@@ -318,17 +345,17 @@ def advance_batches(
     orders = borrow(orders)
     n, d, k = data.inputs.shape[1], net.layout[SIZES, 0], net.layout[SIZES, -1]
     inputs, targets = buffers.batch.acts, buffers.batch_targets  # (d + 1, b) and (k, b)
+    first, until = stretch.first, stretch.until
     for slot in range(len(lrs)):
         row, theta = rows[slot], thetas[slot]
         if records.status[row] != RUNNING:
             continue
         for epoch in range(first, until + 1):
-            if (
-                _measure(
-                    theta, net, data, held, epoch, row, slot, stopping, records, watch, buffers
-                )
-                or epoch == until
+            if not (epoch == first and stretch.measured) and _measure(
+                theta, net, data, held, epoch, row, slot, stopping, records, watch, buffers
             ):
+                break
+            if epoch == until:
                 break
             lr = lrs[slot] * rule.factors[epoch] if rule.scheduled else lrs[slot]
             order = orders[slot, epoch - first]
