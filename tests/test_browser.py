@@ -37,15 +37,15 @@ dataset = "moons"
 n_samples = 200
 
 [train]
-epochs = 3000
+epochs = 40000
 
 [search]
 lr = { log = [1e-3, 3.0], num = 8 }
 hidden = [[2], [3], [4], [5], [6], [7], [8], [9]]
 seed = [0, 1]
 """
-"""Eight layer shapes make eight work units in the process, each a second or so: parts land
-one at a time while the page watches."""
+"""Eight layer shapes make eight work units in the process, each about a second in the compiled
+kernel: parts land one at a time while the page watches."""
 
 
 def _env() -> dict[str, str]:

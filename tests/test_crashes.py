@@ -31,7 +31,7 @@ seed = 11
 
 [data]
 dataset = "moons"
-n_samples = 40
+n_samples = 1000
 
 [train]
 epochs = 3000

@@ -104,8 +104,11 @@ def test_histories_are_the_same_bits_whatever_the_compiler_targets_and_libraries
     assert masked["digest"] == host["digest"]
 
 
+ENTRIES = ("advance", "advance_batches", "gradients", "lanczos_step", "sse_of")
+"""The kernel's entry points: every compiled function training calls."""
+
 INSPECT = """
-import json, re
+import json, re, sys
 import numpy as np
 from numba import njit
 from gdsearch import mlp
@@ -122,10 +125,11 @@ for settings in ({"sharpness_every": 5}, {"batch_size": 10}):
     mlp.train_population(params, X, Y, np.array([0.1, 1.0]), config, "sigmoid", rngs, holdout)
 net = kernel.make_net([2, 5, 1], "tanh")
 targets = np.ones((1, 7))
-kernel.sse_of(np.ones((2, kernel.parameters(net))), net, targets,
-              kernel.workspace(net, 7, np.ones((2, 7))), np.empty(2))
+thetas, ws = np.ones((2, kernel.parameters(net))), kernel.workspace(net, 7, np.ones((2, 7)))
+kernel.sse_of(thetas, net, targets, ws, np.empty(2))
+kernel.gradients(thetas, net, targets, 1.0, ws, np.empty_like(thetas))
 code = {}
-for name in ("advance", "advance_batches", "gradients", "sse_of"):
+for name in sys.argv[1:]:
     function = getattr(kernel, name)
     assert function.signatures, name
     code[name] = {"asm": "".join(function.inspect_asm(s) for s in function.signatures),
@@ -164,10 +168,10 @@ def test_the_kernels_machine_code_has_no_fused_multiply_add_and_calls_no_libm(
     """Every entry point, freshly compiled for this CPU; a fast-math function beside them
     shows that the checks see a fused multiply-add where there is one."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
-    done = _run(INSPECT, env=env)
+    done = _run(INSPECT, *ENTRIES, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     code = json.loads(done.stdout.strip().splitlines()[-1])
-    for name in ("advance", "advance_batches", "gradients", "sse_of"):
+    for name in ENTRIES:
         assert _faults(code[name]["asm"], code[name]["llvm"]) == [], name
     control = _faults(code["control"]["asm"], code["control"]["llvm"])
     assert any(f.startswith("fast-math flag") for f in control)
