@@ -141,15 +141,18 @@ class RunningCluster:
         return logs[-1].read_text(errors="replace")[-3000:] if logs else "(no log)"
 
 
-def _worker_command(gcs_address: str, temp: str | None = None) -> list[str]:
-    """The compose file's worker node, 1 CPU, joining the head at ``gcs_address``; with
-    ``temp``, in a temp dir of its own, as on a machine of its own."""
+def _worker_command(gcs_address: str, temp: str) -> list[str]:
+    """The compose file's worker node, 1 CPU, joining the head at ``gcs_address``, in the temp
+    dir ``temp``, of its own, as on a machine of its own."""
     return _as_process(
         _compose()["services"]["ray-worker"]["command"],
         {"--address": gcs_address, "--num-cpus": "1"},
-        ["--node-ip-address=127.0.0.1", f"--dashboard-agent-listen-port={_free_port()}",
-         *([f"--temp-dir={temp}"] if temp else [])],
-    )  # fmt: skip
+        [
+            "--node-ip-address=127.0.0.1",
+            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--temp-dir={temp}",
+        ],
+    )
 
 
 def _wait_for_nodes(dashboard: str, env: dict[str, str], count: int, deadline: float) -> None:
@@ -172,14 +175,13 @@ def _two_nodes(
     env: dict[str, str],
     temp: str,
     ray: str = "ray",
-    apart: bool = False,
     worker_env: dict[str, str] | None = None,
 ) -> Iterator[RunningCluster]:
     """Head + one worker node from the compose commands, 1 CPU each, run by the ``ray``
-    executable given, in ``temp``; stopped by their handles. ``apart`` gives the worker node a
-    temp dir of its own, so that the two do not share runtime environments (Ray installs a
-    node's ``pip`` environment in its session dir); ``worker_env`` is added to the worker
-    node's environment (its Ray workers inherit it)."""
+    executable given, in ``temp``; stopped by their handles. Each node has a temp dir of its
+    own, as on machines of their own: two nodes sharing one would build a submission's ``pip``
+    environment in the same place at once (Ray installs it in the node's session dir).
+    ``worker_env`` is added to the worker node's environment (its Ray workers inherit it)."""
     gcs, dashboard, client = _free_port(), _free_port(), _free_port()
     services = _compose()["services"]
     head = _as_process(
@@ -189,7 +191,7 @@ def _two_nodes(
         [f"--temp-dir={temp}/ray", "--node-ip-address=127.0.0.1",
          f"--dashboard-agent-listen-port={_free_port()}"],
     )  # fmt: skip
-    worker = _worker_command(f"127.0.0.1:{gcs}", f"{temp}/rayw" if apart else None)
+    worker = _worker_command(f"127.0.0.1:{gcs}", f"{temp}/rayw")
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for command in (head, worker):
@@ -229,12 +231,10 @@ def _token_env(home: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RunningCluster]:
-    """The two-node cluster, from this environment (which has gdsearch installed), each node
-    in a temp dir of its own, as on machines of their own (two nodes sharing one would build
-    the same pip environment in the same place at once)."""
+    """The two-node cluster, from this environment (which has gdsearch installed)."""
     temp = tempfile.mkdtemp(prefix="gdsc-", dir="/tmp")
     try:
-        with _two_nodes(_token_env(temp), temp, apart=True) as running:  # no ~/.ray token leaks
+        with _two_nodes(_token_env(temp), temp) as running:  # no ~/.ray token leaks in
             yield running
     finally:
         shutil.rmtree(temp, ignore_errors=True)
@@ -503,7 +503,7 @@ def test_a_worker_node_lost_mid_run_the_run_completes_on_the_rest(
     marker = tempfile.mkdtemp(prefix="gdsn-", dir="/tmp")
     with open(Path(marker) / "node.log", "wb") as log:
         node = subprocess.Popen(
-            _worker_command(cluster.gcs_address),
+            _worker_command(cluster.gcs_address, f"{marker}/ray"),
             env={**cluster.env, NODE_MARKER: marker},
             stdout=log, stderr=log, start_new_session=True,
         )  # fmt: skip
@@ -579,7 +579,7 @@ def test_a_stock_ray_cluster_runs_a_submitted_job_with_gdsearch_shipped_in_its_r
         env.pop("PYTHONPATH", None)
         env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))  # HOME moves
-        with _two_nodes(env, temp, ray=str(venv / "bin" / "ray"), apart=True) as stock:
+        with _two_nodes(env, temp, ray=str(venv / "bin" / "ray")) as stock:
             client_env = {**env, "PATH": os.environ.get("PATH", "")}  # gdsearch's side
             submitted = _gdsearch(
                 ["submit", str(small_job), "--address", stock.dashboard, "--results-dir",
