@@ -1,8 +1,6 @@
 """``python -m gdsearch``: the command line, where no ``gdsearch`` script is installed (a Ray
 cluster that runs a shipped copy of the package)."""
 
-import sys
+from gdsearch.cli import console
 
-from gdsearch.cli import main
-
-sys.exit(main())
+console()

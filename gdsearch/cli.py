@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
-
-import pandas as pd
 
 from gdsearch.errors import GdsearchError, InputError, one_line
 from gdsearch.search.cluster import RAY_NEEDED, SHIP
@@ -43,7 +42,8 @@ def _plain(value: Any) -> Any:
         value = value.item()
     if isinstance(value, float) and value != value:
         return None
-    return None if value is pd.NA else value
+    pandas = sys.modules.get("pandas")  # pd.NA can only come from a pandas already loaded
+    return None if pandas is not None and value is pandas.NA else value
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -188,6 +188,8 @@ def _show(args: argparse.Namespace) -> int:
     if trials.empty:
         return 0
     table = lr_summary(trials)
+    import pandas as pd
+
     with pd.option_context("display.width", 200, "display.max_rows", args.max_rows):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
     return 0
@@ -333,6 +335,8 @@ def _jobs(args: argparse.Namespace) -> int:
     if not rows:
         print("no submissions")
         return 0
+    import pandas as pd
+
     table = pd.DataFrame(rows)
     table["start_time"] = pd.to_datetime(table["start_time"], unit="ms", utc=True).dt.strftime(
         "%Y-%m-%d %H:%M:%S"
@@ -644,5 +648,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def console() -> None:
+    """The ``gdsearch`` command: :func:`main`, then exit without the final garbage collection
+    over every object the process made (numba's compiler alone makes a quarter of a second's
+    worth); the objects stay as they are, and the process ends."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -10,10 +10,12 @@ a tie: every rate in it, and no single winner.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads when a table is ranked
+    import pandas as pd
 
 TIE_TOLERANCE = 1e-6
 """Values within this of the lowest, relative to it, are tied with it."""
@@ -51,6 +53,8 @@ def mark_ties(
     values: pd.Series, keys: list[pd.Series], tolerance: float = TIE_TOLERANCE
 ) -> pd.Series:
     """Per group of ``keys``, whether each value is tied with its group's lowest."""
+    import pandas as pd
+
     if values.empty:
         return pd.Series(False, index=values.index, dtype=bool)
     return (
@@ -83,6 +87,8 @@ def best_rates(
         (the lowest value); ``margin`` (how far the next rate outside the tie lies above it,
         relative to it; NaN where there is none).
     """
+    import pandas as pd
+
     columns = [*keys, "lr", "tie", "best_lrs", value, "margin"]
     rows = []
     for key, frame in candidates.groupby(keys, dropna=False, sort=True):

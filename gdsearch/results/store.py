@@ -38,10 +38,9 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -52,8 +51,10 @@ from gdsearch.job.spec import JobSpec, parse_job
 from gdsearch.job.trial import initial_params
 from gdsearch.model.network import Params
 from gdsearch.model.ranking import TIE_TOLERANCE
-from gdsearch.results import summary
 from gdsearch.results.ordering import in_order
+
+if TYPE_CHECKING:  # pandas loads when results are read, not while a run writes them
+    import pandas as pd
 from gdsearch.results.query import Filters, Query
 from gdsearch.results.schema import (
     HELD_OUT_HISTORY,
@@ -144,6 +145,8 @@ class Results:
             raise ResultsError(f"{self.path}: no trial {trial_id!r} stored")
         if "n_inputs" not in shape or job_seed is None:
             raise ResultsError(f"{self.path}: manifest.json lacks the data's shape or job seed")
+        import pandas as pd  # loaded already: the trials are a DataFrame
+
         row = rows.iloc[0]
         hidden = tuple(int(width) for width in row["hidden"].split("-") if width)
         scale = None if pd.isna(row["init_scale"]) else float(row["init_scale"])
@@ -163,13 +166,19 @@ class Results:
         ``lr`` is NaN, ``tie`` True and ``best_lrs`` holds them all. See
         :func:`gdsearch.results.summary.best` for the columns.
         """
+        from gdsearch.results import summary  # the analysis, with pandas: when asked for
+
         return summary.best(self, by, per, tolerance)
 
     def _repr_html_(self) -> str:
         """What a notebook shows: the job, trials by status, epochs, the best rates, where."""
+        from gdsearch.results import summary
+
         return summary.summary_html(self)
 
     def __repr__(self) -> str:
+        from gdsearch.results import summary
+
         return summary.summary_line(self)
 
 
