@@ -6,17 +6,54 @@ trains here; only the data and each trial's initial weights come from the job, s
 method starts from the same point. Their last bits follow the machine (they use BLAS), so their
 histories agree with gdsearch's to rounding, not bit for bit.
 
-- :func:`train_one`: one trial at a time, the loop a user writes first; it stops a trial whose
-  SSE is not finite or passes the job's divergence limit, as gdsearch does.
+- :func:`train_one` (:func:`descend`): one trial at a time, the loop a user writes first; it
+  stops a trial whose SSE is not finite or passes the job's divergence limit, as gdsearch does.
 - :func:`train_stacked`: every trial of one shape at once, weights stacked on a leading axis,
   one batched ``np.matmul`` per layer; all trials run every epoch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 Params = list[tuple[np.ndarray, np.ndarray]]
+
+
+def descend(
+    params: Params,
+    X: np.ndarray,
+    Y: np.ndarray,
+    lr: float,
+    epochs: int,
+    divergence_factor: float = 1e6,
+) -> Iterator[float]:
+    """Full-batch gradient descent on SSE / n, tanh hidden layers: yields the SSE at epochs
+    0 … epochs, before each step, and stops early once it is not finite or passes
+    ``divergence_factor`` × the first."""
+    Ws = [W.copy() for W, _ in params]
+    bs = [b.copy() for _, b in params]
+    n, first = len(X), None
+    for epoch in range(epochs + 1):
+        acts = [X]
+        for W, b in zip(Ws[:-1], bs[:-1], strict=True):
+            acts.append(np.tanh(acts[-1] @ W + b))
+        error = acts[-1] @ Ws[-1] + bs[-1] - Y
+        sse = float(np.sum(error * error))
+        first = sse if first is None else first
+        if not np.isfinite(sse) or sse > divergence_factor * first:
+            return
+        yield sse
+        if epoch == epochs:
+            return
+        delta = 2.0 * error / n
+        for layer in range(len(Ws) - 1, -1, -1):
+            grad_W, grad_b = acts[layer].T @ delta, delta.sum(axis=0)
+            if layer:
+                delta = (delta @ Ws[layer].T) * (1.0 - acts[layer] ** 2)
+            Ws[layer] -= lr * grad_W
+            bs[layer] -= lr * grad_b
 
 
 def train_one(
@@ -27,30 +64,8 @@ def train_one(
     epochs: int,
     divergence_factor: float = 1e6,
 ) -> np.ndarray:
-    """Full-batch gradient descent on SSE / n with tanh hidden layers; the SSE history."""
-    Ws = [W.copy() for W, _ in params]
-    bs = [b.copy() for _, b in params]
-    n = len(X)
-    history = []
-    for _ in range(epochs + 1):
-        acts = [X]
-        for W, b in zip(Ws[:-1], bs[:-1], strict=True):
-            acts.append(np.tanh(acts[-1] @ W + b))
-        error = acts[-1] @ Ws[-1] + bs[-1] - Y
-        sse = float(np.sum(error * error))
-        if not np.isfinite(sse) or (history and sse > divergence_factor * history[0]):
-            break
-        history.append(sse)
-        if len(history) == epochs + 1:
-            break
-        delta = 2.0 * error / n
-        for layer in range(len(Ws) - 1, -1, -1):
-            grad_W, grad_b = acts[layer].T @ delta, delta.sum(axis=0)
-            if layer:
-                delta = (delta @ Ws[layer].T) * (1.0 - acts[layer] ** 2)
-            Ws[layer] -= lr * grad_W
-            bs[layer] -= lr * grad_b
-    return np.array(history)
+    """One trial's SSE history (:func:`descend` to the end)."""
+    return np.array(list(descend(params, X, Y, lr, epochs, divergence_factor)))
 
 
 def train_stacked(

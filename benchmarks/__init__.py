@@ -1,0 +1,1 @@
+"""gdsearch's benchmarks: ``python benchmarks/bench.py --help`` (sections in the modules here)."""
