@@ -103,7 +103,7 @@ def populations(job: str) -> dict[str, Any]:
     """Every trial of the job trained in this process as gdsearch's work units train them, no
     Ray: ``train_s`` is the training alone (``GDSEARCH_KERNEL=numpy`` picks the numpy path)."""
     from gdsearch.job.spec import load_job
-    from gdsearch.model import compiled
+    from gdsearch.mlp import compiled
     from gdsearch.search.plan import Shape, plan_units
     from gdsearch.search.unit import train_unit
 

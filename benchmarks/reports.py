@@ -17,7 +17,7 @@ def synthetic_results(folder: Path, trials: int, epochs: int, per_part: int = 10
     import numpy as np
     import pyarrow as pa
 
-    from gdsearch.model.trajectory import trajectory
+    from gdsearch.analysis.trajectory import trajectory
     from gdsearch.results.schema import HISTORY_SCHEMA, TRIALS_SCHEMA
     from gdsearch.results.store import ResultsStore
 

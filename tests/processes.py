@@ -42,8 +42,11 @@ class Driver:
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gdsearch.cli", *self.args],
-                env=env, stdout=out, stderr=err, start_new_session=True,
-            )  # fmt: skip
+                env=env,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")

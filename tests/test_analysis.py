@@ -8,7 +8,7 @@ import pytest
 
 from gdsearch import analysis
 from gdsearch.job.spec import parse_job
-from gdsearch.results.store import Results
+from gdsearch.results.resultset import Results
 from gdsearch.search.unit import train_unit
 
 EPOCHS = 200
@@ -19,12 +19,24 @@ def _results(histories: dict[str, tuple[float, np.ndarray, str]]) -> Results:
     trials, rows = [], []
     for trial_id, (lr, history, status) in histories.items():
         trials.append(
-            {"trial_id": trial_id, "lr": lr, "init": "xavier", "hidden": "4", "activation": "tanh",
-             "init_scale": np.nan, "batch_size": 0, "seed": 0, "epochs": EPOCHS, "status": status,
-             "final_sse": history[-1], "min_sse": history.min()}
-        )  # fmt: skip
-        rows.append(pd.DataFrame({"trial_id": trial_id, "epoch": np.arange(len(history)),
-                                  "sse": history}))  # fmt: skip
+            {
+                "trial_id": trial_id,
+                "lr": lr,
+                "init": "xavier",
+                "hidden": "4",
+                "activation": "tanh",
+                "init_scale": np.nan,
+                "batch_size": 0,
+                "seed": 0,
+                "epochs": EPOCHS,
+                "status": status,
+                "final_sse": history[-1],
+                "min_sse": history.min(),
+            }
+        )
+        rows.append(
+            pd.DataFrame({"trial_id": trial_id, "epoch": np.arange(len(history)), "sse": history})
+        )
     return Results(pd.DataFrame(trials), pd.concat(rows, ignore_index=True), {}, "")
 
 
@@ -44,9 +56,12 @@ def _synthetic() -> Results:
 def test_every_class_is_recognised_on_histories_with_known_answers() -> None:
     metrics = analysis.trial_metrics(_synthetic()).set_index("trial_id")
     assert metrics["convergence"].to_dict() == {
-        "fast": "converged", "slow": "slow", "flat": "plateaued", "wobble": "oscillating",
+        "fast": "converged",
+        "slow": "slow",
+        "flat": "plateaued",
+        "wobble": "oscillating",
         "blown": "diverged",
-    }  # fmt: skip
+    }
 
 
 def test_epochs_to_tolerance_and_target_are_first_crossings() -> None:

@@ -55,8 +55,14 @@ def _env() -> dict[str, str]:
 
 
 def _gdsearch(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "gdsearch", *args], cwd=REPO, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "gdsearch", *args],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +86,14 @@ class Watched:
 
     def foreign(self) -> list[str]:
         """Requests that left this machine."""
-        return [u for u in self.requests if not (u.startswith(("file:", "data:", "blob:"))
-                or urlparse(u).hostname in ("127.0.0.1", "localhost"))]  # fmt: skip
+        return [
+            u
+            for u in self.requests
+            if not (
+                u.startswith(("file:", "data:", "blob:"))
+                or urlparse(u).hostname in ("127.0.0.1", "localhost")
+            )
+        ]
 
     def hover_text(self, chart: str, point: int) -> str:
         dots = self.page.locator(f"{chart} .scatterlayer .trace .points path")
@@ -95,13 +107,32 @@ class Watched:
 def test_the_interactive_report_hovers_zooms_toggles_and_fetches_nothing(
     browser: Any, tmp_path: Path
 ) -> None:
-    ran = subprocess.run([sys.executable, "-m", "gdsearch", "run", str(JOBS / "seed_sine.toml"),
-                          "--results-dir", str(tmp_path), "--no-progress"], cwd=REPO, env=_env(),
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    ran = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gdsearch",
+            "run",
+            str(JOBS / "seed_sine.toml"),
+            "--results-dir",
+            str(tmp_path),
+            "--no-progress",
+        ],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ran.returncode == 0, ran.stderr
-    made = subprocess.run([sys.executable, "-m", "gdsearch", "report", str(tmp_path / "seed-sine"),
-                           "--interactive"], cwd=REPO, env=_env(), capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    made = subprocess.run(
+        [sys.executable, "-m", "gdsearch", "report", str(tmp_path / "seed-sine"), "--interactive"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert made.returncode == 0, made.stderr
     report = Path(made.stdout.strip())
     assert report.name == "report-interactive.html" and report.stat().st_size > 1_000_000
@@ -140,8 +171,15 @@ def test_the_live_view_follows_a_run_that_writes_is_killed_and_resumes(
         watched.page.goto(url)
         watched.page.wait_for_function("document.getElementById('count').textContent.length > 0")
         assert _count(watched) == 0  # nothing stored yet, and the page says so
-        run = _gdsearch("run", str(job), "--results-dir", str(results.parent), "--no-progress",
-                        "--executor", "local")  # fmt: skip
+        run = _gdsearch(
+            "run",
+            str(job),
+            "--results-dir",
+            str(results.parent),
+            "--no-progress",
+            "--executor",
+            "local",
+        )
         seen = []
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and (not seen or seen[-1] < 48):
@@ -154,8 +192,15 @@ def test_the_live_view_follows_a_run_that_writes_is_killed_and_resumes(
         time.sleep(2.5)  # the page keeps answering, and keeps what is stored
         assert _count(watched) >= killed_at
         assert watched.page.locator("#error").text_content() == ""
-        run = _gdsearch("run", str(job), "--results-dir", str(results.parent), "--no-progress",
-                        "--executor", "local")  # fmt: skip
+        run = _gdsearch(
+            "run",
+            str(job),
+            "--results-dir",
+            str(results.parent),
+            "--no-progress",
+            "--executor",
+            "local",
+        )
         assert run.wait(timeout=300) == 0
         watched.page.wait_for_function(
             "document.getElementById('count').dataset.done === '128'", timeout=30_000

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gdsearch.cli import STATUS_EXIT, _parser
+from gdsearch.cli import STATUS_EXIT
+from gdsearch.cli import parser as _parser
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = sorted(_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
@@ -26,8 +27,14 @@ def _gdsearch(
     """``gdsearch ARGS`` in a fresh process, without our RAY_ and GDSEARCH_ variables."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "GDSEARCH_"))}
     command = [sys.executable, "-m", "gdsearch.cli", *args]
-    return subprocess.run(command, env={**clean, **(env or {})}, cwd=cwd, capture_output=True,
-                          timeout=300, check=False)  # fmt: skip
+    return subprocess.run(
+        command,
+        env={**clean, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -55,8 +62,10 @@ def test_every_help_reads_right(command: str) -> None:
 
 
 def test_a_job_servers_url_in_ray_address_is_refused_by_run_in_one_line(tmp_path: Path) -> None:
-    done = _gdsearch(["run", "jobs/seed_sine.toml", "--results-dir", str(tmp_path / "r")],
-                     {"RAY_ADDRESS": "http://127.0.0.1:8265"})  # fmt: skip
+    done = _gdsearch(
+        ["run", "jobs/seed_sine.toml", "--results-dir", str(tmp_path / "r")],
+        {"RAY_ADDRESS": "http://127.0.0.1:8265"},
+    )
     lines = done.stderr.decode().strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "job server's URL" in lines[0]
     assert not (tmp_path / "r").exists()  # refused before anything was touched
@@ -70,8 +79,18 @@ def test_a_cluster_address_in_ray_address_is_refused_by_the_job_commands() -> No
 
 
 def test_num_cpus_is_for_the_embedded_ray_only(tmp_path: Path) -> None:
-    done = _gdsearch(["run", "jobs/seed_sine.toml", "--num-cpus", "1", "--address",
-                      "127.0.0.1:6379", "--results-dir", str(tmp_path)])  # fmt: skip
+    done = _gdsearch(
+        [
+            "run",
+            "jobs/seed_sine.toml",
+            "--num-cpus",
+            "1",
+            "--address",
+            "127.0.0.1:6379",
+            "--results-dir",
+            str(tmp_path),
+        ]
+    )
     assert done.returncode == 2 and b"--num-cpus 1: only for the embedded Ray" in done.stderr
     assert _gdsearch(["run", "jobs/seed_sine.toml", "--num-cpus", "0"]).returncode == 2
 
@@ -81,8 +100,13 @@ def test_validate_json_has_the_documented_shape() -> None:
     document = json.loads(done.stdout)
     assert done.returncode == 0 and document["trials"] == 256
     assert document["axes"] == {"lr": 16, "init": 4, "hidden": 1, "seed": 4}
-    assert document["data"] == {"dataset": "moons", "n_samples": 200, "n_inputs": 2,
-                                "n_outputs": 1, "held_out": 0}  # fmt: skip
+    assert document["data"] == {
+        "dataset": "moons",
+        "n_samples": 200,
+        "n_inputs": 2,
+        "n_outputs": 1,
+        "held_out": 0,
+    }
     assert document["halving_rungs"] == [30, 90, 270, 810] and document["train"]["epochs"] == 1000
 
 
@@ -97,8 +121,18 @@ def test_validate_json_has_the_documented_shape() -> None:
 def test_submit_options_are_checked_before_anything_is_sent(
     option: str, value: str, said: str
 ) -> None:
-    done = _gdsearch(["submit", "jobs/seed_sine.toml", "--address", "http://127.0.0.1:9",
-                      "--results-dir", "/results", option, value])  # fmt: skip
+    done = _gdsearch(
+        [
+            "submit",
+            "jobs/seed_sine.toml",
+            "--address",
+            "http://127.0.0.1:9",
+            "--results-dir",
+            "/results",
+            option,
+            value,
+        ]
+    )
     lines = done.stderr.decode().strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and said in lines[0]
 
@@ -111,8 +145,19 @@ def test_status_exit_codes_tell_the_states_apart() -> None:
 @pytest.mark.ray
 def test_run_writes_under_gdsearch_results_and_caps_its_cpus(tmp_path: Path, ray_tmp: str) -> None:
     env = {"GDSEARCH_RESULTS": str(tmp_path), "RAY_TMPDIR": ray_tmp}
-    done = _gdsearch(["run", "jobs/seed_sine.toml", "--num-cpus", "1", "--no-progress", "--json",
-                      "--executor", "ray"], env)  # fmt: skip
+    done = _gdsearch(
+        [
+            "run",
+            "jobs/seed_sine.toml",
+            "--num-cpus",
+            "1",
+            "--no-progress",
+            "--json",
+            "--executor",
+            "ray",
+        ],
+        env,
+    )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     summary = json.loads(done.stdout)
     assert summary["total"] == summary["ran"] == 13 and summary["counts"] == {
@@ -139,8 +184,10 @@ def test_the_cli_works_in_a_c_locale_without_utf8_mode(tmp_path: Path, ray_tmp: 
     assert "OK — 13 trials" in validated.stdout.decode("utf-8")
     plain = tmp_path / "job.toml"  # Ray itself cannot start a driver from such a path there
     shutil.copy(job, plain)
-    ran = _gdsearch(["run", str(plain), "--results-dir", str(tmp_path), "--no-progress",
-                     "--num-cpus", "1"], env)  # fmt: skip
+    ran = _gdsearch(
+        ["run", str(plain), "--results-dir", str(tmp_path), "--no-progress", "--num-cpus", "1"],
+        env,
+    )
     assert ran.returncode == 0, ran.stderr.decode()[-2000:]
     reported = _gdsearch(["report", str(tmp_path / "seed-sine")], env)
     assert reported.returncode == 0, reported.stderr.decode()[-2000:]

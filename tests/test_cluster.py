@@ -29,7 +29,7 @@ import pytest
 import ray
 
 import gdsearch
-from gdsearch.model.numerics import fingerprint
+from gdsearch.mlp.numerics import fingerprint
 from gdsearch.report.document import build
 from gdsearch.search import cluster as cluster_module
 from tests.conftest import REPO
@@ -136,8 +136,10 @@ class RunningCluster:
 
     def client_server_log(self) -> str:
         """The tail of the newest Ray Client specific-server error log, to say why one failed."""
-        logs = sorted(Path(self.temp).glob("ray/session_*/logs/ray_client_server_*.err"),
-                      key=lambda p: p.stat().st_mtime)  # fmt: skip
+        logs = sorted(
+            Path(self.temp).glob("ray/session_*/logs/ray_client_server_*.err"),
+            key=lambda p: p.stat().st_mtime,
+        )
         return logs[-1].read_text(errors="replace")[-3000:] if logs else "(no log)"
 
 
@@ -186,30 +188,50 @@ def _two_nodes(
     services = _compose()["services"]
     head = _as_process(
         services["ray-head"]["command"],
-        {"--port": str(gcs), "--dashboard-host": "127.0.0.1", "--dashboard-port": str(dashboard),
-         "--num-cpus": "1", "--ray-client-server-port": str(client)},
-        [f"--temp-dir={temp}/ray", "--node-ip-address=127.0.0.1",
-         f"--dashboard-agent-listen-port={_free_port()}"],
-    )  # fmt: skip
+        {
+            "--port": str(gcs),
+            "--dashboard-host": "127.0.0.1",
+            "--dashboard-port": str(dashboard),
+            "--num-cpus": "1",
+            "--ray-client-server-port": str(client),
+        },
+        [
+            f"--temp-dir={temp}/ray",
+            "--node-ip-address=127.0.0.1",
+            f"--dashboard-agent-listen-port={_free_port()}",
+        ],
+    )
     worker = _worker_command(f"127.0.0.1:{gcs}", f"{temp}/rayw")
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for command in (head, worker):
             log = open(Path(temp) / f"{command[2].lstrip('-').split('=')[0]}.log", "wb")  # noqa: SIM115
-            own_env = {**env, **HEAD_HEALTH_CHECKS} if command is head else {
-                **env, **(worker_env or {})}  # fmt: skip
+            own_env = (
+                {**env, **HEAD_HEALTH_CHECKS} if command is head else {**env, **(worker_env or {})}
+            )
             processes.append(
                 subprocess.Popen(
-                    [ray, *command[1:]], env=own_env, stdout=log, stderr=log, cwd=temp,
+                    [ray, *command[1:]],
+                    env=own_env,
+                    stdout=log,
+                    stderr=log,
+                    cwd=temp,
                     start_new_session=True,
                 )
-            )  # fmt: skip
+            )
             if command is head:
                 time.sleep(3.0)
         address = f"http://127.0.0.1:{dashboard}"
         _wait_for_nodes(address, env, 2, time.monotonic() + 120)
-        yield RunningCluster(address, env["RAY_AUTH_TOKEN"], env, processes, f"127.0.0.1:{gcs}",
-                             f"ray://127.0.0.1:{client}", temp)  # fmt: skip
+        yield RunningCluster(
+            address,
+            env["RAY_AUTH_TOKEN"],
+            env,
+            processes,
+            f"127.0.0.1:{gcs}",
+            f"ray://127.0.0.1:{client}",
+            temp,
+        )
     finally:
         for process in reversed(processes):  # only what this started, by its handle
             if process.poll() is None:
@@ -245,8 +267,12 @@ def _gdsearch(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gdsearch.cli", *args],
-        env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 def test_submitted_job_runs_on_both_nodes_and_equals_a_local_run(
@@ -257,33 +283,50 @@ def test_submitted_job_runs_on_both_nodes_and_equals_a_local_run(
     small_job.write_text(small_job.read_text().replace("epochs = 60", "epochs = 20000"))
     shared = tmp_path / "shared-results"
     submitted = _gdsearch(
-        ["submit", str(small_job), "--address", cluster.dashboard, "--results-dir", str(shared),
-         "--submission-id", f"gdsearch-test-{secrets.token_hex(4)}", "--metadata-json",
-         '{"owner": "tests"}', "--entrypoint-num-cpus", "0"],
-        cluster.env, timeout=300,
-    )  # fmt: skip
+        [
+            "submit",
+            str(small_job),
+            "--address",
+            cluster.dashboard,
+            "--results-dir",
+            str(shared),
+            "--submission-id",
+            f"gdsearch-test-{secrets.token_hex(4)}",
+            "--metadata-json",
+            '{"owner": "tests"}',
+            "--entrypoint-num-cpus",
+            "0",
+        ],
+        cluster.env,
+        timeout=300,
+    )
     # By default submit waits, following the log, and exits with the job's state.
     assert submitted.returncode == 0, submitted.stderr
     submission_id = submitted.stdout.splitlines()[0].strip()
     assert submission_id.startswith("gdsearch-test-")
     assert "small: 32 trials" in submitted.stdout and "SUCCEEDED" in submitted.stderr
 
-    followed = _gdsearch(["logs", submission_id, "--follow", "--address", cluster.dashboard],
-                         cluster.env, timeout=300)  # fmt: skip
+    followed = _gdsearch(
+        ["logs", submission_id, "--follow", "--address", cluster.dashboard],
+        cluster.env,
+        timeout=300,
+    )
     assert followed.returncode == 0, followed.stderr
     status = _gdsearch(["status", submission_id, "--address", cluster.dashboard], cluster.env)
     assert status.stdout.startswith(f"{submission_id}: SUCCEEDED"), followed.stdout[-2000:]
     assert status.returncode == 0  # the exit code says the state
     listed = _gdsearch(["jobs", "--address", cluster.dashboard], cluster.env)
     assert submission_id in listed.stdout and "small" in listed.stdout
-    as_json = _gdsearch(["status", submission_id, "--json", "--address", cluster.dashboard],
-                        cluster.env)  # fmt: skip
+    as_json = _gdsearch(
+        ["status", submission_id, "--json", "--address", cluster.dashboard], cluster.env
+    )
     assert json.loads(as_json.stdout)["status"] == "SUCCEEDED" and as_json.returncode == 0
     assert json.loads(as_json.stdout)["entrypoint"] == cluster_module.entrypoint(
         small_job.name, str(shared)
     )  # the command deploy/kuberay/rayjob.yaml runs
-    listed_json = json.loads(_gdsearch(["jobs", "--json", "--address", cluster.dashboard],
-                                       cluster.env).stdout)  # fmt: skip
+    listed_json = json.loads(
+        _gdsearch(["jobs", "--json", "--address", cluster.dashboard], cluster.env).stdout
+    )
     assert submission_id in {row["submission_id"] for row in listed_json}
 
     shipped = _runtime_env(cluster, submission_id)  # gdsearch went with the job
@@ -309,8 +352,14 @@ def _runtime_env(cluster: RunningCluster, submission_id: str) -> dict[str, Any]:
         f"info = JobSubmissionClient({cluster.dashboard!r}).get_job_info({submission_id!r}); "
         "print(json.dumps(info.runtime_env))"
     )
-    done = subprocess.run([sys.executable, "-c", probe], env=cluster.env, capture_output=True,
-                          text=True, timeout=60, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     env: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return env
 
@@ -320,8 +369,16 @@ def test_a_client_on_the_host_runs_a_job_through_the_ray_client_port(
 ) -> None:
     """What the compose file publishes on loopback: `gdsearch run --address ray://HOST:10001`
     drives the cluster from outside it, results written where the client runs."""
-    command = ["run", str(small_job), "--address", cluster.client_address, "--results-dir",
-               str(tmp_path / "client"), "--no-progress", "--json"]  # fmt: skip
+    command = [
+        "run",
+        str(small_job),
+        "--address",
+        cluster.client_address,
+        "--results-dir",
+        str(tmp_path / "client"),
+        "--no-progress",
+        "--json",
+    ]
     ran = _gdsearch(command, cluster.env, timeout=300)
     if ran.returncode and "Starting Ray client server failed" in ran.stderr:
         # Ray's per-client server can fail to start on a loaded machine: once more, and keep
@@ -352,16 +409,29 @@ def test_a_node_without_numpys_simd_computes_the_same_portable_histories(
         pytest.skip("this CPU offers numpy no SIMD targets above its baseline")
     small_job.write_text(small_job.read_text().replace("epochs = 60", "epochs = 5000"))
     blas_job = tmp_path / "small_blas.toml"
-    blas_job.write_text(small_job.read_text().replace('name = "small"', 'name = "small-blas"')
-                        .replace("[train]", '[train]\nnumerics = "blas"'))  # fmt: skip
+    blas_job.write_text(
+        small_job.read_text()
+        .replace('name = "small"', 'name = "small-blas"')
+        .replace("[train]", '[train]\nnumerics = "blas"')
+    )
     temp = tempfile.mkdtemp(prefix="gdsn-", dir="/tmp")
     disabled = {"NPY_DISABLE_CPU_FEATURES": " ".join(features)}
     try:
         with _two_nodes(_token_env(temp), temp, worker_env=disabled) as running:
             for job in (small_job, blas_job):
-                ran = _gdsearch(["run", str(job), "--address", running.client_address,
-                                 "--results-dir", str(tmp_path / "cluster"), "--no-progress"],
-                                running.env, timeout=900)  # fmt: skip
+                ran = _gdsearch(
+                    [
+                        "run",
+                        str(job),
+                        "--address",
+                        running.client_address,
+                        "--results-dir",
+                        str(tmp_path / "cluster"),
+                        "--no-progress",
+                    ],
+                    running.env,
+                    timeout=900,
+                )
                 assert ran.returncode == 0, ran.stderr[-3000:]
     finally:
         shutil.rmtree(temp, ignore_errors=True)
@@ -384,8 +454,17 @@ def test_a_submission_without_the_token_is_refused(
 ) -> None:
     env = {k: v for k, v in cluster.env.items() if k not in TOKEN_VARIABLES}
     env["HOME"] = tempfile.mkdtemp(prefix="gdsearch-empty-home-")  # no ~/.ray/auth_token either
-    refused = _gdsearch(["submit", str(small_job), "--address", cluster.dashboard,
-                         "--results-dir", "/tmp/never-written"], env)  # fmt: skip
+    refused = _gdsearch(
+        [
+            "submit",
+            str(small_job),
+            "--address",
+            cluster.dashboard,
+            "--results-dir",
+            "/tmp/never-written",
+        ],
+        env,
+    )
     assert refused.returncode == 2
     assert len(refused.stderr.strip().splitlines()) == 1
     assert "refused" in refused.stderr and "RAY_AUTH_TOKEN" in refused.stderr
@@ -416,10 +495,17 @@ def test_stop_ends_a_running_submission(cluster: RunningCluster, tmp_path: Path)
         .replace("epochs = 20000", "epochs = 1000000")
     )
     submitted = _gdsearch(
-        ["submit", str(job), "--address", cluster.dashboard, "--results-dir", str(tmp_path / "r"),
-         "--no-wait"],
+        [
+            "submit",
+            str(job),
+            "--address",
+            cluster.dashboard,
+            "--results-dir",
+            str(tmp_path / "r"),
+            "--no-wait",
+        ],
         cluster.env,
-    )  # fmt: skip
+    )
     assert submitted.returncode == 0, submitted.stderr
     submission_id = submitted.stdout.strip()
     stopped = _gdsearch(["stop", submission_id, "--address", cluster.dashboard], cluster.env)
@@ -505,8 +591,10 @@ def test_a_worker_node_lost_mid_run_the_run_completes_on_the_rest(
         node = subprocess.Popen(
             _worker_command(cluster.gcs_address, f"{marker}/ray"),
             env={**cluster.env, NODE_MARKER: marker},
-            stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     results = tmp_path / "results"
     driver = None
     try:
@@ -516,10 +604,17 @@ def test_a_worker_node_lost_mid_run_the_run_completes_on_the_rest(
             time.sleep(0.5)
         [lost] = new
         driver = Driver(
-            ["run", str(job), "--address", cluster.gcs_address, "--results-dir", str(results),
-             "--no-progress"],
+            [
+                "run",
+                str(job),
+                "--address",
+                cluster.gcs_address,
+                "--results-dir",
+                str(results),
+                "--no-progress",
+            ],
             base_env=cluster.env,
-        )  # fmt: skip
+        )
         deadline = time.monotonic() + 240
         while not _training_on(marker):
             assert driver.process.poll() is None, driver.stderr()
@@ -572,8 +667,12 @@ def test_a_stock_ray_cluster_runs_a_submitted_job_with_gdsearch_shipped_in_its_r
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
         subprocess.run([*pip, f"ray[default]=={ray.__version__}"], check=True, timeout=900)
-        bare = subprocess.run([str(venv / "bin" / "python"), "-c", "import gdsearch"], cwd=temp,
-                              capture_output=True, text=True)  # fmt: skip
+        bare = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import gdsearch"],
+            cwd=temp,
+            capture_output=True,
+            text=True,
+        )
         assert bare.returncode != 0 and "No module named 'gdsearch'" in bare.stderr
         env = _token_env(temp)
         env.pop("PYTHONPATH", None)
@@ -582,10 +681,17 @@ def test_a_stock_ray_cluster_runs_a_submitted_job_with_gdsearch_shipped_in_its_r
         with _two_nodes(env, temp, ray=str(venv / "bin" / "ray")) as stock:
             client_env = {**env, "PATH": os.environ.get("PATH", "")}  # gdsearch's side
             submitted = _gdsearch(
-                ["submit", str(small_job), "--address", stock.dashboard, "--results-dir",
-                 str(tmp_path / "shared")],
-                client_env, timeout=1200,
-            )  # fmt: skip
+                [
+                    "submit",
+                    str(small_job),
+                    "--address",
+                    stock.dashboard,
+                    "--results-dir",
+                    str(tmp_path / "shared"),
+                ],
+                client_env,
+                timeout=1200,
+            )
             assert submitted.returncode == 0, submitted.stdout[-5000:] + submitted.stderr
             submission_id = submitted.stdout.splitlines()[0].strip()
             shipped = _runtime_env(stock, submission_id)

@@ -16,8 +16,9 @@ import pytest
 import gdsearch
 from gdsearch.job.spec import parse_job
 from gdsearch.results.compact import compact_results
+from gdsearch.results.journal import COMPACTION, COMPACTION_FAULT
 from gdsearch.results.repair import repair_results
-from gdsearch.results.store import COMPACTION, COMPACTION_FAULT, ResultsStore
+from gdsearch.results.store import ResultsStore
 from gdsearch.search.unit import train_unit
 from tests.conftest import REPO, SMALL_JOB
 
@@ -85,18 +86,24 @@ def test_a_compaction_killed_at_any_step_loses_nothing_and_is_settled(
     before = _tables(location)
     killed = subprocess.run(
         [sys.executable, "-m", "gdsearch", "compact", str(location)],
-        env={**os.environ, COMPACTION_FAULT: str(step)}, cwd=REPO, capture_output=True,
-        text=True, timeout=300,
-    )  # fmt: skip
+        env={**os.environ, COMPACTION_FAULT: str(step)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == 9, killed.stderr  # died at that step, as if killed
     assert (location / COMPACTION).exists() == (step < 5)
     _same(before, _tables(location))  # every trial, once, whatever the step
     opened = gdsearch.open_results(location)  # as the reports and show read it
     assert opened.trials["trial_id"].tolist() == before[0]["trial_id"].tolist()
     repaired = subprocess.run(
-        [sys.executable, "-m", "gdsearch", "repair", str(location)], cwd=REPO,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "-m", "gdsearch", "repair", str(location)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert repaired.returncode == 0, repaired.stderr
     expected = "compaction that finished" if step >= 3 else "compaction that did not finish"
     assert expected in repaired.stdout
@@ -116,8 +123,10 @@ def test_a_run_settles_an_interrupted_compaction_and_resumes(tmp_path: Path) -> 
     before = _tables(location)
     subprocess.run(
         [sys.executable, "-m", "gdsearch", "compact", str(location)],
-        env={**os.environ, COMPACTION_FAULT: "3"}, cwd=REPO, timeout=300,
-    )  # fmt: skip
+        env={**os.environ, COMPACTION_FAULT: "3"},
+        cwd=REPO,
+        timeout=300,
+    )
     job = tmp_path / "small.toml"
     job.write_text(SMALL_JOB, encoding="utf-8")
     summary = gdsearch.run_search(job, tmp_path, show_progress=False, executor="local")
@@ -128,12 +137,20 @@ def test_a_run_settles_an_interrupted_compaction_and_resumes(tmp_path: Path) -> 
 
 def test_compact_cli_json_and_a_missing_result_set(tmp_path: Path) -> None:
     location = _many_parts(tmp_path, SMALL_JOB)
-    done = subprocess.run([sys.executable, "-m", "gdsearch", "compact", str(location), "--json"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "gdsearch", "compact", str(location), "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["parts_after"] == 1
     missing = subprocess.run(
         [sys.executable, "-m", "gdsearch", "compact", str(tmp_path / "nothing")],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gdsearch.data import load_dataset
 from gdsearch.errors import DataError
-from gdsearch.model.datasets import load_dataset
 
 IRIS = Path(__file__).resolve().parents[1] / "data" / "iris.csv"
 IRIS_FEATURES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]

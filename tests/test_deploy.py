@@ -108,10 +108,23 @@ def test_a_cluster_on_another_ray_is_refused_in_one_line_before_anything_is_sent
 ) -> None:
     address = f"http://127.0.0.1:{old_ray.server_address[1]}"
     done = subprocess.run(
-        [sys.executable, "-m", "gdsearch", "submit", str(REPO / "jobs" / "seed_sine.toml"),
-         "--address", address, "--results-dir", str(tmp_path / "never"), "--no-wait"],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "gdsearch",
+            "submit",
+            str(REPO / "jobs" / "seed_sine.toml"),
+            "--address",
+            address,
+            "--results-dir",
+            str(tmp_path / "never"),
+            "--no-wait",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Ray 2.41.0" in lines[0] and f"Ray {cluster.RAY_NEEDED}" in lines[0]
@@ -121,11 +134,24 @@ def test_a_cluster_on_another_ray_is_refused_in_one_line_before_anything_is_sent
 
 def test_the_entrypoint_needs_no_installed_script() -> None:
     command = shlex.split(cluster.entrypoint("my job.toml", "s3://b/r"))
-    assert command == ["python", "-m", "gdsearch", "run", "my job.toml", "--results-dir",
-                       "s3://b/r", "--no-progress"]  # fmt: skip
+    assert command == [
+        "python",
+        "-m",
+        "gdsearch",
+        "run",
+        "my job.toml",
+        "--results-dir",
+        "s3://b/r",
+        "--no-progress",
+    ]
     assert (REPO / "gdsearch" / "__main__.py").exists()
-    ran = subprocess.run([sys.executable, "-m", "gdsearch", "--version"], capture_output=True,
-                         text=True, timeout=60, cwd=REPO)  # fmt: skip
+    ran = subprocess.run(
+        [sys.executable, "-m", "gdsearch", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert ran.returncode == 0 and ran.stdout.startswith("gdsearch ")
 
 

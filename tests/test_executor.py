@@ -17,8 +17,19 @@ from gdsearch.job.trial import Trial
 from gdsearch.search.plan import MIN_UNIT_S, Shape, plan_units, unit_seconds
 from tests.conftest import JOBS, REPO
 
-COMPARED = ["trial_id", "lr", "init", "hidden", "seed", "status", "final_sse", "min_sse",
-            "diverged_epoch", "stopped_epoch", "error"]  # fmt: skip
+COMPARED = [
+    "trial_id",
+    "lr",
+    "init",
+    "hidden",
+    "seed",
+    "status",
+    "final_sse",
+    "min_sse",
+    "diverged_epoch",
+    "stopped_epoch",
+    "error",
+]
 
 
 def _same(local: gdsearch.Results, remote: gdsearch.Results) -> None:
@@ -55,18 +66,17 @@ def test_a_local_run_equals_a_ray_run_bit_for_bit(
 def test_a_local_run_resumes_a_ray_run_and_the_other_way_round(
     small_job: Path, tmp_path: Path, local_ray: None
 ) -> None:
-    whole = gdsearch.run_search(small_job, tmp_path / "whole", show_progress=False,
-                                executor="ray")  # fmt: skip
+    whole = gdsearch.run_search(small_job, tmp_path / "whole", show_progress=False, executor="ray")
     # Half the job through Ray, then the rest in this process, then nothing left for Ray.
     half = small_job.read_text(encoding="utf-8").replace("seed = [0, 1]", "seed = [0]")
     first = tmp_path / "first.toml"
     first.write_text(half, encoding="utf-8")
     gdsearch.run_search(first, tmp_path / "mixed", show_progress=False, executor="ray")
-    rest = gdsearch.run_search(small_job, tmp_path / "mixed", show_progress=False,
-                               executor="local")  # fmt: skip
+    rest = gdsearch.run_search(
+        small_job, tmp_path / "mixed", show_progress=False, executor="local"
+    )
     assert rest.skipped == 16 and rest.ran == 16
-    again = gdsearch.run_search(small_job, tmp_path / "mixed", show_progress=False,
-                                executor="ray")  # fmt: skip
+    again = gdsearch.run_search(small_job, tmp_path / "mixed", show_progress=False, executor="ray")
     assert again.ran == 0
     _same(gdsearch.load_results(rest.path), gdsearch.load_results(whole.path))
     executors = [run["executor"] for run in gdsearch.load_results(rest.path).manifest["runs"]]
@@ -76,9 +86,13 @@ def test_a_local_run_resumes_a_ray_run_and_the_other_way_round(
 def _cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     return subprocess.run(
-        [sys.executable, "-m", "gdsearch", *args], capture_output=True, text=True, timeout=300,
-        cwd=REPO, env={**environment, **(env or {})},
-    )  # fmt: skip
+        [sys.executable, "-m", "gdsearch", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={**environment, **(env or {})},
+    )
 
 
 def test_auto_trains_a_small_job_in_the_process_without_starting_ray(tmp_path: Path) -> None:
@@ -89,12 +103,26 @@ def test_auto_trains_a_small_job_in_the_process_without_starting_ray(tmp_path: P
         "print(json.dumps([s.executor, 'ray' in sys.modules, s.ran]))"
     )
     environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          timeout=300, cwd=REPO, env=environment)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=environment,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == ["local", False, 13]
-    ran = _cli(["run", str(JOBS / "seed_sine.toml"), "--results-dir", str(tmp_path / "cli"),
-                "--json", "--no-progress"])  # fmt: skip
+    ran = _cli(
+        [
+            "run",
+            str(JOBS / "seed_sine.toml"),
+            "--results-dir",
+            str(tmp_path / "cli"),
+            "--json",
+            "--no-progress",
+        ]
+    )
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["executor"] == "local"
     assert "in this process" in ran.stderr  # the log says which, and why
@@ -110,8 +138,18 @@ def test_auto_runs_a_large_job_on_ray_and_a_named_cluster_is_never_local(tmp_pat
     X, Y = small.load_data()
     shape = Shape.of(X, Y)
     assert choose_executor("auto", "127.0.0.1:6379", small, small.trials(), shape) == "ray"
-    refused = _cli(["run", str(JOBS / "seed_sine.toml"), "--executor", "local", "--address",
-                    "127.0.0.1:1", "--results-dir", str(tmp_path)])  # fmt: skip
+    refused = _cli(
+        [
+            "run",
+            str(JOBS / "seed_sine.toml"),
+            "--executor",
+            "local",
+            "--address",
+            "127.0.0.1:1",
+            "--results-dir",
+            str(tmp_path),
+        ]
+    )
     assert refused.returncode == 2
     assert len(refused.stderr.strip().splitlines()) == 1 and "--executor local" in refused.stderr
     assert not any(tmp_path.iterdir())

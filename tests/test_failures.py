@@ -68,8 +68,9 @@ def test_drop_failed_rewrites_parts_without_the_failed_rows_of_the_given_trials(
     left = {t.trial_id for t in trials[2:4] + trials[6:]}
     assert sorted(r["trial_id"] for r in rows) == sorted(left)
     assert [r["status"] for r in rows if r["trial_id"] in {t.trial_id for t in trials[6:]}] == [
-        "failed", "failed"
-    ]  # fmt: skip
+        "failed",
+        "failed",
+    ]
     assert store.read_table("history").equals(history_before)  # failed trials had no history
     assert store.stored_trial_ids() == left
     assert store.drop_failed({t.trial_id for t in trials}) == 2

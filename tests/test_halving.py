@@ -68,8 +68,11 @@ def _reference(spec_text: str) -> pd.DataFrame:
     """Train every trial to the end without a scheduler, then apply successive halving by hand:
     per comparison group and rung, the trials still going, ranked by SSE at the rung (ties to
     the smaller id), keep the best ceil(m / 3). Returns status and history length per trial."""
-    spec = parse_job(spec_text.replace('scheduler = "halving"\n', "").replace(
-        "min_epochs = 10\nreduction_factor = 3\n", ""))  # fmt: skip
+    spec = parse_job(
+        spec_text.replace('scheduler = "halving"\n', "").replace(
+            "min_epochs = 10\nreduction_factor = 3\n", ""
+        )
+    )
     X, Y = spec.load_data()
     trials = spec.trials()
     keys = dict.fromkeys(t.population_key() for t in trials)
@@ -189,7 +192,7 @@ def _patience_reference(history: np.ndarray, patience: int, tolerance: float) ->
 
 @pytest.mark.parametrize("lr", [0.001, 0.01, 0.03])
 def test_patience_stops_where_the_rule_says_on_the_full_history(lr: float) -> None:
-    X, Y = gdsearch.model.datasets.load_dataset("sine")
+    X, Y = gdsearch.data.load_dataset("sine")
     params = mlp.init_params([1, 1], "normal", 0, 1.0)
     full, _ = mlp.train(params, X, Y, lr=lr, epochs=3000)
     stop = _patience_reference(full, 50, 1e-3)
@@ -260,8 +263,11 @@ def test_the_same_job_without_halving_is_refused_on_halving_results(
     halving_run: gdsearch.Results, tmp_path: Path
 ) -> None:
     plain = tmp_path / "plain.toml"
-    plain.write_text(HALVING_JOB.replace('scheduler = "halving"\n', "").replace(
-        "min_epochs = 10\nreduction_factor = 3\n", ""))  # fmt: skip
+    plain.write_text(
+        HALVING_JOB.replace('scheduler = "halving"\n', "").replace(
+            "min_epochs = 10\nreduction_factor = 3\n", ""
+        )
+    )
     before = {p: p.read_bytes() for p in Path(halving_run.path).rglob("*") if p.is_file()}
     with pytest.raises(gdsearch.GdsearchError, match=r"scheduler \(stored \['halving'"):
         gdsearch.run_search(plain, tmp_path / "results", show_progress=False)

@@ -12,10 +12,10 @@ import pytest
 
 import gdsearch
 from gdsearch import analysis
+from gdsearch.data.holdout import holdout_indices, is_classes
 from gdsearch.errors import DataError, InputError
 from gdsearch.job.spec import load_job, parse_job
 from gdsearch.mlp import train
-from gdsearch.model.holdout import holdout_indices, is_classes
 from gdsearch.results.compact import compact_results
 from tests.conftest import JOBS, REPO
 
@@ -138,8 +138,16 @@ def test_held_out_runs_equal_on_ray_and_in_the_process_with_halving_and_minibatc
     local = _run(job, tmp_path / "local", "local")
     remote = _run(job, tmp_path / "ray", "ray")
     pd.testing.assert_frame_equal(local.history, remote.history)
-    columns = ["trial_id", "status", "final_sse", "final_val_sse", "min_val_sse",
-               "min_val_epoch", "final_val_accuracy", "best_val_accuracy"]  # fmt: skip
+    columns = [
+        "trial_id",
+        "status",
+        "final_sse",
+        "final_val_sse",
+        "min_val_sse",
+        "min_val_epoch",
+        "final_val_accuracy",
+        "best_val_accuracy",
+    ]
     pd.testing.assert_frame_equal(local.trials[columns], remote.trials[columns])
     assert (local.trials["status"] == "pruned").any()
     assert local.history["val_sse"].notna().all()
@@ -184,8 +192,13 @@ def test_reports_rank_by_held_out_error_by_default_or_by_either(tmp_path: Path) 
 
 
 def _cli(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gdsearch", *args], capture_output=True,
-                          text=True, cwd=REPO, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "gdsearch", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize(

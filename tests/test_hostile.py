@@ -17,8 +17,8 @@ import pytest
 
 import gdsearch
 from gdsearch.cli import main
+from gdsearch.data import data_digest
 from gdsearch.job.spec import load_job
-from gdsearch.model.datasets import data_digest
 from tests.conftest import REPO, SMALL_JOB
 
 pytestmark = pytest.mark.ray

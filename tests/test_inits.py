@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gdsearch import mlp
-from gdsearch.model.inits import INIT_SCHEMES
+from gdsearch.mlp.inits import INIT_SCHEMES
 
 FAN_IN, FAN_OUT = 400, 500
 WIDE = 20_000  # fan_out of a layer drawn to measure bias statistics

@@ -17,8 +17,9 @@ from gdsearch.job.spec import parse_job
 from gdsearch.report.interactive import write_interactive
 from gdsearch.report.live import LiveState
 from gdsearch.results import store as store_module
-from gdsearch.results.scan import ResultSet, open_results
-from gdsearch.results.store import ResultsStore, load_results
+from gdsearch.results.loading import load_results, open_results
+from gdsearch.results.resultset import ResultSet
+from gdsearch.results.store import ResultsStore
 from gdsearch.search.unit import train_unit
 from tests.conftest import JOBS
 
@@ -162,8 +163,10 @@ def test_w1_curves_are_the_medians_over_seeds_of_the_whole_history_at_the_drawn_
     medians = merged.groupby(["init", "lr", "epoch"])["sse"].median()
     ends = medians.reset_index().groupby(["init", "lr"])["epoch"].transform("max").to_numpy()
     drawn = epochs_to_draw(int(loaded.history["epoch"].max()))
-    expected = medians[np.isin(medians.index.get_level_values("epoch"), drawn)
-                       | (medians.index.get_level_values("epoch") == ends)]  # fmt: skip
+    expected = medians[
+        np.isin(medians.index.get_level_values("epoch"), drawn)
+        | (medians.index.get_level_values("epoch") == ends)
+    ]
     got = curves.frame.set_index(["init", "lr", "epoch"])["median_sse"].sort_index()
     assert len(drawn) < 250 and got.index.equals(expected.index)
     np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-12)

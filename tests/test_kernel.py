@@ -1,6 +1,6 @@
 """The compiled kernel: the numpy portable path's bits, for everything training does.
 
-The numpy path (gdsearch.model.network, elementary, optim) is the reference: every comparison
+The numpy path (gdsearch.mlp.network, elementary, optim) is the reference: every comparison
 here trains the same trials through both and asks for equal bits (NaN equal to NaN), for every
 activation, depth, output count, update rule, batch mode, held-out split, sharpness setting and
 stopping rule, at sample counts that take each branch of numpy's pairwise sum.
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from gdsearch import mlp
-from gdsearch.model import compiled
-from gdsearch.model.datasets import load_dataset
-from gdsearch.model.holdout import split
+from gdsearch.data import load_dataset
+from gdsearch.data.holdout import split
+from gdsearch.mlp import compiled
 
 pytest.importorskip("numba")
 

@@ -23,9 +23,9 @@ PROBE = """
 import hashlib, json, sys
 import numpy as np
 from gdsearch import mlp
-from gdsearch.model import compiled
-from gdsearch.model.datasets import load_dataset
-from gdsearch.model.holdout import split
+from gdsearch.mlp import compiled
+from gdsearch.data import load_dataset
+from gdsearch.data.holdout import split
 
 X, Y = load_dataset("moons", n_samples=150, noise=0.2, seed=0)
 X, Y, holdout = split(X, Y, 0.2, seed=0)
@@ -45,7 +45,7 @@ for sizes, activation, settings in cases:
             digest.update(np.nan_to_num(values, nan=7.0).tobytes())
 out = {"digest": digest.hexdigest(), "kernel": compiled.available()}
 if "--registers" in sys.argv:  # which vector registers the freshly compiled kernel uses
-    from gdsearch.model import kernel
+    from gdsearch.mlp import kernel
     asm = "".join(kernel.advance.inspect_asm(s) for s in kernel.advance.signatures)
     out["registers"] = sorted({r for r in ("xmm", "ymm", "zmm") if r in asm})
 print(json.dumps(out))
@@ -112,9 +112,9 @@ import json, re, sys
 import numpy as np
 from numba import njit
 from gdsearch import mlp
-from gdsearch.model import kernel
-from gdsearch.model.datasets import load_dataset
-from gdsearch.model.holdout import split
+from gdsearch.mlp import kernel
+from gdsearch.data import load_dataset
+from gdsearch.data.holdout import split
 
 X, Y = load_dataset("moons", n_samples=60, noise=0.2, seed=0)
 X, Y, holdout = split(X, Y, 0.2, seed=0)
@@ -210,8 +210,8 @@ ONE_COMPILE = """
 import json
 import numpy as np
 from gdsearch import mlp
-from gdsearch.model import kernel
-from gdsearch.model.datasets import load_dataset
+from gdsearch.mlp import kernel
+from gdsearch.data import load_dataset
 
 X, Y = load_dataset("moons", n_samples=40, noise=0.2, seed=0)
 params = mlp.stack_params([mlp.init_params([2, 4, 1], "he", 0)])
@@ -247,7 +247,7 @@ def test_processes_that_start_together_compile_the_kernel_once(tmp_path: Path) -
 def test_the_cache_directory_changes_with_any_source_the_kernel_is_made_from(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gdsearch.model.kernel import cache
+    from gdsearch.mlp.kernel import cache
 
     sources = []
     for path in cache.SOURCES:

@@ -55,8 +55,11 @@ def _rows_of(table: pd.DataFrame, trial_ids: Any) -> pd.DataFrame:
 def test_the_full_load_is_pandas_reading_each_table_sorted_by_trial_id_then_epoch(
     stored: Path, everything: gdsearch.Results
 ) -> None:
-    for kind, keys in (("history", ["trial_id", "epoch"]), ("sharpness", ["trial_id", "epoch"]),
-                       ("trials", ["trial_id"])):  # fmt: skip
+    for kind, keys in (
+        ("history", ["trial_id", "epoch"]),
+        ("sharpness", ["trial_id", "epoch"]),
+        ("trials", ["trial_id"]),
+    ):
         plain = pd.read_parquet(stored / kind).sort_values(keys, ignore_index=True)
         pd.testing.assert_frame_equal(getattr(everything, kind), plain)
     assert set(everything.trials["status"]) == {"ok", "diverged"}
@@ -166,9 +169,14 @@ def test_history_parts_of_trials_not_selected_are_never_read(
     assert len(one.history) and len(one.sharpness)
     row = everything.trials.set_index("trial_id").loc[held[0]]
     by_value = gdsearch.load_results(
-        copied, filters=[("lr", "==", row.lr), ("init", "==", row.init),
-                         ("hidden", "==", row.hidden), ("seed", "==", row.seed)],
-    )  # fmt: skip
+        copied,
+        filters=[
+            ("lr", "==", row.lr),
+            ("init", "==", row.init),
+            ("hidden", "==", row.hidden),
+            ("seed", "==", row.seed),
+        ],
+    )
     assert list(by_value.trials["trial_id"]) == held[:1]
 
     for kind in ("history", "sharpness"):

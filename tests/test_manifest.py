@@ -11,7 +11,7 @@ import pytest
 import gdsearch
 from gdsearch.errors import ResultsError
 from gdsearch.job.spec import load_job
-from gdsearch.model.numerics import machine_label
+from gdsearch.mlp.numerics import machine_label
 from gdsearch.report.document import build
 from gdsearch.results.manifest import (
     UNRECORDED,
@@ -77,8 +77,12 @@ def test_the_cli_refuses_other_numerics_in_one_line_before_starting_ray(
     blas_job = _with(small_job, 'numerics = "blas"')
     done = subprocess.run(
         [sys.executable, "-m", "gdsearch", "run", str(blas_job), "--results-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        check=False,
+    )
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert "holds trials computed with numerics" in lines[0]

@@ -41,16 +41,22 @@ def test_a_job_files_tables_as_a_dict_give_the_same_trials(name: str) -> None:
 def test_numpy_numbers_and_tuples_are_taken_as_the_numbers_and_arrays_they_are() -> None:
     lrs = np.geomspace(1e-3, 1e-1, 5)
     spec = gdsearch.job_from_dict(
-        {**SINE, "job": {"name": "np", "seed": np.int64(3)},
-         "search": {"lr": lrs, "seed": (np.int32(0), 1), "hidden": [()]}}
-    )  # fmt: skip
+        {
+            **SINE,
+            "job": {"name": "np", "seed": np.int64(3)},
+            "search": {"lr": lrs, "seed": (np.int32(0), 1), "hidden": [()]},
+        }
+    )
     assert spec.seed == 3 and type(spec.seed) is int
     assert list(spec.axes["lr"].values) == lrs.tolist()
     assert list(spec.axes["seed"].values) == [0, 1]
     plain = gdsearch.job_from_dict(
-        {**SINE, "job": {"name": "np", "seed": 3},
-         "search": {"lr": lrs.tolist(), "seed": [0, 1], "hidden": [[]]}}
-    )  # fmt: skip
+        {
+            **SINE,
+            "job": {"name": "np", "seed": 3},
+            "search": {"lr": lrs.tolist(), "seed": [0, 1], "hidden": [[]]},
+        }
+    )
     assert [t.trial_id for t in spec.trials()] == [t.trial_id for t in plain.trials()]
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from gdsearch import mlp
+from gdsearch.data import sine
 from gdsearch.errors import InputError
-from gdsearch.model.activations import ACTIVATIONS
-from gdsearch.model.datasets import sine
-from gdsearch.model.inits import INIT_SCHEMES
+from gdsearch.mlp.activations import ACTIVATIONS
+from gdsearch.mlp.inits import INIT_SCHEMES
 
 Params = list[tuple[np.ndarray, np.ndarray]]
 

@@ -51,9 +51,11 @@ def test_the_notebook_runs_and_shows_progress_best_rates_and_figures_inline(
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     try:
         client = nbclient.NotebookClient(
-            notebook, timeout=600, kernel_name="python3",
+            notebook,
+            timeout=600,
+            kernel_name="python3",
             resources={"metadata": {"path": str(tmp_path)}},
-        )  # fmt: skip
+        )
         client.execute()
         assert processes_of(ray_tmp) == []  # run_search stopped the Ray it started
     finally:

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from gdsearch import mlp
+from gdsearch.data import load_dataset
 from gdsearch.errors import InputError
-from gdsearch.model import elementary, numerics
-from gdsearch.model.datasets import load_dataset
+from gdsearch.mlp import elementary, numerics
 from tests.conftest import REPO
 
 ULP_AGAINST_NUMPY = 3
@@ -30,10 +30,16 @@ def _ulps(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def _wide_range(rng: np.random.Generator) -> np.ndarray:
     tiny = np.ldexp(rng.uniform(0.5, 1.0, 20_000), rng.integers(-1074, -1, 20_000))
-    return np.concatenate([
-        rng.uniform(-25.0, 25.0, 400_000), rng.normal(0.0, 1.0, 300_000),
-        rng.uniform(-0.4, 0.4, 200_000), rng.uniform(-1e-6, 1e-6, 50_000), tiny, -tiny,
-    ])  # fmt: skip
+    return np.concatenate(
+        [
+            rng.uniform(-25.0, 25.0, 400_000),
+            rng.normal(0.0, 1.0, 300_000),
+            rng.uniform(-0.4, 0.4, 200_000),
+            rng.uniform(-1e-6, 1e-6, 50_000),
+            tiny,
+            -tiny,
+        ]
+    )
 
 
 def test_portable_tanh_is_within_3_ulp_of_numpy_from_subnormals_to_saturation() -> None:
@@ -52,8 +58,10 @@ def test_portable_tanh_is_within_its_documented_error_of_the_exact_value() -> No
     x = np.random.default_rng(1).uniform(-3.0, 3.0, 3000)  # where the errors are largest
     values = elementary.tanh(x)
     exact = np.array([float(mpmath.tanh(mpmath.mpf(float(v)))) for v in x])
-    errors = [abs(mpmath.mpf(float(v)) - mpmath.tanh(mpmath.mpf(float(xi)))) / np.spacing(abs(e))
-              for v, xi, e in zip(values, x, exact, strict=True)]  # fmt: skip
+    errors = [
+        abs(mpmath.mpf(float(v)) - mpmath.tanh(mpmath.mpf(float(xi)))) / np.spacing(abs(e))
+        for v, xi, e in zip(values, x, exact, strict=True)
+    ]
     assert float(max(errors)) <= elementary.MAX_ULP
 
 
@@ -168,7 +176,7 @@ PROBE = """
 import hashlib, json, sys
 import numpy as np
 from gdsearch import mlp
-from gdsearch.model.datasets import load_dataset
+from gdsearch.data import load_dataset
 
 X, Y = load_dataset("moons", n_samples=100, noise=0.2, seed=0)
 stacked = mlp.stack_params([mlp.init_params([2, 12, 1], "xavier", s) for s in range(3)])
@@ -207,8 +215,14 @@ def _probe(disabled: list[str]) -> dict[str, str]:
     env.pop("NPY_DISABLE_CPU_FEATURES", None)
     if disabled:
         env["NPY_DISABLE_CPU_FEATURES"] = " ".join(disabled)
-    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True,
-                          check=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     result: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 

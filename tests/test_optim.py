@@ -80,8 +80,11 @@ def reference(
 def _combinations() -> list[dict[str, Any]]:
     rules = [{}, {"momentum": 0.6}, {"momentum": 0.6, "nesterov": True}]
     decays = [{}, {"weight_decay": 0.03}]
-    schedules = [{}, {"lr_schedule": "step", "step_size": 4, "gamma": 0.5},
-                 {"lr_schedule": "cosine"}]  # fmt: skip
+    schedules = [
+        {},
+        {"lr_schedule": "step", "step_size": 4, "gamma": 0.5},
+        {"lr_schedule": "cosine"},
+    ]
     warmups = [{}, {"warmup_epochs": 3}]
     return [
         {**a, **b, **c, **d} for a, b, c, d in itertools.product(rules, decays, schedules, warmups)
@@ -101,8 +104,16 @@ def test_training_matches_the_formulas_to_1e_12(
     settings: dict[str, Any], batch: int | None
 ) -> None:
     X, Y, params = _problem()
-    history, _ = mlp.train(params, X, Y, lr=0.05, epochs=EPOCHS, batch_size=batch,
-                           shuffle_seed=99 if batch else None, **settings)  # fmt: skip
+    history, _ = mlp.train(
+        params,
+        X,
+        Y,
+        lr=0.05,
+        epochs=EPOCHS,
+        batch_size=batch,
+        shuffle_seed=99 if batch else None,
+        **settings,
+    )
     expected = reference(params, X, Y, 0.05, batch, settings)
     assert len(history) == len(expected) == EPOCHS + 1
     np.testing.assert_allclose(history, expected, rtol=1e-12, atol=0)
@@ -138,8 +149,14 @@ def test_training_in_pickled_segments_equals_one_call_with_momentum(batch: int |
     """What halving and a resumed unit do: stop, pickle, carry on elsewhere."""
     X, Y, params = _problem()
     lrs = np.array([0.01, 0.05, 0.2, 4.0])
-    config = mlp.TrainConfig(epochs=EPOCHS, batch_size=batch or 0, momentum=0.6, nesterov=True,
-                             weight_decay=0.01, lr_schedule="cosine")  # fmt: skip
+    config = mlp.TrainConfig(
+        epochs=EPOCHS,
+        batch_size=batch or 0,
+        momentum=0.6,
+        nesterov=True,
+        weight_decay=0.01,
+        lr_schedule="cosine",
+    )
     stacked = mlp.stack_params([params] * len(lrs))
 
     def rngs() -> list[np.random.Generator] | None:

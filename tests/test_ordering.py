@@ -84,8 +84,9 @@ def test_rows_come_sorted_by_trial_then_epoch_as_pandas_sorts_them(
     pd.testing.assert_frame_equal(got, _expected(frames, chosen, every))
 
 
-@pytest.mark.parametrize(("case", "by_runs"), [("units", True), ("shuffled", False),
-                                               ("interleaved", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "by_runs"), [("units", True), ("shuffled", False), ("interleaved", False)]
+)
 def test_parts_written_as_runs_are_ordered_by_moving_runs_and_others_row_by_row(
     tmp_path: Path, case: str, by_runs: bool
 ) -> None:

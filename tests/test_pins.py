@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_info
 
 import gdsearch
 from gdsearch.job.spec import load_job, parse_job
-from gdsearch.model.numerics import machine_label
+from gdsearch.mlp.numerics import machine_label
 from gdsearch.report.document import build
 from gdsearch.results.manifest import UNRECORDED
 from gdsearch.search.unit import train_unit
@@ -61,11 +61,14 @@ def _history_digest(history: pd.DataFrame) -> str:
 
 def _moons_history(numerics: str) -> tuple[int, str]:
     path = REPO / "jobs" / "moons_lr_init.toml"
-    spec = parse_job(path.read_text().replace("[train]", f'[train]\nnumerics = "{numerics}"'),
-                     str(path))  # fmt: skip
+    spec = parse_job(
+        path.read_text().replace("[train]", f'[train]\nnumerics = "{numerics}"'), str(path)
+    )
     X, Y = spec.load_data()
-    parts = [train_unit(X, Y, [t for t in spec.trials() if t.init == init])[1] for init in
-             ("zeros", "normal", "xavier", "he")]  # fmt: skip
+    parts = [
+        train_unit(X, Y, [t for t in spec.trials() if t.init == init])[1]
+        for init in ("zeros", "normal", "xavier", "he")
+    ]
     history = pd.concat([p.to_pandas() for p in parts])
     history = history.sort_values(["trial_id", "epoch"], ignore_index=True)
     return len(history), _history_digest(history)
@@ -111,8 +114,11 @@ def test_trials_added_to_a_result_set_of_version_0_1_are_flagged_as_a_mix_of_num
     and its report says that it now mixes them."""
     shutil.copytree(LEGACY / "results" / "legacy-halving", tmp_path / "legacy-halving")
     job = tmp_path / "grown.toml"
-    job.write_text((LEGACY / "jobs" / "legacy_halving.toml").read_text().replace(
-        'init = ["xavier", "normal"]', 'init = ["xavier", "normal", "he"]'))  # fmt: skip
+    job.write_text(
+        (LEGACY / "jobs" / "legacy_halving.toml")
+        .read_text()
+        .replace('init = ["xavier", "normal"]', 'init = ["xavier", "normal", "he"]')
+    )
     summary = gdsearch.run_search(job, tmp_path, show_progress=False)
     assert summary.ran == 8
     after = gdsearch.load_results(tmp_path / "legacy-halving")

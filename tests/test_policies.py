@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 import gdsearch
+from gdsearch.analysis import convergence as analysis
 from gdsearch.job.spec import JobSpec, parse_job
-from gdsearch.model import analysis
 from gdsearch.results.store import ResultsStore
 from gdsearch.search.bracket import BracketRounds
 from gdsearch.search.halving import SuccessiveHalving
@@ -71,8 +71,11 @@ def test_halving_policy_in_process_prunes_exactly_what_the_rule_prunes(tmp_path:
 def test_plain_policy_in_process_stores_what_training_the_units_directly_gives(
     tmp_path: Path,
 ) -> None:
-    spec = parse_job(HALVING_JOB.replace('scheduler = "halving"\n', "").replace(
-        "min_epochs = 10\nreduction_factor = 3\n", ""))  # fmt: skip
+    spec = parse_job(
+        HALVING_JOB.replace('scheduler = "halving"\n', "").replace(
+            "min_epochs = 10\nreduction_factor = 3\n", ""
+        )
+    )
     store = _store(tmp_path, spec)
     policy = PlainRun(spec.trials(), store, cpus=2)
     run_in_process(policy, spec, store)
@@ -105,7 +108,7 @@ seed = [0, 1]
 
 
 def test_bracket_policy_in_process_narrows_to_the_exact_linear_limit(tmp_path: Path) -> None:
-    from gdsearch.model.stability import linear_lr_limit
+    from gdsearch.stability.limits import linear_lr_limit
 
     spec = parse_job(BRACKET_JOB)
     store = _store(tmp_path, spec)
@@ -148,7 +151,7 @@ def test_halving_ranks_each_update_rule_in_its_own_group(tmp_path: Path) -> None
 
 
 def test_bracket_narrows_each_update_rules_own_limit(tmp_path: Path) -> None:
-    from gdsearch.model.stability import linear_lr_limit
+    from gdsearch.stability.limits import linear_lr_limit
 
     text = BRACKET_JOB.replace("seed = [0, 1]\n", "seed = [0, 1]\nmomentum = [0.0, 0.5]\n")
     spec = parse_job(text.replace("bracket_rounds = 6", "bracket_rounds = 8"))

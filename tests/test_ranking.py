@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from gdsearch import analysis
-from gdsearch.model.ranking import best_rates, mark_ties, relative_excess, tied_with_lowest
-from gdsearch.results.store import Results
+from gdsearch.analysis.ranking import best_rates, mark_ties, relative_excess, tied_with_lowest
+from gdsearch.results.resultset import Results
 
 SINE_FINAL = 4.310834707513  # ten rates of the seed job end here; 0.001 ends at ...548
 
@@ -55,10 +55,24 @@ def test_marks_are_per_group_and_keep_groups_with_missing_keys() -> None:
 
 def _one_group(finals: dict[float, float]) -> Results:
     trials = pd.DataFrame(
-        [{"trial_id": f"t{lr}", "lr": lr, "init": "xavier", "hidden": "4", "activation": "tanh",
-          "init_scale": np.nan, "batch_size": 0, "seed": 0, "epochs": 2, "status": "ok",
-          "final_sse": final, "min_sse": final} for lr, final in finals.items()]
-    )  # fmt: skip
+        [
+            {
+                "trial_id": f"t{lr}",
+                "lr": lr,
+                "init": "xavier",
+                "hidden": "4",
+                "activation": "tanh",
+                "init_scale": np.nan,
+                "batch_size": 0,
+                "seed": 0,
+                "epochs": 2,
+                "status": "ok",
+                "final_sse": final,
+                "min_sse": final,
+            }
+            for lr, final in finals.items()
+        ]
+    )
     history = pd.concat(
         pd.DataFrame({"trial_id": f"t{lr}", "epoch": [0, 1, 2], "sse": [9.0, 6.0, final]})
         for lr, final in finals.items()

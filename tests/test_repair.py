@@ -104,8 +104,14 @@ def test_damaged_part_is_named_on_load_then_repaired_and_rerun_to_the_same_table
     capsys.readouterr()
     # show reads the trials parts only; report reads every history part too
     out = str(damaged_copy / "report.html")
-    assert main(["show", str(damaged_copy)] if kind == "trials" else
-                ["report", str(damaged_copy), "-o", out]) == 2  # fmt: skip
+    assert (
+        main(
+            ["show", str(damaged_copy)]
+            if kind == "trials"
+            else ["report", str(damaged_copy), "-o", out]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and str(part) in err
 
@@ -162,7 +168,7 @@ def test_temporary_files_are_invisible_to_every_reader_and_repair_drops_them(
     loaded, intact = gdsearch.load_results(damaged_copy), gdsearch.load_results(reference)
     pd.testing.assert_frame_equal(loaded.history, intact.history)
     for kind in ("trials", "history"):
-        plain = pd.read_parquet(damaged_copy / kind)  # pandas alone, as DESIGN.md promises
+        plain = pd.read_parquet(damaged_copy / kind)  # pandas alone, as promised
         assert len(plain) == len(getattr(intact, kind))
     report = repair_results(damaged_copy)
     assert len(report.dropped) == 4 and report.stored == 32

@@ -17,7 +17,8 @@ from gdsearch import cli
 from gdsearch.job.spec import parse_job
 from gdsearch.report import build, predicted_limits
 from gdsearch.report.panels import png
-from gdsearch.results.store import ResultsStore, load_results
+from gdsearch.results.loading import load_results
+from gdsearch.results.store import ResultsStore
 from gdsearch.search.unit import train_unit
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -79,7 +80,7 @@ def test_markdown_report_writes_pngs_beside_it(results_dir: Path, tmp_path: Path
 
 
 def test_predicted_limit_of_the_linear_groups_is_the_exact_one(results_dir: Path) -> None:
-    from gdsearch.model.stability import linear_lr_limit
+    from gdsearch.stability.limits import linear_lr_limit
 
     limits = predicted_limits(load_results(results_dir))
     X, _ = parse_job(JOB).load_data()
@@ -124,9 +125,11 @@ def test_facets_put_architectures_in_rows_and_inits_in_columns(results_dir: Path
     places = {label: ax.get_subplotspec().get_geometry()[2] for label, _, ax in panels}
     # rows: linear, then hidden 4; columns: normal, then xavier
     assert places == {
-        "normal, hidden none (linear), tanh, scale 1": 0, "xavier, hidden none (linear), tanh": 1,
-        "normal, hidden 4, tanh, scale 1": 2, "xavier, hidden 4, tanh": 3,
-    }  # fmt: skip
+        "normal, hidden none (linear), tanh, scale 1": 0,
+        "xavier, hidden none (linear), tanh": 1,
+        "normal, hidden 4, tanh, scale 1": 2,
+        "xavier, hidden 4, tanh": 3,
+    }
     plt.close(fig)
 
 

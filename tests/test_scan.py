@@ -18,16 +18,23 @@ import pytest
 
 import gdsearch
 from gdsearch import analysis, cli
-from gdsearch.model.edge import edge_metrics
-from gdsearch.model.trajectory import TRAJECTORY_COLUMNS
+from gdsearch.analysis.trajectory import TRAJECTORY_COLUMNS
 from gdsearch.report import build, figure_curves
-from gdsearch.results.scan import ResultSet, open_results
-from gdsearch.results.store import Results
+from gdsearch.results.loading import open_results
+from gdsearch.results.resultset import Results, ResultSet
+from gdsearch.stability.edge import edge_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 LEGACY = Path(__file__).resolve().parent / "data" / "legacy" / "results"
-JOBS = ["moons_lr_init", "seed_sine", "sine_bracket", "sine_momentum", "iris_arch",
-        "moons_halving", "edge_of_stability"]  # fmt: skip
+JOBS = [
+    "moons_lr_init",
+    "seed_sine",
+    "sine_bracket",
+    "sine_momentum",
+    "iris_arch",
+    "moons_halving",
+    "edge_of_stability",
+]
 
 
 def reference_trial_metrics(
@@ -72,14 +79,28 @@ def reference_trial_metrics(
         edge = edge_metrics(trials, results.sharpness, sse)
         trials = trials.join(edge)
     trials["convergence"] = np.select(
-        [(trials["status"] == "failed").to_numpy(), (trials["status"] == "diverged").to_numpy(),
-         (trials["status"] == "pruned").to_numpy(), edge["catapult"].to_numpy(),
-         edge["edge_of_stability"].to_numpy(), reached, rises >= analysis.OSCILLATION_SHARE,
-         ~(gain >= analysis.PLATEAU_GAIN)],
-        ["failed", "diverged", "pruned", "catapult", "edge_of_stability", "converged",
-         "oscillating", "plateaued"],
+        [
+            (trials["status"] == "failed").to_numpy(),
+            (trials["status"] == "diverged").to_numpy(),
+            (trials["status"] == "pruned").to_numpy(),
+            edge["catapult"].to_numpy(),
+            edge["edge_of_stability"].to_numpy(),
+            reached,
+            rises >= analysis.OSCILLATION_SHARE,
+            ~(gain >= analysis.PLATEAU_GAIN),
+        ],
+        [
+            "failed",
+            "diverged",
+            "pruned",
+            "catapult",
+            "edge_of_stability",
+            "converged",
+            "oscillating",
+            "plateaued",
+        ],
         default="slow",
-    )  # fmt: skip
+    )
     return trials
 
 
@@ -188,8 +209,11 @@ def test_sse_curves_read_part_by_part_equal_the_group_by_of_the_whole_history(
 
 def _drawn(figure: Any) -> list[tuple[str, np.ndarray]]:
     """Each panel's title and the SSE values of each line drawn in it, in drawing order."""
-    return [(ax.get_title(), np.asarray(line.get_ydata(), dtype=np.float64))
-            for ax in figure.axes for line in ax.get_lines()]  # fmt: skip
+    return [
+        (ax.get_title(), np.asarray(line.get_ydata(), dtype=np.float64))
+        for ax in figure.axes
+        for line in ax.get_lines()
+    ]
 
 
 def test_w1_curves_figure_draws_the_medians_of_the_whole_history(stored: dict[str, Path]) -> None:

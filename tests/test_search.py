@@ -182,7 +182,7 @@ def test_bracket_mode_narrows_to_the_asked_width_around_the_exact_limit(
     local_ray: None, tmp_path: Path
 ) -> None:
     from gdsearch import analysis, stability
-    from gdsearch.model.datasets import load_dataset
+    from gdsearch.data import load_dataset
     from tests.conftest import JOBS
 
     job = JOBS / "sine_bracket.toml"
@@ -264,10 +264,15 @@ def test_update_rules_through_ray_equal_direct_training_value_for_value(
     local_ray: None, small_job: Path, tmp_path: Path
 ) -> None:
     """Momentum, Nesterov and weight decay searched, a cosine schedule with warm-up fixed."""
-    text = small_job.read_text().replace(
-        "epochs = 60", 'epochs = 60\nlr_schedule = "cosine"\nwarmup_epochs = 5'
-    ).replace("seed = [0, 1]", "seed = [0]\nmomentum = [0.0, 0.8]\nnesterov = [false, true]\n"
-              "weight_decay = [0.0, 0.01]")  # fmt: skip
+    text = (
+        small_job.read_text()
+        .replace("epochs = 60", 'epochs = 60\nlr_schedule = "cosine"\nwarmup_epochs = 5')
+        .replace(
+            "seed = [0, 1]",
+            "seed = [0]\nmomentum = [0.0, 0.8]\nnesterov = [false, true]\n"
+            "weight_decay = [0.0, 0.01]",
+        )
+    )
     job = tmp_path / "momentum.toml"
     job.write_text(text)
     spec = load_job(job)
@@ -280,8 +285,9 @@ def test_update_rules_through_ray_equal_direct_training_value_for_value(
     for trial in spec.trials():
         params = trial.initial_params(X.shape[1], Y.shape[1])
         settings = {k: getattr(trial.train, k) for k in ("momentum", "nesterov", "weight_decay")}
-        history, _ = mlp.train(params, X, Y, lr=trial.lr, epochs=60, lr_schedule="cosine",
-                               warmup_epochs=5, **settings)  # fmt: skip
+        history, _ = mlp.train(
+            params, X, Y, lr=trial.lr, epochs=60, lr_schedule="cosine", warmup_epochs=5, **settings
+        )
         np.testing.assert_array_equal(stored[trial.trial_id].to_numpy(), history)
         row = rows.loc[trial.trial_id]
         assert (row["momentum"], row["nesterov"], row["weight_decay"]) == tuple(settings.values())

@@ -17,13 +17,13 @@ import pytest
 
 import gdsearch
 from gdsearch import analysis, mlp
+from gdsearch.data import moons
 from gdsearch.job.spec import load_job, parse_job
-from gdsearch.model.datasets import moons
-from gdsearch.model.edge import EDGE_BAND
-from gdsearch.model.network import Params
+from gdsearch.mlp.network import Params
 from gdsearch.results.store import ResultsStore
 from gdsearch.search.plan import plan_units
 from gdsearch.search.unit import train_unit
+from gdsearch.stability.edge import EDGE_BAND
 
 REPO = Path(__file__).resolve().parent.parent
 SIZES = [2, 5, 3, 1]
@@ -74,14 +74,16 @@ def test_sharpness_is_within_1e_3_of_the_full_hessians_top_eigenvalue(
     X, Y = moons(40, 0.1, 0)
     params = [mlp.init_params(SIZES, "xavier", seed) for seed in range(3)]
     lrs = [0.05, 0.3, 1.0]
-    config = mlp.TrainConfig(epochs=60, sharpness_every=20, grad_scale=grad_scale,
-                             weight_decay=weight_decay)  # fmt: skip
+    config = mlp.TrainConfig(
+        epochs=60, sharpness_every=20, grad_scale=grad_scale, weight_decay=weight_decay
+    )
     population = mlp.Population(mlp.stack_params(params), np.array(lrs), config)
     for until in (0, 20, 40):  # check each measurement at the weights it was taken at
         population.advance(X, Y, until)
         for k in population.running:
-            weights = mlp.unstack_params(population.active.Wbs, int(np.flatnonzero(
-                population.active.index == k)[0]))  # fmt: skip
+            weights = mlp.unstack_params(
+                population.active.Wbs, int(np.flatnonzero(population.active.index == k)[0])
+            )
             measured = population.sharpness[k, until // 20]
             exact = exact_sharpness(weights, X, Y, grad_scale, weight_decay)
             assert abs(measured - exact) <= 1e-3 * exact, (until, k, measured, exact)
@@ -113,8 +115,9 @@ def test_measuring_the_sharpness_does_not_change_training() -> None:
     stacked, lrs = mlp.stack_params(params), np.array([0.1, 0.5, 2.0])
     for settings in ({}, {"batch_size": 7}, {"momentum": 0.9}):
         rngs = [np.random.default_rng(1) for _ in lrs] if settings.get("batch_size") else None
-        plain = mlp.train_population(stacked, X, Y, lrs, mlp.TrainConfig(epochs=40, **settings),
-                                     shuffle_rngs=rngs)  # fmt: skip
+        plain = mlp.train_population(
+            stacked, X, Y, lrs, mlp.TrainConfig(epochs=40, **settings), shuffle_rngs=rngs
+        )
         rngs = [np.random.default_rng(1) for _ in lrs] if settings.get("batch_size") else None
         config = mlp.TrainConfig(epochs=40, sharpness_every=4, **settings)
         watched = mlp.train_population(stacked, X, Y, lrs, config, shuffle_rngs=rngs)
@@ -128,8 +131,7 @@ EDGE_JOB = REPO / "jobs" / "edge_of_stability.toml"
 @pytest.fixture(scope="module")
 def edge_results(tmp_path_factory: pytest.TempPathFactory) -> gdsearch.Results:
     """jobs/edge_of_stability.toml, one seed, trained as work units in this process."""
-    spec = parse_job(EDGE_JOB.read_text().replace("seed = [0, 1, 2]", "seed = [0]"),
-                     str(EDGE_JOB))  # fmt: skip
+    spec = parse_job(EDGE_JOB.read_text().replace("seed = [0, 1, 2]", "seed = [0]"), str(EDGE_JOB))
     X, Y = spec.load_data()
     store = ResultsStore(tmp_path_factory.mktemp("edge") / spec.name)
     store.prepare(spec.source)
@@ -183,8 +185,7 @@ def test_patience_does_not_stop_a_trial_oscillating_at_the_edge(lr: float) -> No
     X, Y = spec.load_data()
     trial = next(t for t in spec.trials() if t.seed == 0 and abs(t.lr - lr) < 1e-3)
     params = trial.initial_params(1, 1)
-    history, _ = mlp.train(params, X, Y, lr=trial.lr, epochs=3000, activation="tanh",
-                           patience=100)  # fmt: skip
+    history, _ = mlp.train(params, X, Y, lr=trial.lr, epochs=3000, activation="tanh", patience=100)
     assert len(history) == 3001  # trained to the end
     assert (np.diff(history) > 0).sum() > 10  # it does oscillate, spike after spike
     best = np.minimum.accumulate(history)
@@ -211,15 +212,23 @@ def test_sharpness_through_ray_is_stored_resumed_repaired_and_loaded(
     assert set(sharpness["epoch"]) <= {0, 20, 40, 60}
     pd.testing.assert_frame_equal(  # plain pandas reads it too
         pd.read_parquet(Path(summary.path) / "sharpness").sort_values(
-            ["trial_id", "epoch"], ignore_index=True), sharpness, check_dtype=False)  # fmt: skip
+            ["trial_id", "epoch"], ignore_index=True
+        ),
+        sharpness,
+        check_dtype=False,
+    )
 
     # The same trial trained directly measures the same values.
     X, Y = spec.load_data()
     trial = next(t for t in spec.trials() if t.trial_id in set(ok))
     direct = mlp.train_population(
-        mlp.stack_params([trial.initial_params(X.shape[1], Y.shape[1])]), X, Y,
-        np.array([trial.lr]), trial.train, trial.activation,
-    )  # fmt: skip
+        mlp.stack_params([trial.initial_params(X.shape[1], Y.shape[1])]),
+        X,
+        Y,
+        np.array([trial.lr]),
+        trial.train,
+        trial.activation,
+    )
     stored = sharpness[sharpness["trial_id"] == trial.trial_id]["sharpness"].to_numpy()
     np.testing.assert_array_equal(stored, direct.sharpness[0])
 
@@ -249,7 +258,7 @@ def test_sharpness_through_ray_is_stored_resumed_repaired_and_loaded(
 
 
 def test_a_warm_start_on_an_overtaken_eigenvector_still_finds_the_top_eigenvalue() -> None:
-    from gdsearch.model.sharpness import FRESH, SharpnessMeter, _lanczos
+    from gdsearch.mlp.sharpness import FRESH, SharpnessMeter, _lanczos
 
     spectrum = np.array([3.0, 2.0, 1.0, 0.5, 0.1, 0.05, 0.02, 0.01, 0.005, 0.001])
     warm = np.zeros((1, 10))

@@ -11,7 +11,7 @@ import pytest
 
 import gdsearch
 from gdsearch import analysis, mlp, stability
-from gdsearch.model.datasets import moons, sine
+from gdsearch.data import moons, sine
 from gdsearch.stability import linear_lr_limit
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,8 +71,9 @@ def test_linear_gd_path_retraces_training_sse_epoch_for_epoch(grad_scale: str) -
     paths = stability.linear_gd_path(X, Y[:, 0], start, lrs, 300, grad_scale)
     A = np.column_stack([X[:, 0], np.ones(len(X))])
     for lr, path in zip(lrs, paths, strict=True):
-        history, _ = mlp.train(params, X, Y, lr=lr, epochs=300, grad_scale=grad_scale,
-                               divergence_factor=1e300)  # fmt: skip
+        history, _ = mlp.train(
+            params, X, Y, lr=lr, epochs=300, grad_scale=grad_scale, divergence_factor=1e300
+        )
         sse = ((Y[:, 0] - path @ A.T) ** 2).sum(axis=1)
         np.testing.assert_allclose(sse, history, rtol=1e-9)
     assert history[-1] > 1e3 * history[0]  # the last rate is past the limit and blows up

@@ -40,8 +40,14 @@ def stored(root: Path, job: dict[str, Any]) -> gdsearch.Results:
     store.prepare(spec.source)
     for hidden in spec.architectures():
         store.write_part(*train_unit(X, Y, [t for t in spec.trials() if t.hidden == hidden]))
-    store.write_manifest({"name": spec.name, "job_file": spec.path, "status": "complete",
-                          "trials_total": spec.n_trials})  # fmt: skip
+    store.write_manifest(
+        {
+            "name": spec.name,
+            "job_file": spec.path,
+            "status": "complete",
+            "trials_total": spec.n_trials,
+        }
+    )
     return gdsearch.load_results(store.location)
 
 
@@ -107,8 +113,12 @@ def test_best_refuses_what_it_cannot_rank(
 
 
 def test_a_group_where_every_rate_diverged_has_no_best(tmp_path: Path) -> None:
-    job = {**TIED, "job": {"name": "all-diverged"}, "train": {"epochs": 50},
-           "search": {"lr": [0.06, 0.1], "init": ["normal"]}}  # fmt: skip
+    job = {
+        **TIED,
+        "job": {"name": "all-diverged"},
+        "train": {"epochs": 50},
+        "search": {"lr": [0.06, 0.1], "init": ["normal"]},
+    }
     results = stored(tmp_path, job)
     (row,) = results.best().itertuples()
     assert math.isnan(row.lr) and row.best_lrs == () and not row.tie

@@ -12,7 +12,7 @@ import pytest
 from gdsearch import mlp
 from gdsearch.job.spec import JobSpec, parse_job
 from gdsearch.job.trial import Trial
-from gdsearch.results.store import HISTORY_SCHEMA, TRIALS_SCHEMA
+from gdsearch.results.schema import HISTORY_SCHEMA, TRIALS_SCHEMA
 from gdsearch.search.plan import plan_units
 from gdsearch.search.unit import train_unit
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 
 from gdsearch.errors import JobError, shown
-from gdsearch.model.network import layer_sizes
+from gdsearch.mlp.network import layer_sizes
 
 MAX_JOB_BYTES = 1 << 20
 MAX_KEY_PARTS = 32

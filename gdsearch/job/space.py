@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from gdsearch.data import MAX_SAMPLES
 from gdsearch.errors import JobError, shown
 from gdsearch.job.limits import MAX_EPOCHS
-from gdsearch.model.activations import ACTIVATIONS
-from gdsearch.model.datasets import MAX_SAMPLES
-from gdsearch.model.inits import INIT_SCHEMES
-from gdsearch.model.optim import SCHEDULES
+from gdsearch.mlp.activations import ACTIVATIONS
+from gdsearch.mlp.inits import INIT_SCHEMES
+from gdsearch.mlp.optim import SCHEDULES
 
 MAX_WIDTH = 4096
 MAX_DEPTH = 16

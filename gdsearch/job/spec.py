@@ -20,6 +20,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from gdsearch.data import (
+    DATASETS,
+    check_options,
+    data_digest,
+    dataset_options,
+    load_dataset,
+)
+from gdsearch.data.holdout import Holdout, holdout_indices, split
 from gdsearch.errors import DataError, JobError, shown
 from gdsearch.job.limits import (
     MAX_BRACKET_POINTS,
@@ -33,25 +41,17 @@ from gdsearch.job.limits import (
 )
 from gdsearch.job.space import AXIS_CHECKS, Axis, grid, grid_size, parse_axis, sample
 from gdsearch.job.trial import SAMPLER_STREAM, SCALED_INITS, Trial
-from gdsearch.model.config import (
+from gdsearch.mlp.config import (
     DEFAULT_DIVERGENCE_FACTOR,
     DEFAULT_PATIENCE_TOLERANCE,
     OPTIMIZER_FIELDS,
     TRAIN_DEFAULTS,
     TrainConfig,
 )
-from gdsearch.model.datasets import (
-    DATASETS,
-    check_options,
-    data_digest,
-    dataset_options,
-    load_dataset,
-)
-from gdsearch.model.holdout import Holdout, holdout_indices, split
-from gdsearch.model.inits import DEFAULT_SCALE
-from gdsearch.model.network import GRAD_SCALES
-from gdsearch.model.numerics import DEFAULT_NUMERICS, NUMERICS
-from gdsearch.model.population import RUNG_METRICS
+from gdsearch.mlp.inits import DEFAULT_SCALE
+from gdsearch.mlp.network import GRAD_SCALES
+from gdsearch.mlp.numerics import DEFAULT_NUMERICS, NUMERICS
+from gdsearch.mlp.population import RUNG_METRICS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -142,7 +142,7 @@ DEFAULTS: dict[str, Any] = {
 }
 SECTION_KEYS = {
     "job": {"name", "seed", "description"},
-    "data": None,  # the data set's own options, checked by gdsearch.model.datasets
+    "data": None,  # the data set's own options, checked by gdsearch.data
     "model": {"activation", "init_scale"},
     "train": {*TRAIN_SETTINGS, *TRAIN_AXES},
     "search": {"mode", "samples", "scheduler", *BRACKET_SETTINGS, *HALVING_SETTINGS,
@@ -386,10 +386,23 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
         )
     axes, fixed_axes = _axes(tables, mode)
     return JobSpec(
-        name=name, seed=seed, dataset=dataset, data_options=options, train=train, mode=mode,
-        samples=samples, axes=axes, fixed_axes=fixed_axes, bracket=bracket, halving=halving,
-        validation=validation, description=description, source=text, path=path, document=doc,
-    )  # fmt: skip
+        name=name,
+        seed=seed,
+        dataset=dataset,
+        data_options=options,
+        train=train,
+        mode=mode,
+        samples=samples,
+        axes=axes,
+        fixed_axes=fixed_axes,
+        bracket=bracket,
+        halving=halving,
+        validation=validation,
+        description=description,
+        source=text,
+        path=path,
+        document=doc,
+    )
 
 
 def _tables(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -474,8 +487,13 @@ def _halving(search: dict[str, Any], epochs: int) -> Halving | None:
                 f'[search] {key}: only with scheduler = "halving", but got {shown(search[key])}'
             )
         return None
-    below_epochs = Setting("min_epochs", int, None, _finite(1, epochs, open_high=True),
-                           f"an integer in [1, epochs) = [1, {epochs})")  # fmt: skip
+    below_epochs = Setting(
+        "min_epochs",
+        int,
+        None,
+        _finite(1, epochs, open_high=True),
+        f"an integer in [1, epochs) = [1, {epochs})",
+    )
     return Halving(**_settings(search, "search", {**HALVING_SETTINGS, "min_epochs": below_epochs}))
 
 

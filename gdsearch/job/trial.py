@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from gdsearch.model.comparison import GROUP
-from gdsearch.model.config import TrainConfig
-from gdsearch.model.network import Params, init_params, layer_sizes
+from gdsearch.analysis.comparison import GROUP
+from gdsearch.mlp.config import TrainConfig
+from gdsearch.mlp.network import Params, init_params, layer_sizes
 
 # Tags that keep the random streams of one job apart (numpy SeedSequence entropy).
 INIT_STREAM = 0
@@ -81,7 +81,7 @@ class Trial:
         }
 
     def comparison_key(self) -> tuple[Any, ...]:
-        """Its comparison group (:mod:`gdsearch.model.comparison`): what the trials compared
+        """Its comparison group (:mod:`gdsearch.analysis.comparison`): what the trials compared
         across learning rates and replicate seeds share."""
         columns = self.columns()
         return tuple(columns[c] for c in GROUP)
@@ -121,7 +121,7 @@ def initial_params(
     n_inputs: int,
     n_outputs: int,
 ) -> Params:
-    """A trial's starting weights from what draws them, and nothing else (DESIGN.md): the job
+    """A trial's starting weights from what draws them, and nothing else: the job
     seed, the init scheme and its scale, the layer sizes and the replicate seed."""
     sizes = layer_sizes(n_inputs, hidden, n_outputs)
     return init_params(sizes, init, init_seed(job_seed, seed), init_scale)

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from gdsearch.analysis import convergence as analysis
+from gdsearch.analysis.comparison import GROUP
 from gdsearch.errors import InputError
-from gdsearch.model import analysis
-from gdsearch.model.comparison import GROUP
+from gdsearch.mlp.stopping import Status
 from gdsearch.report.figures import (
     figure_curves,
     figure_edge_ratio,
@@ -36,7 +37,7 @@ from gdsearch.report.theory import explanation, predicted_limits
 from gdsearch.results.manifest import mixed_numerics, numerics_counts
 
 if TYPE_CHECKING:
-    from gdsearch.results.store import Results
+    from gdsearch.results.resultset import Results
 
 FORMATS = ("html", "md")
 
@@ -66,9 +67,9 @@ def summary_table(
             "smallest lr that diverged": hi,
             "predicted limit": limit,
             "diverged": f"{round((frame['diverged_fraction'] * frame['trials']).sum())}"
-                        f" / {int(frame['trials'].sum())}",
+            f" / {int(frame['trials'].sum())}",
             "pruned": round((frame["pruned_fraction"] * frame["trials"]).sum()),
-        }  # fmt: skip
+        }
         if metrics is not None:
             ratio = math.sqrt(lo * hi) / limit if lo > 0 and hi > 0 and limit > 0 else np.nan
             why = explanation(ratio, metrics_by.get(label, pd.DataFrame()), measured)
@@ -130,7 +131,7 @@ def build(results: Results, out: Path, fmt: str = "html", rank_by: str | None = 
             f"Training against held-out error (best lr by {analysis.RANK_BY[ranked]})",
             png(held_out),
         )
-    if len(results.sharpness.merge(results.trials[results.trials["status"] != "diverged"])):
+    if len(results.sharpness.merge(results.trials[results.trials["status"] != Status.DIVERGED])):
         figures["sharpness"] = (
             "Sharpness during training, each rate's edge dotted (2/lr for plain descent)",
             png(figure_sharpness(results)),
@@ -172,9 +173,11 @@ def _html(
         if not table.empty
         else ""
     )
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}"
-             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
-             "padding:2px 6px}img{max-width:100%}")  # fmt: skip
+    style = (
+        "body{font-family:sans-serif;margin:2em;max-width:1200px}"
+        "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
+        "padding:2px 6px}img{max-width:100%}"
+    )
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(name)}'
         f"</title><style>{style}</style></head><body>\n<h1>gdsearch report: {html.escape(name)}"
@@ -194,16 +197,21 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     def cell(value: Any) -> str:
         return f"{value:.4g}" if isinstance(value, float) else str(value)
 
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
-             "|" + "---|" * len(frame.columns)]  # fmt: skip
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     lines += [
         "| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
     ]
     return "\n".join(lines)
 
 
-def _markdown(name: str, summary: pd.DataFrame, table: pd.DataFrame, figures: dict[str, Any],
-              out: Path, warning: str | None = None) -> str:  # fmt: skip
+def _markdown(
+    name: str,
+    summary: pd.DataFrame,
+    table: pd.DataFrame,
+    figures: dict[str, Any],
+    out: Path,
+    warning: str | None = None,
+) -> str:
     parts = [f"# gdsearch report: {name}", "", "## Summary", ""]
     parts += [f"**Warning:** {warning}", ""] if warning else []
     parts += [_markdown_table(summary), ""]
@@ -242,21 +250,39 @@ def compare(all_results: list[Results], out: Path) -> Path:
         curves = dict(groups(analysis.sse_curves(results, chosen)))
         for offset, (label, frame) in enumerate(groups(table)):
             color, line = f"C{index}", ["-", "--", ":", "-."][offset % 4]
-            ax_u.plot(frame["lr"], frame["median_final_sse"], marker="o", color=color,
-                      linestyle=line, label=f"{name}: {label}")  # fmt: skip
+            ax_u.plot(
+                frame["lr"],
+                frame["median_final_sse"],
+                marker="o",
+                color=color,
+                linestyle=line,
+                label=f"{name}: {label}",
+            )
             best = frame[frame["best"]].sort_values(["median_epochs_to_tolerance", "lr"])
             if len(best):
                 lr = best["lr"].iloc[0]
                 mine = curves[label]
                 curve = mine[mine["lr"] == lr].set_index("epoch")["median_sse"]
-                which = f"lr {lr:.3g}" if len(best) == 1 else (
-                    f"lr {lr:.3g}, the fastest of {len(best)} tied")  # fmt: skip
-                ax_c.plot(curve.index + 1, curve.to_numpy(), color=color, linestyle=line,
-                          label=f"{name}: {label}, {which}")  # fmt: skip
+                which = (
+                    f"lr {lr:.3g}"
+                    if len(best) == 1
+                    else (f"lr {lr:.3g}, the fastest of {len(best)} tied")
+                )
+                ax_c.plot(
+                    curve.index + 1,
+                    curve.to_numpy(),
+                    color=color,
+                    linestyle=line,
+                    label=f"{name}: {label}, {which}",
+                )
     finals = np.concatenate([line.get_ydata() for line in ax_u.get_lines()] or [np.array([])])
     view = final_view(np.asarray(finals, dtype=np.float64))  # log only where it spans a decade
-    ax_u.set(xscale="log", yscale="log" if view == "log" else "linear",
-             xlabel="learning rate", ylabel="final SSE (median)")  # fmt: skip
+    ax_u.set(
+        xscale="log",
+        yscale="log" if view == "log" else "linear",
+        xlabel="learning rate",
+        ylabel="final SSE (median)",
+    )
     ax_c.set(xscale="log", yscale="log", xlabel="epoch + 1", ylabel="SSE (median), best lr")
     for ax in (ax_u, ax_c):
         ax.legend(fontsize=7)

@@ -4,7 +4,7 @@ A curve of E epochs is drawn at a few hundred of them at most (:func:`epochs_to_
 early epoch, fewer later) and at its last, so the chart needs each trial's SSE at those epochs,
 not its history. Up to :data:`TRIAL_LINES` trials it draws a line per trial: their histories are
 read block by block and thinned as they come (:class:`Drawn`). Beyond, it draws the median over
-seeds per group and learning rate, from :func:`gdsearch.model.histories.sse_curves` (which reads
+seeds per group and learning rate, from :func:`gdsearch.analysis.histories.sse_curves` (which reads
 a batch of curves at a time), kept at the drawn epochs and each curve's last. The live view
 keeps each part's thinned block and takes the medians from those (:func:`medians_of`).
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gdsearch.model.comparison import GROUP
-from gdsearch.model.histories import (
+from gdsearch.analysis.comparison import GROUP
+from gdsearch.analysis.histories import (
     HistoryBlock,
     Results,
     history_blocks,
@@ -73,8 +73,13 @@ class Drawn:
         assert all(np.array_equal(p.epochs, epochs) for p in parts)
         if not parts:
             none = np.empty(0)
-            return cls(none.astype(object), epochs, np.empty((0, len(epochs))),
-                       none.astype(np.int64), none)  # fmt: skip
+            return cls(
+                none.astype(object),
+                epochs,
+                np.empty((0, len(epochs))),
+                none.astype(np.int64),
+                none,
+            )
         return cls(
             np.concatenate([p.trial_ids for p in parts]),
             epochs,
@@ -87,13 +92,15 @@ class Drawn:
         """trial_id, epoch, sse: each trial at the drawn epochs it reaches, and at its last."""
         rows, columns = np.nonzero(~np.isnan(self.sse))
         off_grid = ~np.isin(self.last_epoch, self.epochs)
-        frame = pd.DataFrame({
-            "trial_id": np.concatenate([self.trial_ids[rows], self.trial_ids[off_grid]]),
-            "epoch": np.concatenate([self.epochs[columns], self.last_epoch[off_grid]]).astype(
-                np.int32  # as the history stores it
-            ),
-            "sse": np.concatenate([self.sse[rows, columns], self.last_sse[off_grid]]),
-        })  # fmt: skip
+        frame = pd.DataFrame(
+            {
+                "trial_id": np.concatenate([self.trial_ids[rows], self.trial_ids[off_grid]]),
+                "epoch": np.concatenate([self.epochs[columns], self.last_epoch[off_grid]]).astype(
+                    np.int32  # as the history stores it
+                ),
+                "sse": np.concatenate([self.sse[rows, columns], self.last_sse[off_grid]]),
+            }
+        )
         return frame.sort_values(["trial_id", "epoch"], ignore_index=True)
 
 
@@ -186,8 +193,13 @@ def _group_columns(trials: pd.DataFrame) -> list[str]:
 def _once(drawn: Drawn) -> Drawn:
     """Each trial once (a reader that met one twice must not count it twice)."""
     _, first = np.unique(drawn.trial_ids.astype(str), return_index=True)
-    return Drawn(drawn.trial_ids[first], drawn.epochs, drawn.sse[first],
-                 drawn.last_epoch[first], drawn.last_sse[first])  # fmt: skip
+    return Drawn(
+        drawn.trial_ids[first],
+        drawn.epochs,
+        drawn.sse[first],
+        drawn.last_epoch[first],
+        drawn.last_sse[first],
+    )
 
 
 class _Tapped:

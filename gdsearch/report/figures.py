@@ -16,23 +16,25 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from gdsearch.model import analysis, stability
-from gdsearch.model.edge import edge_sharpness
-from gdsearch.model.histories import history_lengths, sse_curves
-from gdsearch.model.ranking import TIE_TOLERANCE, relative_excess, tied_with_lowest
+from gdsearch.analysis import convergence as analysis
+from gdsearch.analysis.histories import history_lengths, sse_curves
+from gdsearch.analysis.ranking import TIE_TOLERANCE, relative_excess, tied_with_lowest
+from gdsearch.mlp.stopping import Status
 from gdsearch.report.panels import LrStyles, facet_panels, groups, new_figure
 from gdsearch.report.scales import epoch_axis, final_view, sse_axis
 from gdsearch.report.theory import predicted_limits
+from gdsearch.stability import limits as stability
+from gdsearch.stability.edge import edge_sharpness
 
 if TYPE_CHECKING:
-    from gdsearch.results.store import Results
+    from gdsearch.results.resultset import Results
 
 
 def lr_styles(results: Results) -> LrStyles:
     """The line style of each learning rate of a result set; rates at which every trial
     diverged are named so in the legend."""
     trials = results.trials
-    diverged = trials.groupby("lr")["status"].agg(lambda s: bool((s == "diverged").all()))
+    diverged = trials.groupby("lr")["status"].agg(lambda s: bool((s == Status.DIVERGED).all()))
     return LrStyles(trials["lr"], diverged=set(diverged[diverged].index.astype(float)))
 
 
@@ -41,7 +43,7 @@ def figure_curves(results: Results) -> Figure:
 
     Epochs are on a log axis where the action is early; the SSE axis is fitted to the curves
     that did not diverge (diverging ones leave through the top), log where they span a decade.
-    The medians come from :func:`gdsearch.model.analysis.sse_curves`, which reads the
+    The medians come from :func:`gdsearch.analysis.convergence.sse_curves`, which reads the
     histories part by part.
     """
     medians = sse_curves(results)
@@ -53,7 +55,7 @@ def figure_curves(results: Results) -> Figure:
         for lr in _rates(curves):
             ax.plot(curves.index, curves[lr], linewidth=1.2, **styles.line(lr))
         trials = statuses[label]
-        ran = trials.groupby("lr")["status"].agg(lambda s: not (s == "diverged").any())
+        ran = trials.groupby("lr")["status"].agg(lambda s: not (s == Status.DIVERGED).any())
         epoch_axis(ax, curves)
         sse_axis(ax, curves, kept=[lr for lr in _rates(curves) if ran[lr]])
         ax.set_title(label, fontsize=9)
@@ -70,7 +72,7 @@ def _rates(curves: pd.DataFrame) -> list[float]:
 def _sharpness_curves(results: Results) -> list[tuple[str, pd.DataFrame]]:
     """Per group, each lr's sharpness and edge ratio lr·λ/2 by epoch, diverged trials left out
     (their sharpness runs off to infinity with their weights)."""
-    kept = results.trials[results.trials["status"] != "diverged"]
+    kept = results.trials[results.trials["status"] != Status.DIVERGED]
     merged = results.sharpness.merge(kept, on="trial_id")
     merged["edge"] = edge_sharpness(merged)  # c / lr_t: 2/lr for plain gradient descent
     merged["edge_ratio"] = merged["sharpness"] / merged["edge"]
@@ -158,8 +160,14 @@ def figure_final_vs_lr(
             ax.axvline(limits[label], color="k", linestyle="--", label="predicted limit at init")
         pruned = frame.loc[frame["pruned_fraction"] > 0, "lr"]
         if len(pruned):  # their SSE is from a rung, not the end: marked on the axis only
-            ax.plot(pruned, np.full(len(pruned), 0.03), "x", color="0.4",
-                    transform=ax.get_xaxis_transform(), label="some seeds pruned")  # fmt: skip
+            ax.plot(
+                pruned,
+                np.full(len(pruned), 0.03),
+                "x",
+                color="0.4",
+                transform=ax.get_xaxis_transform(),
+                label="some seeds pruned",
+            )
         ax.set_xscale("log")
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("learning rate")
@@ -191,12 +199,25 @@ def _final_panel(ax: Axes, frame: pd.DataFrame, tolerance: float) -> None:
     ax.plot(lrs, median, marker="o", color="C0", label="median over seeds")
     ax.fill_between(lrs, low, high, color="C0", alpha=0.25)
     if tied.sum() == 1:
-        ax.plot(lrs[tied], median[tied], "*", color="C1", markersize=14,
-                label=f"best: lr {lrs[tied][0]:.3g}")  # fmt: skip
+        ax.plot(
+            lrs[tied],
+            median[tied],
+            "*",
+            color="C1",
+            markersize=14,
+            label=f"best: lr {lrs[tied][0]:.3g}",
+        )
     elif tied.sum() > 1:
-        ax.plot(lrs[tied], median[tied], "o", markersize=11, markerfacecolor="none",
-                markeredgecolor="C1", markeredgewidth=1.5,
-                label=f"tie: {tied.sum()} rates within {_short(tolerance)}")  # fmt: skip
+        ax.plot(
+            lrs[tied],
+            median[tied],
+            "o",
+            markersize=11,
+            markerfacecolor="none",
+            markeredgecolor="C1",
+            markeredgewidth=1.5,
+            label=f"tie: {tied.sum()} rates within {_short(tolerance)}",
+        )
     if not np.isfinite(median).any():
         ax.text(0.5, 0.5, "every rate diverged", transform=ax.transAxes, ha="center")
 
@@ -264,8 +285,14 @@ def figure_linear(results: Results) -> Figure | None:
         ax.axvline(best[0], color="0.6", linestyle=":", linewidth=0.8)
     ww, bb = np.meshgrid(w, bias)
     surface = ((y[None, None, :] - (ww[..., None] * x + bb[..., None])) ** 2).sum(axis=-1)
-    ax_path.contour(ww, bb, surface, levels=np.geomspace(surface.min(), surface.max(), 14),
-                    colors="0.7", linewidths=0.6)  # fmt: skip
+    ax_path.contour(
+        ww,
+        bb,
+        surface,
+        levels=np.geomspace(surface.min(), surface.max(), 14),
+        colors="0.7",
+        linewidths=0.6,
+    )
     steps = min(first.train.epochs, PATH_EPOCHS)
     lrs = runs["lr"].to_numpy()
     paths = stability.linear_gd_path(X, y, start, lrs, steps, first.train.grad_scale)
@@ -277,13 +304,24 @@ def figure_linear(results: Results) -> Figure | None:
         outside = ~np.all((path[: end + 1] >= lows) & (path[: end + 1] <= highs), axis=1)
         if outside.any():  # stop one step past the window's edge
             end = int(np.argmax(outside))
-        width = 0.8 if status == "diverged" else 1.2
-        ax_path.plot(path[: end + 1, 0], path[: end + 1, 1], marker=".", markersize=2,
-                     linewidth=width, **styles.line(lr))  # fmt: skip
+        width = 0.8 if status == Status.DIVERGED else 1.2
+        ax_path.plot(
+            path[: end + 1, 0],
+            path[: end + 1, 1],
+            marker=".",
+            markersize=2,
+            linewidth=width,
+            **styles.line(lr),
+        )
     ax_path.plot(*start, "ko", label="start")
     ax_path.plot(*best, "r*", markersize=10, label="least squares")
-    ax_path.set(xlim=(w[0], w[-1]), ylim=(bias[0], bias[-1]), xlabel="weight w", ylabel="bias b",
-                title=f"gradient descent, first {steps} epochs")  # fmt: skip
+    ax_path.set(
+        xlim=(w[0], w[-1]),
+        ylim=(bias[0], bias[-1]),
+        xlabel="weight w",
+        ylabel="bias b",
+        title=f"gradient descent, first {steps} epochs",
+    )
     ax_path.legend(fontsize=7)
     styles.key(fig, ax_path, shown=set(runs["lr"]))
     return fig
@@ -311,8 +349,14 @@ def figure_held_out(results: Results, *, table: pd.DataFrame | None = None) -> F
         frame = frame.sort_values("lr")
         for column, (name, style, marker) in HELD_OUT_LINES.items():
             scale = _per_sample(column, n, held)
-            ax.plot(frame["lr"], frame[column] * scale, style, marker=marker, ms=4,
-                    label=name + (" / sample" if scale != 1.0 else ""))  # fmt: skip
+            ax.plot(
+                frame["lr"],
+                frame[column] * scale,
+                style,
+                marker=marker,
+                ms=4,
+                label=name + (" / sample" if scale != 1.0 else ""),
+            )
         best = frame[frame["best"]]
         ax.plot(
             best["lr"],

@@ -27,15 +27,21 @@ import numpy as np
 import pandas as pd
 
 from gdsearch.errors import InputError
+from gdsearch.mlp.stopping import Status
 from gdsearch.report.drawn import Curves, read_curves
 from gdsearch.report.panels import groups
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from gdsearch.results.store import Results
+    from gdsearch.results.resultset import Results
 
-STATUS_SYMBOLS = {"ok": "circle", "diverged": "x", "pruned": "triangle-down", "failed": "square"}
+STATUS_SYMBOLS = {
+    Status.OK: "circle",
+    Status.DIVERGED: "x",
+    Status.PRUNED: "triangle-down",
+    Status.FAILED: "square",
+}
 AXES = ("lr", "init", "hidden", "seed", "activation", "init_scale", "batch_size", "momentum")
 
 
@@ -74,9 +80,18 @@ def _scale_buttons(axis: str, start: str) -> list[dict[str, Any]]:
         {"label": f"{axis} {scale}", "method": "relayout", "args": [{f"{axis}axis.type": scale}]}
         for scale in order
     ]
-    return [{"type": "buttons", "direction": "right", "showactive": True, "x": 1.0,
-             "xanchor": "right", "y": 1.12 if axis == "y" else 1.2, "yanchor": "bottom",
-             "buttons": buttons}]  # fmt: skip
+    return [
+        {
+            "type": "buttons",
+            "direction": "right",
+            "showactive": True,
+            "x": 1.0,
+            "xanchor": "right",
+            "y": 1.12 if axis == "y" else 1.2,
+            "yanchor": "bottom",
+            "buttons": buttons,
+        }
+    ]
 
 
 def curves_figure(trials: pd.DataFrame, curves: Curves) -> go.Figure:
@@ -88,29 +103,46 @@ def curves_figure(trials: pd.DataFrame, curves: Curves) -> go.Figure:
             ordered = frame.sort_values(["lr", "seed", "trial_id", "epoch"], kind="stable")
             for trial_id, curve in ordered.groupby("trial_id", sort=False):
                 first = curve.iloc[0]
-                fig.add_trace(go.Scattergl(
-                    x=curve["epoch"], y=curve["sse"], mode="lines", name=f"lr {first.lr:.4g}",
-                    legendgroup=label, legendgrouptitle_text=label,
-                    hovertext=_hover(curve.iloc[:1]) * len(curve), hoverinfo="text+x+y",
-                    line={"width": 1}, meta=trial_id,
-                ))  # fmt: skip
+                fig.add_trace(
+                    go.Scattergl(
+                        x=curve["epoch"],
+                        y=curve["sse"],
+                        mode="lines",
+                        name=f"lr {first.lr:.4g}",
+                        legendgroup=label,
+                        legendgrouptitle_text=label,
+                        hovertext=_hover(curve.iloc[:1]) * len(curve),
+                        hoverinfo="text+x+y",
+                        line={"width": 1},
+                        meta=trial_id,
+                    )
+                )
     else:
         for label, frame in groups(curves.frame):
             for lr, curve in frame.groupby("lr"):
-                fig.add_trace(go.Scattergl(
-                    x=curve["epoch"], y=curve["median_sse"], mode="lines", name=f"lr {lr:.4g}",
-                    legendgroup=label, legendgrouptitle_text=label,
-                    hovertext=f"{label}<br>lr {lr:.4g} (median over seeds)",
-                    hoverinfo="text+x+y", line={"width": 1},
-                ))  # fmt: skip
+                fig.add_trace(
+                    go.Scattergl(
+                        x=curve["epoch"],
+                        y=curve["median_sse"],
+                        mode="lines",
+                        name=f"lr {lr:.4g}",
+                        legendgroup=label,
+                        legendgrouptitle_text=label,
+                        hovertext=f"{label}<br>lr {lr:.4g} (median over seeds)",
+                        hoverinfo="text+x+y",
+                        line={"width": 1},
+                    )
+                )
     epoch_scale = "log" if curves.log_epochs else "linear"
     fig.update_layout(
         title="SSE per epoch" + ("" if curves.per_trial else " (median over seeds)"),
         xaxis={"title": "epoch", "type": epoch_scale},
         yaxis={"title": "SSE", "type": "log"},
         updatemenus=[*_scale_buttons("x", epoch_scale), *_scale_buttons("y", "log")],
-        hovermode="closest", legend={"groupclick": "toggleitem"}, height=560,
-    )  # fmt: skip
+        hovermode="closest",
+        legend={"groupclick": "toggleitem"},
+        height=560,
+    )
     return fig
 
 
@@ -121,34 +153,54 @@ def ucurve_figure(trials: pd.DataFrame) -> go.Figure:
     held = "final_val_sse" in trials.columns and bool(trials["final_val_sse"].notna().any())
     for label, frame in groups(trials):
         frame = frame.sort_values("lr")
-        fig.add_trace(go.Scatter(
-            x=frame["lr"], y=frame["final_sse"], mode="markers", name=label,
-            hovertext=_hover(frame), hoverinfo="text",
-            marker={"symbol": [STATUS_SYMBOLS.get(s, "circle") for s in frame["status"]],
-                    "size": 8},
-            customdata=frame["trial_id"],
-        ))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=frame["lr"],
+                y=frame["final_sse"],
+                mode="markers",
+                name=label,
+                hovertext=_hover(frame),
+                hoverinfo="text",
+                marker={
+                    "symbol": [STATUS_SYMBOLS.get(s, "circle") for s in frame["status"]],
+                    "size": 8,
+                },
+                customdata=frame["trial_id"],
+            )
+        )
         if held:
-            fig.add_trace(go.Scatter(
-                x=frame["lr"], y=frame["final_val_sse"], mode="markers",
-                name=f"{label}, held out", hovertext=_hover(frame), hoverinfo="text",
-                marker={"symbol": "circle-open", "size": 8}, customdata=frame["trial_id"],
-            ))  # fmt: skip
+            fig.add_trace(
+                go.Scatter(
+                    x=frame["lr"],
+                    y=frame["final_val_sse"],
+                    mode="markers",
+                    name=f"{label}, held out",
+                    hovertext=_hover(frame),
+                    hoverinfo="text",
+                    marker={"symbol": "circle-open", "size": 8},
+                    customdata=frame["trial_id"],
+                )
+            )
     fig.update_layout(
         title="Final SSE against learning rate (x: diverged"
         + ("; open: on the held-out data)" if held else ")"),
         xaxis={"title": "learning rate", "type": "log"},
         yaxis={"title": "final SSE", "type": "log"},
-        updatemenus=_scale_buttons("y", "log"), hovermode="closest", height=480,
-    )  # fmt: skip
+        updatemenus=_scale_buttons("y", "log"),
+        hovermode="closest",
+        height=480,
+    )
     return fig
 
 
 def parallel_figure(trials: pd.DataFrame) -> go.Figure:
     """Parallel coordinates: each searched axis, and final SSE (log), a line per trial."""
     go = plotly()
-    finite = trials[(trials["status"] != "diverged") & np.isfinite(trials["final_sse"])
-                    & (trials["final_sse"] > 0)]  # fmt: skip
+    finite = trials[
+        (trials["status"] != Status.DIVERGED)
+        & np.isfinite(trials["final_sse"])
+        & (trials["final_sse"] > 0)
+    ]
     dimensions = []
     for axis in AXES:
         if axis not in finite or finite[axis].astype(str).nunique() < 2:
@@ -168,13 +220,20 @@ def parallel_figure(trials: pd.DataFrame) -> go.Figure:
             dimensions.append({"label": axis, "values": values})
     score = np.log10(finite["final_sse"])
     dimensions.append({"label": "log10 final SSE", "values": score})
-    fig = go.Figure(go.Parcoords(
-        line={"color": score, "colorscale": "Viridis", "showscale": True,
-              "colorbar": {"title": "log10 SSE"}},
-        dimensions=dimensions,
-    ))  # fmt: skip
-    fig.update_layout(title="The searched axes against final SSE (diverged trials left out)",
-                      height=440)  # fmt: skip
+    fig = go.Figure(
+        go.Parcoords(
+            line={
+                "color": score,
+                "colorscale": "Viridis",
+                "showscale": True,
+                "colorbar": {"title": "log10 SSE"},
+            },
+            dimensions=dimensions,
+        )
+    )
+    fig.update_layout(
+        title="The searched axes against final SSE (diverged trials left out)", height=440
+    )
     return fig
 
 
@@ -210,12 +269,20 @@ def write_interactive(results: Results, out: Path) -> Path:
     counts = results.trials["status"].value_counts().to_dict()
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     divs = [
-        fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{i}",
-                    config={"displaylogo": False})
+        fig.to_html(
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=f"chart-{i}",
+            config={"displaylogo": False},
+        )
         for i, fig in enumerate(figures(results))
-    ]  # fmt: skip
-    page = PAGE.format(title=name, summary=html.escape(f"{len(results.trials)} trials: {summary}"),
-                       plotly=plotly_js(), charts="\n".join(divs))  # fmt: skip
+    ]
+    page = PAGE.format(
+        title=name,
+        summary=html.escape(f"{len(results.trials)} trials: {summary}"),
+        plotly=plotly_js(),
+        charts="\n".join(divs),
+    )
     out.write_text(page, encoding="utf-8")
     return out
 

@@ -41,7 +41,7 @@ from gdsearch.report.drawn import (
 )
 from gdsearch.report.interactive import curves_figure, plotly, plotly_js
 from gdsearch.report.interactive import ucurve_figure as ucurve
-from gdsearch.results.scan import dense_history
+from gdsearch.results.resultset import dense_history
 from gdsearch.results.schema import fill_implied
 from gdsearch.results.store import ResultsStore
 
@@ -82,13 +82,17 @@ class LiveState:
         names = self.store.committed("trials") if self.store.has_trials_dir() else []
         if list(self.parts) == names:
             return
-        trials = {n: self.parts[n][0] if n in self.parts else self.store.read_part("trials", n)
-                  for n in names}  # fmt: skip
+        trials = {
+            n: self.parts[n][0] if n in self.parts else self.store.read_part("trials", n)
+            for n in names
+        }
         budget = max((pc.max(t.column("epochs")).as_py() or 0 for t in trials.values()), default=0)
         epochs = epochs_to_draw(budget)
         kept = self.parts if np.array_equal(epochs, self.epochs) else {}  # else all drawn again
-        self.parts = {n: (table, kept[n][1] if n in kept else self._drawn(n, table, epochs))
-                      for n, table in trials.items()}  # fmt: skip
+        self.parts = {
+            n: (table, kept[n][1] if n in kept else self._drawn(n, table, epochs))
+            for n, table in trials.items()
+        }
         self.epochs = epochs
         self.version += 1
         self.figures = self._figures()

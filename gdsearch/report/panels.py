@@ -21,7 +21,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from gdsearch.model.comparison import GROUP
+from gdsearch.analysis.comparison import GROUP
 
 DPI = 110
 
@@ -171,13 +171,20 @@ class LrStyles:
     def key(self, fig: Figure, axes: Any, shown: set[float] | None = None) -> None:
         """The figure's legend of rates (those ``shown``, or all), or its colour bar."""
         if not self.legend:
-            fig.colorbar(ScalarMappable(norm=self.norm, cmap="viridis"), ax=axes,
-                         label="learning rate")  # fmt: skip
+            fig.colorbar(
+                ScalarMappable(norm=self.norm, cmap="viridis"), ax=axes, label="learning rate"
+            )
             return
         rates = [lr for lr in self.rates if shown is None or lr in shown]
         handles = [Line2D([], [], linewidth=1.5, **self.line(lr)) for lr in rates]
-        fig.legend(handles, [self.name(lr) for lr in rates], title="learning rate",
-                   loc="outside right upper", fontsize=8, title_fontsize=8)  # fmt: skip
+        fig.legend(
+            handles,
+            [self.name(lr) for lr in rates],
+            title="learning rate",
+            loc="outside right upper",
+            fontsize=8,
+            title_fontsize=8,
+        )
 
 
 def _distinct_labels(rates: list[float]) -> list[str]:

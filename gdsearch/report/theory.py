@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from gdsearch.analysis.comparison import GROUP
 from gdsearch.job.trial import Trial
-from gdsearch.model import stability
-from gdsearch.model.comparison import GROUP
 from gdsearch.report.panels import label
+from gdsearch.stability import limits as stability
 
 if TYPE_CHECKING:
-    from gdsearch.results.store import Results
+    from gdsearch.results.resultset import Results
 
 
 def predicted_limits(results: Results) -> dict[str, float]:
@@ -36,8 +36,14 @@ def predicted_limits(results: Results) -> dict[str, float]:
         if name in limits:
             continue
         train = trial.train
-        model = (trial.hidden, trial.init, trial.init_scale, trial.seed, trial.activation,
-                 train.grad_scale)  # fmt: skip
+        model = (
+            trial.hidden,
+            trial.init,
+            trial.init_scale,
+            trial.seed,
+            trial.activation,
+            train.grad_scale,
+        )
         if model not in tops:
             tops[model] = _sharpness(trial, X, Y)
         limits[name] = stability.optimizer_limit(
@@ -56,7 +62,7 @@ def explanation(ratio: float, metrics: pd.DataFrame, measured: bool) -> str:
     Args:
         ratio: the measured bracket's geometric middle over the predicted limit (NaN if
             either is unknown).
-        metrics: the group's rows of :func:`gdsearch.model.analysis.trial_metrics`.
+        metrics: the group's rows of :func:`gdsearch.analysis.convergence.trial_metrics`.
         measured: whether the sharpness was measured during training.
     """
     if math.isnan(ratio):
@@ -69,11 +75,15 @@ def explanation(ratio: float, metrics: pd.DataFrame, measured: bool) -> str:
     catapults = int(metrics["convergence"].eq("catapult").sum())
     edges = int(metrics["convergence"].eq("edge_of_stability").sum())
     if catapults:
-        said.append(f"catapult: {catapults} trials past the edge at init converged after a "
-                    "loss spike drove λ down")  # fmt: skip
+        said.append(
+            f"catapult: {catapults} trials past the edge at init converged after a "
+            "loss spike drove λ down"
+        )
     if edges:
-        said.append(f"edge of stability: in {edges} trials λ rose to the edge (2/lr for "
-                    "plain descent) and stayed there as the SSE fell")  # fmt: skip
+        said.append(
+            f"edge of stability: in {edges} trials λ rose to the edge (2/lr for "
+            "plain descent) and stayed there as the SSE fell"
+        )
     if not said:
         rises = metrics["edge_ratio_final"] / metrics["edge_ratio_init"]
         typical = float(np.nanmedian(rises)) if rises.notna().any() else math.nan

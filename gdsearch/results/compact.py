@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gdsearch.errors import ResultsError
+from gdsearch.results import journal
 from gdsearch.results.lock import ResultsLock
 from gdsearch.results.manifest import now
 from gdsearch.results.store import ResultsStore
@@ -55,19 +56,23 @@ def compact_results(
     if not store.has_trials_dir():
         raise ResultsError(f"{store.location}: no results here (no trials/ directory)")
     with ResultsLock(store, wait=wait):
-        settled = len(store.settle_compaction())
+        settled = len(journal.settle(store))
         names = store.committed("trials")
         rows = {name: _history_rows(store, name) for name in names}
         merged = 0
         for group in _groups(names, rows, target_rows):
-            store.compact(group, ROW_GROUP_ROWS)
+            journal.compact(store, group, ROW_GROUP_ROWS)
             merged += len(group) - 1
-        report = CompactReport(store.location, len(names), len(names) - merged,
-                               sum(rows.values()), settled)  # fmt: skip
+        report = CompactReport(
+            store.location, len(names), len(names) - merged, sum(rows.values()), settled
+        )
         if merged and store.exists():
             manifest = store.read_manifest()
-            record = {"at": now(), "parts_before": report.parts_before,
-                      "parts_after": report.parts_after}  # fmt: skip
+            record = {
+                "at": now(),
+                "parts_before": report.parts_before,
+                "parts_after": report.parts_after,
+            }
             manifest["compactions"] = [*manifest.get("compactions", []), record]
             store.write_manifest(manifest)
         return report

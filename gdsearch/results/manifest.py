@@ -6,7 +6,7 @@ shape, the cluster, every run's timings and the counts by status. The compatibil
 and the data's digest; a run whose key differs from the stored one is refused.
 
 Numerics: each stored trial records what computed it (the trials table's ``numerics``, a
-:func:`gdsearch.model.numerics.label`), and the manifest how many trials each recorded. A run
+:func:`gdsearch.mlp.numerics.label`), and the manifest how many trials each recorded. A run
 that would add trials computed otherwise than the stored ones is refused, unless asked to
 (``allow_change``): their histories could differ in the last bits, and comparisons across them
 would measure the machines. Trials stored before numerics were recorded (gdsearch 0.1, which
@@ -88,8 +88,10 @@ def mixed_numerics(counts: dict[str, int]) -> str | None:
     if len(counts) < 2:
         return None
     listed = "; ".join(f"{n} by {label}" for label, n in counts.items())
-    return (f"this result set mixes numerics, so its histories may differ in the last bits by "
-            f"where they were computed, not only by their settings: {listed}")  # fmt: skip
+    return (
+        f"this result set mixes numerics, so its histories may differ in the last bits by "
+        f"where they were computed, not only by their settings: {listed}"
+    )
 
 
 def check_numerics(store: ResultsStore, wanted: str, allow_change: bool) -> None:

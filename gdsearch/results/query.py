@@ -110,8 +110,9 @@ def _filter_expression(filters: Filters | None) -> pc.Expression | None:
             "filters: a list of (column, op, value) tuples, a list of such lists, or a "
             f"pyarrow expression, but got {shown(filters)}"
         )
-    flat = any(isinstance(item, tuple | list) and item and isinstance(item[0], str)
-               for item in filters)  # fmt: skip
+    flat = any(
+        isinstance(item, tuple | list) and item and isinstance(item[0], str) for item in filters
+    )
     disjunction = [filters] if flat else filters
     for conjunction in disjunction:
         if isinstance(conjunction, str | bytes) or not isinstance(conjunction, Sequence):

@@ -26,6 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gdsearch.errors import ResultsError, one_line
+from gdsearch.mlp.stopping import Status
+from gdsearch.results import journal
 from gdsearch.results.lock import ResultsLock
 from gdsearch.results.store import KINDS, ResultsStore
 
@@ -85,7 +87,7 @@ def repair_results(location: str | Path, *, dry_run: bool = False) -> RepairRepo
         dropped = _damage(store)
         return _report(store, dropped, dry_run, _stored_after(store, dropped))
     with ResultsLock(store, break_foreign=True):
-        settled = [Dropped(path, reason) for path, reason in store.settle_compaction()]
+        settled = [Dropped(path, reason) for path, reason in journal.settle(store)]
         dropped = settled + _damage(store)
         for item in dropped:
             store.delete(item.path)
@@ -144,7 +146,7 @@ def _same_trials(store: ResultsStore, name: str, measured: bool = False) -> bool
     trials = store.read_part("trials", name, ["trial_id", "status", "diverged_epoch"])
     history = store.read_part("history", name, ["trial_id"]).column("trial_id")
     no_history = pc.or_(
-        pc.equal(trials.column("status"), "failed"),
+        pc.equal(trials.column("status"), Status.FAILED.value),
         pc.fill_null(pc.equal(trials.column("diverged_epoch"), 0), False),
     )
     listed = set(trials.column("trial_id").to_pylist())

@@ -1,4 +1,4 @@
-"""The columns of the results tables (DESIGN.md): what workers produce and the store writes.
+"""The columns of the results tables (docs/results.md): what workers make and the store writes.
 
 Parts written before a column was added load with that column null (``ResultsStore.read_table``
 reads every part against these schemas).
@@ -28,7 +28,7 @@ TRIALS_SCHEMA = pa.schema(
         ("node", pa.string()),
         ("wall_s", pa.float64()),
         ("error", pa.string()),  # why a failed trial failed; null otherwise
-        # The update rule (gdsearch.model.config.TrainConfig); null in parts written before.
+        # The update rule (gdsearch.mlp.config.TrainConfig); null in parts written before.
         ("momentum", pa.float64()),
         ("nesterov", pa.bool_()),
         ("weight_decay", pa.float64()),
@@ -36,17 +36,17 @@ TRIALS_SCHEMA = pa.schema(
         ("step_size", pa.int32()),  # null unless lr_schedule is "step"
         ("gamma", pa.float64()),  # null unless lr_schedule is "step"
         ("warmup_epochs", pa.int32()),
-        # What computed the trial (gdsearch.model.numerics.label): "portable; version 1", or
+        # What computed the trial (gdsearch.mlp.numerics.label): "portable; version 1", or
         # the BLAS path and the machine's libraries and SIMD; null in parts written before.
         ("numerics", pa.string()),
-        # What the trial's own history says of it (gdsearch.model.trajectory), computed by the
+        # What the trial's own history says of it (gdsearch.analysis.trajectory), computed by the
         # worker; null in parts written before, and where a trial has no history.
         ("final_epoch", pa.int32()),  # its last epoch
         ("min_epoch", pa.int32()),  # the first epoch of its lowest SSE
         ("contraction", pa.float64()),  # median SSE(t+1)/SSE(t) over the late phase
         ("rise_share", pa.float64()),  # share of late steps whose SSE rose
         ("late_gain", pa.float64()),  # relative fall of the SSE over the late phase
-        # With held-out data (``[data] validation``, gdsearch.model.holdout): its SSE at the
+        # With held-out data (``[data] validation``, gdsearch.data.holdout): its SSE at the
         # last epoch, its lowest SSE and the first epoch of it, and for class targets the
         # accuracy at the last epoch and the highest; null without held-out data.
         ("final_val_sse", pa.float64()),
@@ -56,8 +56,13 @@ TRIALS_SCHEMA = pa.schema(
         ("best_val_accuracy", pa.float64()),
     ]
 )
-HELD_OUT_COLUMNS = ("final_val_sse", "min_val_sse", "min_val_epoch", "final_val_accuracy",
-                    "best_val_accuracy")  # fmt: skip
+HELD_OUT_COLUMNS = (
+    "final_val_sse",
+    "min_val_sse",
+    "min_val_epoch",
+    "final_val_accuracy",
+    "best_val_accuracy",
+)
 IMPLIED = {
     "momentum": 0.0,
     "nesterov": False,

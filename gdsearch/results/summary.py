@@ -2,9 +2,10 @@
 
 :func:`best` answers "which learning rate is best?" per comparison group (or per group and
 replicate seed), by final SSE, lowest SSE or epochs to tolerance, and says a tie where rates
-tie (:mod:`gdsearch.model.ranking`). :func:`summary_html` and :func:`summary_line` are what a
-notebook shows of a :class:`~gdsearch.results.store.Results`: its job, trials by status, epochs,
-the best rates, and where it is stored. ``Results.best`` and its ``_repr_html_`` call these.
+tie (:mod:`gdsearch.analysis.ranking`). :func:`summary_html` and :func:`summary_line` are what
+a notebook shows of a :class:`~gdsearch.results.resultset.Results`: its job, trials by status,
+epochs, the best rates, and where it is stored. ``Results.best`` and its ``_repr_html_`` call
+these.
 """
 
 from __future__ import annotations
@@ -12,17 +13,28 @@ from __future__ import annotations
 import html
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import pandas as pd
 
+from gdsearch.analysis.comparison import GROUP
+from gdsearch.analysis.convergence import STOPPED_EARLY, check_rank, trial_metrics
+from gdsearch.analysis.ranking import TIE_TOLERANCE, best_rates
 from gdsearch.errors import InputError
-from gdsearch.model.analysis import STOPPED_EARLY, check_rank, trial_metrics
-from gdsearch.model.comparison import GROUP
-from gdsearch.model.ranking import TIE_TOLERANCE, best_rates
+from gdsearch.mlp.stopping import Status
 
-if TYPE_CHECKING:
-    from gdsearch.results.store import Results
+
+class Results(Protocol):
+    """What a summary reads of a result set: its tables (:class:`gdsearch.analysis.histories.
+    Results`), its manifest and where it is stored."""
+
+    trials: pd.DataFrame
+    manifest: dict[str, Any]
+    path: str
+
+    @property
+    def history(self) -> pd.DataFrame: ...
+
 
 BY = {
     "final_sse": "the SSE at the end of training",
@@ -91,7 +103,7 @@ def best(
         trials = trial_metrics(results)
     kept = trials[by].where(~trials["status"].isin(STOPPED_EARLY))
     candidates = (
-        trials.assign(value=kept, diverged=trials["status"] == "diverged")
+        trials.assign(value=kept, diverged=trials["status"] == Status.DIVERGED)
         .groupby([*keys, "lr"], dropna=False, sort=True)
         .agg(value=("value", "median"), diverged=("diverged", "any"))
         .reset_index()

@@ -25,9 +25,10 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gdsearch.analysis.convergence import TELLING, bracket, converged_above, refine
 from gdsearch.job.spec import JobSpec
 from gdsearch.job.trial import Trial
-from gdsearch.model.analysis import TELLING, bracket, converged_above, refine
+from gdsearch.mlp.stopping import Status
 from gdsearch.search.plain import PlainRun
 from gdsearch.search.plan import Ledger, Round, Shape
 from gdsearch.search.policy import Outcome, Policy, Rows, Step
@@ -50,7 +51,7 @@ def diverged_at(
         if status not in TELLING:
             continue
         flags = flags_by_group[trial.comparison_key()]
-        flags[trial.lr] = flags.get(trial.lr, False) or status == "diverged"
+        flags[trial.lr] = flags.get(trial.lr, False) or status == Status.DIVERGED
     return flags_by_group
 
 
@@ -149,8 +150,9 @@ class BracketRounds(Policy):
             if len(self.past) + 1 > self.spec.bracket.rounds:
                 return []
             seen = {t.trial_id for t in self.known}
-            new = [t for t in next_round(self.spec, self.known, statuses)
-                   if t.trial_id not in seen]  # fmt: skip
+            new = [
+                t for t in next_round(self.spec, self.known, statuses) if t.trial_id not in seen
+            ]
             if not new:
                 return []
             self.known.extend(new)
@@ -170,8 +172,9 @@ class BracketRounds(Policy):
                 "group %s: divergence is not monotone in lr (%.4g diverged, %.4g above it did "
                 "not); not bracketed further",
                 ", ".join(str(v) for v in key if v not in (None, 0, 0.0, False, "constant")),
-                lr_diverged, above,
-            )  # fmt: skip
+                lr_diverged,
+                above,
+            )
 
     def on_result(self, step: Step, outcome: Outcome) -> None:
         self.current.on_result(step, outcome)

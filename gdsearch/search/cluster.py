@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from gdsearch.errors import InputError, one_line
 from gdsearch.job.spec import JobSpec, load_job
-from gdsearch.results.store import is_uri
+from gdsearch.results.files import is_uri
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
@@ -41,9 +41,16 @@ SHIP = ("all", "code", "none")
 """What a submission sends of gdsearch: the package and its pinned dependencies, the package
 only, or nothing (the cluster has it installed)."""
 DEPENDENCIES = (
-    "filelock", "matplotlib", "numba", "numpy", "pandas", "pyarrow", "threadpoolctl", "tomli-w",
+    "filelock",
+    "matplotlib",
+    "numba",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "threadpoolctl",
+    "tomli-w",
     "tqdm",
-)  # fmt: skip
+)
 """gdsearch's dependencies but Ray (the cluster runs its own), as pyproject.toml lists them."""
 RAY_NEEDED = "2.60.0"
 """The Ray a cluster must run: the one pyproject.toml pins."""
@@ -53,9 +60,17 @@ def entrypoint(job_file: str, results_dir: str) -> str:
     """The command the cluster's driver runs: the same wherever gdsearch comes from (shipped in
     the runtime environment or installed in the image), and the one the recipes in deploy/ use."""
     return " ".join(
-        ["python", "-m", "gdsearch", "run", shlex.quote(job_file), "--results-dir",
-         shlex.quote(results_dir), "--no-progress"]
-    )  # fmt: skip
+        [
+            "python",
+            "-m",
+            "gdsearch",
+            "run",
+            shlex.quote(job_file),
+            "--results-dir",
+            shlex.quote(results_dir),
+            "--no-progress",
+        ]
+    )
 
 
 def pinned_requirements() -> list[str]:

@@ -18,7 +18,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
 
     ``address`` (else ``RAY_ADDRESS``) names a cluster; without one an embedded local Ray
     starts on ``num_cpus`` cores (all by default). BLAS is held to one thread inside every training
-    (``gdsearch.model.population``), so workers need no runtime_env of their own, which would
+    (``gdsearch.mlp.population``), so workers need no runtime_env of their own, which would
     make Ray start fresh worker processes for us.
     """
     import ray
@@ -32,8 +32,12 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
         if target:
             ray.init(address=target, logging_level=logging.WARNING)
         else:
-            ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING,
-                     num_cpus=num_cpus)  # fmt: skip
+            ray.init(
+                address="local",
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                num_cpus=num_cpus,
+            )
     except (ConnectionError, OSError, RuntimeError, ValueError) as exc:
         if target:
             raise InputError(

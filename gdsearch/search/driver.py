@@ -26,7 +26,8 @@ from gdsearch.errors import InputError
 from gdsearch.job.mapping import read_job
 from gdsearch.job.spec import JobSpec
 from gdsearch.job.trial import Trial
-from gdsearch.model.numerics import machine_label
+from gdsearch.mlp.numerics import machine_label
+from gdsearch.results.files import join
 from gdsearch.results.lock import ResultsLock
 from gdsearch.results.manifest import (
     check_compatible,
@@ -35,7 +36,7 @@ from gdsearch.results.manifest import (
     now,
     numerics_counts,
 )
-from gdsearch.results.store import ResultsStore, join
+from gdsearch.results.store import ResultsStore
 from gdsearch.search.bracket import BracketRounds
 from gdsearch.search.connection import check_address, local_facts, ray_running
 from gdsearch.search.halving import SuccessiveHalving
@@ -128,8 +129,9 @@ def run_search(
     store = ResultsStore(join(str(results_root), spec.name))
     X, Y = spec.load_data()  # a bad data file stops us before anything is touched
     trials = spec.trials()
-    choose_executor(executor, address, spec, trials, Shape.of(*spec.held_out(X, Y)[:2]),
-                    check_only=True)  # fmt: skip
+    choose_executor(
+        executor, address, spec, trials, Shape.of(*spec.held_out(X, Y)[:2]), check_only=True
+    )
     compat = spec.compat_key(X, Y)
     numerics = machine_label(spec.train.numerics)  # the workers' too, but for BLAS elsewhere
     check_compatible(store, compat, fresh)
@@ -138,10 +140,20 @@ def run_search(
         check_compatible(store, compat, fresh)  # a run we waited for may have stored others
         check_numerics(store, numerics, allow_numerics_change or fresh)
         return _run_locked(
-            spec, store, X, Y, trials, compat,
-            address=address, fresh=fresh, show_progress=show_progress,
-            started=started, started_at=started_at, num_cpus=num_cpus, executor=executor,
-        )  # fmt: skip
+            spec,
+            store,
+            X,
+            Y,
+            trials,
+            compat,
+            address=address,
+            fresh=fresh,
+            show_progress=show_progress,
+            started=started,
+            started_at=started_at,
+            num_cpus=num_cpus,
+            executor=executor,
+        )
 
 
 def choose_executor(
@@ -167,8 +179,11 @@ def choose_executor(
     rounds = 1 + (spec.bracket.rounds if spec.bracket is not None else 0)
     seconds = rounds * sum(unit_seconds(u, shape) for u in plan_units(trials, 1, shape=shape))
     chosen = "local" if seconds < LOCAL_BELOW_S else "ray"
-    log.info("about %.1f s of training on one core: running it %s", seconds,
-             "in this process" if chosen == "local" else "on Ray")  # fmt: skip
+    log.info(
+        "about %.1f s of training on one core: running it %s",
+        seconds,
+        "in this process" if chosen == "local" else "on Ray",
+    )
     return chosen
 
 
@@ -231,9 +246,15 @@ def _run_locked(
     rounds = policy.rounds()
     total = sum(r.trials for r in rounds)
     ran = sum(r.ran for r in rounds)
-    run = {"started_at": started_at, "finished_at": now(), "wall_s": round(wall, 3),
-           "trials_run": ran, "units": sum(r.units for r in rounds),
-           "executor": executor, "numerics": spec.train.numerics}  # fmt: skip
+    run = {
+        "started_at": started_at,
+        "finished_at": now(),
+        "wall_s": round(wall, 3),
+        "trials_run": ran,
+        "units": sum(r.units for r in rounds),
+        "executor": executor,
+        "numerics": spec.train.numerics,
+    }
     manifest.update(
         runs=[*previous.get("runs", []), run],
         status="complete",
@@ -247,8 +268,9 @@ def _run_locked(
     store.write_manifest(manifest)
     retried = sum(r.retried for r in rounds)
     first_error = next((r.first_error for r in rounds if r.first_error), None)
-    return RunSummary(store.location, total, total - ran, ran, counts, wall, retried, first_error,
-                      executor)  # fmt: skip
+    return RunSummary(
+        store.location, total, total - ran, ran, counts, wall, retried, first_error, executor
+    )
 
 
 def _policy(

@@ -2,7 +2,7 @@
 
 With ``scheduler = "halving"`` a trial is measured at rungs: ``min_epochs``, then ``min_epochs``
 × η, × η², … (η the reduction factor) below the job's epochs. At each rung, the trials of one
-comparison group (:mod:`gdsearch.model.comparison`: any lr and seed) that are still training
+comparison group (:mod:`gdsearch.analysis.comparison`: any lr and seed) that are still training
 are ranked by the rung metric, and all but the best ⌈m/η⌉ of the m stop as ``pruned``, their
 history kept up to the rung. The rest carry on from their own weights.
 
@@ -43,7 +43,8 @@ import pyarrow.compute as pc
 from gdsearch.errors import RunError
 from gdsearch.job.spec import JobSpec
 from gdsearch.job.trial import Trial
-from gdsearch.model.population import rung_metric
+from gdsearch.mlp.population import rung_metric
+from gdsearch.mlp.stopping import Status
 from gdsearch.search.plan import Ledger, Round, Shape, open_round
 from gdsearch.search.policy import Outcome, Policy, Rows, Step
 from gdsearch.search.unit import UnitState, abandon_unit, failed_tables
@@ -63,11 +64,11 @@ def took_part(trials: pd.DataFrame, rung: int) -> np.ndarray:
     diverged = trials["diverged_epoch"].to_numpy(dtype=np.float64, na_value=np.nan)
     stopped = trials["stopped_epoch"].to_numpy(dtype=np.float64, na_value=np.nan)
     return (
-        (status == "ok")
-        | ((status == "pruned") & (stopped >= rung))
-        | ((status == "plateaued") & (stopped > rung))
-        | ((status == "diverged") & (diverged > rung))
-        | ((status == "failed") & (stopped >= rung))  # failed later, its history kept
+        (status == Status.OK)
+        | ((status == Status.PRUNED) & (stopped >= rung))
+        | ((status == Status.PLATEAUED) & (stopped > rung))
+        | ((status == Status.DIVERGED) & (diverged > rung))
+        | ((status == Status.FAILED) & (stopped >= rung))  # failed later, its history kept
     )
 
 
@@ -80,7 +81,7 @@ def stored_metrics(
         trials: stored trials rows (trial_id, status, diverged_epoch, stopped_epoch).
         history: their history rows (trial_id, epoch, sse).
         rung_epochs: from ``Halving.rungs``.
-        metric: one of ``gdsearch.model.population.RUNG_METRICS``.
+        metric: one of ``gdsearch.mlp.population.RUNG_METRICS``.
     """
     if trials.empty or not rung_epochs:
         return [{} for _ in rung_epochs]
@@ -131,8 +132,9 @@ class SuccessiveHalving(Policy):
         assert spec.halving is not None
         settings = spec.halving
         _warn_failed_not_retried(ledger, trials)
-        self.round, units = open_round(0, trials, ledger, cpus, retry_failed=False,
-                                       apart=Trial.comparison_key, shape=shape)  # fmt: skip
+        self.round, units = open_round(
+            0, trials, ledger, cpus, retry_failed=False, apart=Trial.comparison_key, shape=shape
+        )
         self.metric = settings.metric
         self.factor = settings.reduction_factor
         self.rung_epochs = settings.rungs(spec.train.epochs)
@@ -161,8 +163,16 @@ class SuccessiveHalving(Policy):
         while self.ready:
             index, stop = self.ready.popleft()
             unit = self.pool[index]
-            steps.append(Step(index, unit.trials, self.targets[unit.rung], unit.state, stop,
-                              carry=unit.rung < len(self.rung_epochs)))  # fmt: skip
+            steps.append(
+                Step(
+                    index,
+                    unit.trials,
+                    self.targets[unit.rung],
+                    unit.state,
+                    stop,
+                    carry=unit.rung < len(self.rung_epochs),
+                )
+            )
         return steps
 
     def on_result(self, step: Step, outcome: Outcome) -> None:
@@ -219,7 +229,7 @@ class SuccessiveHalving(Policy):
 
 def _warn_failed_not_retried(ledger: Ledger, trials: Sequence[Trial]) -> None:
     statuses = ledger.trial_statuses()
-    failed = sum(statuses.get(t.trial_id) == "failed" for t in trials)
+    failed = sum(statuses.get(t.trial_id) == Status.FAILED for t in trials)
     if failed:
         log.warning(
             "%d trials of this halving job failed in an earlier run and are not retried (their "

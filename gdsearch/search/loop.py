@@ -29,8 +29,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gdsearch.data.holdout import Holdout
 from gdsearch.errors import one_line
-from gdsearch.model.holdout import Holdout
+from gdsearch.mlp.stopping import Status
 from gdsearch.results.store import ResultsStore
 from gdsearch.search.policy import Outcome, Policy, Rows, Step
 from gdsearch.search.progress import Progress
@@ -89,10 +90,12 @@ class LocalBackend:
     def submit(self, step: Step, metric: str) -> Hashable:
         key = len(self.finished)
         try:
-            state = step.state if step.state is not None else start_unit(self.X, self.Y,
-                                                                          step.trials)  # fmt: skip
-            rows, metrics, state = advance_unit(self.X, self.Y, state, step.until, step.prune,
-                                                metric, self.node, self.holdout)  # fmt: skip
+            state = (
+                step.state if step.state is not None else start_unit(self.X, self.Y, step.trials)
+            )
+            rows, metrics, state = advance_unit(
+                self.X, self.Y, state, step.until, step.prune, metric, self.node, self.holdout
+            )
             self.finished[key] = (rows, metrics, state if step.carry else None)
         except Exception as exc:  # as a Ray task that raised: the step is given up
             self.finished[key] = StepFailed(one_line(exc, last_line=True))
@@ -169,12 +172,12 @@ def _given_up(policy: Policy, backend: Backend, step: Step, reason: str) -> Outc
 def _count(policy: Policy, progress: Progress | None, trials_table: pa.Table) -> None:
     """Move the progress bar on by a stored part's trials; note a failed trial's error."""
     status = trials_table.column("status")
-    failed = pc.sum(pc.equal(status, "failed")).as_py() or 0
+    failed = pc.sum(pc.equal(status, Status.FAILED.value)).as_py() or 0
     if failed:
         current = policy.rounds()[-1]
         current.first_error = current.first_error or (
             pc.drop_null(trials_table.column("error"))[0].as_py()
         )
     if progress:
-        diverged = pc.sum(pc.equal(status, "diverged")).as_py() or 0
+        diverged = pc.sum(pc.equal(status, Status.DIVERGED.value)).as_py() or 0
         progress.update(trials_table.num_rows, diverged, failed)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gdsearch.job.trial import Trial
-from gdsearch.model import compiled
+from gdsearch.mlp import compiled
 
 log = logging.getLogger("gdsearch")
 
@@ -177,9 +177,14 @@ class Round:
 
     def record(self) -> dict[str, Any]:
         """As the manifest writes it (``non_monotone`` only where bracket mode found some)."""
-        record = {"round": self.index, "trials": self.trials, "ran": self.ran,
-                  "units": self.units, "retried": self.retried,
-                  "first_error": self.first_error}  # fmt: skip
+        record = {
+            "round": self.index,
+            "trials": self.trials,
+            "ran": self.ran,
+            "units": self.units,
+            "retried": self.retried,
+            "first_error": self.first_error,
+        }
         if self.non_monotone:
             record["non_monotone"] = self.non_monotone
         return record
@@ -216,5 +221,11 @@ def _log_plan(units: list[list[Trial]], total: int, cpus: int, retried: int) -> 
     again = f", {retried} of them failed before and tried again" if retried else ""
     log.info(
         "%d trials to run%s (%d already stored) in %d work units of %d-%d trials on %d CPUs",
-        sum(sizes), again, total - sum(sizes), len(units), min(sizes), max(sizes), cpus,
-    )  # fmt: skip
+        sum(sizes),
+        again,
+        total - sum(sizes),
+        len(units),
+        min(sizes),
+        max(sizes),
+        cpus,
+    )

@@ -31,8 +31,13 @@ class Progress:
         stream = stream if stream is not None else sys.stderr
         self.diverged = 0
         self.failed = 0
-        self._bar = tqdm(total=total, file=stream, bar_format=BAR_FORMAT, dynamic_ncols=True,
-                         postfix=self._counts())  # fmt: skip
+        self._bar = tqdm(
+            total=total,
+            file=stream,
+            bar_format=BAR_FORMAT,
+            dynamic_ncols=True,
+            postfix=self._counts(),
+        )
         widget = hasattr(self._bar, "container")
         self._bar.mininterval = 0.1 if widget or stream.isatty() else LOG_EVERY_S
 

@@ -15,9 +15,9 @@ from typing import Any, Final, cast
 import numpy as np
 import ray
 
+from gdsearch.data.holdout import Holdout
 from gdsearch.errors import RunError, one_line
 from gdsearch.job.trial import Trial
-from gdsearch.model.holdout import Holdout
 from gdsearch.search.loop import Lost, StepFailed
 from gdsearch.search.policy import Rows, Step
 from gdsearch.search.unit import Part, UnitState, advance_unit, start_unit
@@ -72,8 +72,14 @@ class RayBackend:
         self.refs: dict[ray.ObjectRef, tuple[ray.ObjectRef, ray.ObjectRef]] = {}
 
     def submit(self, step: Step, metric: str) -> Hashable:
-        refs = unit_task.remote(self.data, step.state if step.state is not None else step.trials,
-                                step.until, step.prune, metric, step.carry)  # fmt: skip
+        refs = unit_task.remote(
+            self.data,
+            step.state if step.state is not None else step.trials,
+            step.until,
+            step.prune,
+            metric,
+            step.carry,
+        )
         rows, metrics, state = cast(list[ray.ObjectRef], refs)
         self.refs[rows] = (metrics, state)
         return rows

@@ -27,14 +27,15 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from gdsearch.analysis.trajectory import trajectory
+from gdsearch.data.holdout import Holdout, held_out_summary
 from gdsearch.errors import one_line
 from gdsearch.job.trial import Trial
-from gdsearch.model import compiled
-from gdsearch.model.holdout import Holdout, held_out_summary
-from gdsearch.model.network import layer_sizes, stack_params
-from gdsearch.model.numerics import machine_label
-from gdsearch.model.population import RUNNING, STATUS_CODES, Population, rung_metric
-from gdsearch.model.trajectory import trajectory
+from gdsearch.mlp import compiled
+from gdsearch.mlp.network import layer_sizes, stack_params
+from gdsearch.mlp.numerics import machine_label
+from gdsearch.mlp.population import RUNNING, STATUS_CODES, Population, rung_metric
+from gdsearch.mlp.stopping import Status
 from gdsearch.results.schema import (
     HELD_OUT_COLUMNS,
     HELD_OUT_HISTORY,
@@ -81,8 +82,16 @@ def start_unit(X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial]) -> UnitSta
         chunk = K
     members = [np.arange(i, min(i + chunk, K)) for i in range(0, K, chunk)]
     populations = [_population(X, [trials[j] for j in rows], sizes) for rows in members]
-    return UnitState(list(trials), sizes, populations, members, np.zeros(K, bool), np.zeros(K),
-                     [None] * K, np.full(K, -1, dtype=np.int64))  # fmt: skip
+    return UnitState(
+        list(trials),
+        sizes,
+        populations,
+        members,
+        np.zeros(K, bool),
+        np.zeros(K),
+        [None] * K,
+        np.full(K, -1, dtype=np.int64),
+    )
 
 
 def advance_unit(
@@ -187,17 +196,27 @@ def _emit(state: UnitState, node: str, gathered: _Gathered) -> Part | None:
     trials = [state.trials[i] for i in picked]
     lengths = np.where(failed, state.failed_at + 1, gathered.lengths)[picked]
     kept = (gathered.histories[picked], lengths)
-    statuses = ["failed" if failed[i] else STATUS_CODES[gathered.status[i]] for i in picked]
+    statuses = [Status.FAILED if failed[i] else STATUS_CODES[gathered.status[i]] for i in picked]
     diverged = np.where(failed, -1, gathered.diverged)[picked]
-    table = _trials_table(trials, *kept, diverged, statuses, node, state.wall[picked],
-                          [state.errors[i] for i in picked])  # fmt: skip
+    table = _trials_table(
+        trials,
+        *kept,
+        diverged,
+        statuses,
+        node,
+        state.wall[picked],
+        [state.errors[i] for i in picked],
+    )
     val_sse = None if gathered.val_sse is None else gathered.val_sse[picked]
     if val_sse is not None:
         accuracy = None if gathered.val_accuracy is None else gathered.val_accuracy[picked]
         for name, values in held_out_summary(val_sse, accuracy, lengths).items():
             epochs = name.endswith("_epoch")
-            column = (pa.array(values.astype(np.int32), mask=values < 0) if epochs
-                      else pa.array(values, from_pandas=True))  # fmt: skip
+            column = (
+                pa.array(values.astype(np.int32), mask=values < 0)
+                if epochs
+                else pa.array(values, from_pandas=True)
+            )
             table = table.set_column(table.schema.get_field_index(name), name, column)
     state.emitted |= done
     sharpness = None
@@ -246,8 +265,10 @@ def _gather(state: UnitState) -> _Gathered:
     status = np.full(K, RUNNING, dtype=np.int8)
     measured = results[0].sharpness
     sharpness = None if measured is None else np.full((K, measured.shape[1]), np.nan)
-    held = [np.full_like(histories, np.nan) if getattr(results[0], name) is not None else None
-            for name in ("val_sse", "val_accuracy")]  # fmt: skip
+    held = [
+        np.full_like(histories, np.nan) if getattr(results[0], name) is not None else None
+        for name in ("val_sse", "val_accuracy")
+    ]
     for result, members in zip(results, state.members, strict=True):
         histories[members] = result.histories
         lengths[members] = result.lengths
@@ -293,8 +314,16 @@ def failed_tables(trials: Sequence[Trial], error: str, node: str = "") -> Part:
     """The tables of a unit none of whose trials could be trained: all ``failed``, no history."""
     K = len(trials)
     histories, lengths = np.full((K, 1), np.nan), np.zeros(K, dtype=np.int64)
-    table = _trials_table(trials, histories, lengths, np.full(K, -1), ["failed"] * K, node,
-                          np.zeros(K), [one_line(error)] * K)  # fmt: skip
+    table = _trials_table(
+        trials,
+        histories,
+        lengths,
+        np.full(K, -1),
+        [Status.FAILED] * K,
+        node,
+        np.zeros(K),
+        [one_line(error)] * K,
+    )
     measured = trials[0].train.sharpness_every > 0
     sharpness = SHARPNESS_SCHEMA.empty_table() if measured else None
     return table, _history_table(trials, histories, lengths), sharpness
@@ -329,10 +358,13 @@ def _sharpness_table(
     rows, columns = np.nonzero(kept)
     ids = pa.array([t.trial_id for t in trials], pa.string())
     return pa.Table.from_arrays(
-        [ids.take(pa.array(rows)), pa.array(epochs[columns].astype(np.int32)),
-         pa.array(values[kept])],
+        [
+            ids.take(pa.array(rows)),
+            pa.array(epochs[columns].astype(np.int32)),
+            pa.array(values[kept]),
+        ],
         schema=SHARPNESS_SCHEMA,
-    )  # fmt: skip
+    )
 
 
 def _history_table(
@@ -345,8 +377,11 @@ def _history_table(
     kept = np.arange(histories.shape[1]) < lengths[:, None]  # (K, epochs + 1)
     rows, epochs = np.nonzero(kept)
     ids = pa.array([t.trial_id for t in trials], pa.string())
-    columns = [ids.take(pa.array(rows)), pa.array(epochs.astype(np.int32)),
-               pa.array(histories[kept])]  # fmt: skip
+    columns = [
+        ids.take(pa.array(rows)),
+        pa.array(epochs.astype(np.int32)),
+        pa.array(histories[kept]),
+    ]
     if val_sse is None:
         return pa.Table.from_arrays(columns, schema=HISTORY_SCHEMA)
     return pa.Table.from_arrays([*columns, pa.array(val_sse[kept])], schema=HELD_OUT_HISTORY)
@@ -357,7 +392,7 @@ def _trials_table(
     histories: np.ndarray,
     lengths: np.ndarray,
     diverged_epoch: np.ndarray,
-    statuses: list[str],
+    statuses: Sequence[str],
     node: str,
     wall: np.ndarray,
     errors: list[str | None],
@@ -374,8 +409,8 @@ def _trials_table(
         )
     diverged = diverged_epoch >= 0
     # A failed trial with a history (it failed between rungs) stopped at its last epoch.
-    stopped = np.isin(statuses, ["plateaued", "pruned"]) | (
-        np.isin(statuses, ["failed"]) & (lengths > 0)
+    stopped = np.isin(statuses, [Status.PLATEAUED, Status.PRUNED]) | (
+        np.isin(statuses, [Status.FAILED]) & (lengths > 0)
     )
     metrics = trajectory(stored)
     has_history = lengths > 0
