@@ -66,7 +66,7 @@ def _warn_once(name: str, new: str) -> None:
             f"{name} is now {new} (gdsearch.model was split into gdsearch.mlp, gdsearch.data, "
             "gdsearch.analysis and gdsearch.stability); the old paths will be removed",
             FutureWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
 
 

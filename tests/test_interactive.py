@@ -16,7 +16,7 @@ from gdsearch import cli
 from gdsearch.job.spec import parse_job
 from gdsearch.report.interactive import write_interactive
 from gdsearch.report.live import LiveState
-from gdsearch.results import store as store_module
+from gdsearch.results import loading as loading_module
 from gdsearch.results.loading import load_results, open_results
 from gdsearch.results.resultset import ResultSet
 from gdsearch.results.store import ResultsStore
@@ -99,7 +99,7 @@ def _refuse_whole_history(monkeypatch: pytest.MonkeyPatch) -> None:
             refuse()
         return read_table(self, kind, *args, **kw)
 
-    monkeypatch.setattr(store_module, "load_results", refuse)
+    monkeypatch.setattr(loading_module, "load_results", refuse)
     monkeypatch.setattr(ResultSet, "history", property(refuse))
     monkeypatch.setattr(ResultsStore, "read_table", read_table_but_history)
 

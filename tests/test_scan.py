@@ -179,6 +179,7 @@ def test_an_opened_result_set_has_the_loaded_trials_and_reads_no_history_to_say_
     stored: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loaded = gdsearch.load_results(stored["moons_halving"])
+    rows = len(loaded.history)
 
     def refuse(self: ResultSet) -> pd.DataFrame:
         raise AssertionError("the whole history was read")
@@ -188,7 +189,7 @@ def test_an_opened_result_set_has_the_loaded_trials_and_reads_no_history_to_say_
     pd.testing.assert_frame_equal(opened.trials, loaded.trials)
     analysis.convergence_table(opened)
     blocks = list(opened.history_blocks())
-    assert sum(int(np.sum(~np.isnan(sse))) for _, sse in blocks) == len(loaded.history)
+    assert sum(int(np.sum(~np.isnan(sse))) for _, sse in blocks) == rows
 
 
 @pytest.mark.parametrize("name", [*JOBS, "legacy-halving"])
