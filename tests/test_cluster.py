@@ -329,10 +329,13 @@ def test_submitted_job_runs_on_both_nodes_and_equals_a_local_run(
     )
     assert submission_id in {row["submission_id"] for row in listed_json}
 
-    shipped = _runtime_env(cluster, submission_id)  # gdsearch went with the job
+    # The nodes hold gdsearch's pinned dependencies (they run from this environment, as the
+    # compose image's nodes do): the probe says so, and only the package goes with the job.
+    assert "--ship auto: every node (2) has gdsearch's pinned dependencies" in submitted.stderr
+    shipped = _runtime_env(cluster, submission_id)
     assert shipped["py_modules"][0].startswith("gcs://")  # uploaded from the package here
-    packages = shipped["pip"]["packages"]  # Ray keeps a pip list in this form
-    assert set(cluster_module.DEPENDENCIES) <= {p.split("==")[0] for p in packages}
+    assert "pip" not in shipped  # no environment for each node to build
+    assert not any(row["entrypoint"].startswith("python -c") for row in listed_json)  # deleted
 
     remote = gdsearch.load_results(shared / "small")
     assert len(set(remote.trials["node"])) == 2  # trained on the head and on the worker node
@@ -693,9 +696,13 @@ def test_a_stock_ray_cluster_runs_a_submitted_job_with_gdsearch_shipped_in_its_r
                 timeout=1200,
             )
             assert submitted.returncode == 0, submitted.stdout[-5000:] + submitted.stderr
+            assert "has numba none, not" in submitted.stderr  # the probe found no numba
+            assert "(as --ship all)" in submitted.stderr
             submission_id = submitted.stdout.splitlines()[0].strip()
             shipped = _runtime_env(stock, submission_id)
-            assert "pip" in shipped and shipped["py_modules"]
+            packages = shipped["pip"]["packages"]  # Ray keeps a pip list in this form
+            assert set(cluster_module.DEPENDENCIES) <= {p.split("==")[0] for p in packages}
+            assert shipped["py_modules"]
         remote = gdsearch.load_results(tmp_path / "shared" / "small")
         assert len(remote.manifest["cluster"]["nodes"]) == 2
         local = gdsearch.load_results(

@@ -72,6 +72,22 @@ def test_shipping_adds_the_package_and_pins_to_what_the_user_gives() -> None:
         cluster.shipped_env("all", {"conda": "env.yaml"})
 
 
+def test_auto_ships_the_package_alone_only_where_every_node_has_the_pinned_versions() -> None:
+    here = {"numba": "0.68.1", "numpy": "2.4.6"}
+    both = {"10.0.0.1": dict(here), "10.0.0.2": dict(here)}
+    assert cluster.choose_ship(both, here) == (
+        "code",
+        "every node (2) has gdsearch's pinned dependencies",
+    )
+    older = {**both, "10.0.0.2": {"numba": "0.61.0", "numpy": "2.4.6"}}
+    assert cluster.choose_ship(older, here)[1] == "node 10.0.0.2 has numba 0.61.0, not 0.68.1"
+    bare = {**both, "10.0.0.3": {"numba": None, "numpy": None}}
+    assert cluster.choose_ship(bare, here) == ("all", "node 10.0.0.3 has numba none, not 0.68.1")
+    assert cluster.choose_ship({}, here)[0] == "all"  # no answer: ship everything
+    with pytest.raises(InputError, match="--ship"):
+        cluster.shipped_env("auto", {})  # auto is a choice submit makes, not an environment
+
+
 class _OldRay(http.server.BaseHTTPRequestHandler):
     """A job server on loopback that says it runs another Ray, as its /api/version does."""
 

@@ -60,10 +60,13 @@ def add_submit(commands: Any) -> None:
     submit.add_argument(
         "--ship",
         choices=SHIP,
-        default="all",
-        help="what to send of gdsearch in Ray's runtime env: all (the package and its pinned "
-        "dependencies, for a cluster with only Ray and Python; the default), code (the package; "
-        "the nodes have the libraries) or none (the nodes' image has gdsearch)",
+        default="auto",
+        help="what to send of gdsearch in Ray's runtime env: auto (the default: a short probe "
+        "job asks every node for its packages; the package only where all of them have "
+        "gdsearch's pinned dependencies, else the package and those dependencies, which each "
+        "node then installs), all (the package and its pinned dependencies, for a cluster "
+        "with only Ray and Python), code (the package; the nodes have the libraries) or none "
+        "(the nodes' image has gdsearch)",
     )
     submit.add_argument(
         "--no-wait",

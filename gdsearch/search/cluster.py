@@ -4,12 +4,16 @@ gdsearch has no cluster of its own: ``submit`` hands Ray's job server the job fi
 file) as the job's working directory, with ``python -m gdsearch run`` as the entrypoint; the
 driver then runs on the cluster and writes to the results location the submission names.
 
-A stock Ray cluster (nodes with Ray and Python, nothing of ours) runs it: by default the
-submission ships gdsearch itself in Ray's runtime environment, the package as a ``py_modules``
-entry and its dependencies as a ``pip`` list pinned to the versions installed where it is
-submitted from (the same numpy and the same code on every node). ``ship="code"`` sends only the
-package (the nodes have the libraries), ``ship="none"`` nothing (the nodes run an image with
-gdsearch installed, as the compose file's). The cluster must run the Ray this gdsearch pins
+A stock Ray cluster (nodes with Ray and Python, nothing of ours) runs it: the submission ships
+gdsearch itself in Ray's runtime environment, the package as a ``py_modules`` entry and, where
+the nodes lack them, its dependencies as a ``pip`` list pinned to the versions installed where it
+is submitted from (the same numpy and the same code on every node). Building that pip
+environment takes each node a minute or more, so by default (``ship="auto"``) a short probe job
+first asks every live node which versions it has (:func:`probe`): where all of them hold the
+pinned versions already (an image built from this project, as the compose file's), only the
+package is sent (as ``ship="code"``), else the package and its dependencies (``ship="all"``);
+the log says which and why. ``ship="all"``, ``"code"`` and ``"none"`` (the nodes' image has
+gdsearch installed) choose without a probe. The cluster must run the Ray this gdsearch pins
 (:data:`RAY_NEEDED`), which is checked before anything is sent.
 
 The Jobs API answers at the dashboard's address (``http://HEAD:8265``). With Ray's token
@@ -20,10 +24,13 @@ authentication on, the client sends the token Ray finds in ``RAY_AUTH_TOKEN``, t
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import shlex
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,10 +43,45 @@ from gdsearch.results.files import is_uri
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
 
+log = logging.getLogger("gdsearch")
+
 ADDRESS_VARIABLES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
-SHIP = ("all", "code", "none")
-"""What a submission sends of gdsearch: the package and its pinned dependencies, the package
-only, or nothing (the cluster has it installed)."""
+SHIP = ("auto", "all", "code", "none")
+"""What a submission sends of gdsearch: the package, and its pinned dependencies where a probe
+finds a node without them; the package and its pinned dependencies; the package only; or
+nothing (the cluster has it installed)."""
+PROBE_TIMEOUT_S = 120.0
+"""How long ``ship="auto"`` waits for its probe job before it ships everything."""
+PROBE_MARK = "gdsearch-probe: "
+PROBE = """
+import json, sys
+from importlib.metadata import PackageNotFoundError, version
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+def installed(names):
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+names = json.loads(sys.argv[1])
+ray.init(logging_level="ERROR")
+ask = ray.remote(num_cpus=0)(installed)
+nodes = [node for node in ray.nodes() if node["Alive"]]
+answers = ray.get([
+    ask.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
+    .remote(names)
+    for node in nodes
+])
+where = [node["NodeManagerAddress"] for node in nodes]
+print("gdsearch-probe: " + json.dumps(list(zip(where, answers))), flush=True)
+"""
+"""The probe job's program: the versions of the named packages on every live node."""
 DEPENDENCIES = (
     "filelock",
     "matplotlib",
@@ -73,6 +115,13 @@ def entrypoint(job_file: str, results_dir: str) -> str:
     )
 
 
+def installed_here() -> dict[str, str]:
+    """The versions of gdsearch's dependencies (but Ray) installed where it runs."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in DEPENDENCIES}
+
+
 def pinned_requirements() -> list[str]:
     """gdsearch's dependencies pinned to the versions installed here, as pip requirements."""
     from importlib.metadata import PackageNotFoundError, version
@@ -89,8 +138,8 @@ def shipped_env(ship: str, extra: dict[str, Any]) -> dict[str, Any]:
     """The runtime environment a submission sends: ``extra`` (the user's) with gdsearch added as
     ``ship`` says. A user's ``py_modules`` or ``pip`` list is kept alongside ours; an
     environment of another kind (conda, uv, an image) is the user's to fill, with ship "none"."""
-    if ship not in SHIP:
-        raise InputError(f"--ship: one of {', '.join(SHIP)}, but got {ship!r}")
+    if ship not in SHIP or ship == "auto":
+        raise InputError(f"--ship: one of {', '.join(SHIP[1:])}, but got {ship!r}")
     env = dict(extra)
     if ship == "none":
         return env
@@ -111,6 +160,52 @@ def shipped_env(ship: str, extra: dict[str, Any]) -> dict[str, Any]:
     package = str(Path(__file__).resolve().parents[1])
     env["py_modules"] = [package, *env.get("py_modules", [])]
     return env
+
+
+def probe(client: JobSubmissionClient, timeout: float = PROBE_TIMEOUT_S) -> dict[str, Any]:
+    """Ask every live node of the cluster which versions of gdsearch's dependencies it has, by
+    a short job (:data:`PROBE`, no runtime environment, no CPU reserved) that is deleted after.
+
+    Returns:
+        ``{node address: {package: version or None}}``, or ``{}`` if the probe did not answer
+        within ``timeout`` seconds (it is then stopped).
+    """
+    from ray.job_submission import JobStatus
+
+    command = f"python -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(list(DEPENDENCIES)))}"
+    with _reasons("probe"):
+        probe_id: str = client.submit_job(
+            entrypoint=command,
+            entrypoint_num_cpus=0,
+            metadata={"gdsearch_probe": "package versions"},
+        )
+        deadline = time.monotonic() + timeout
+        status = client.get_job_status(probe_id)
+        while not status.is_terminal() and time.monotonic() < deadline:
+            time.sleep(0.25)
+            status = client.get_job_status(probe_id)
+        if not status.is_terminal():
+            client.stop_job(probe_id)
+            return {}
+        lines = client.get_job_logs(probe_id).splitlines()
+        client.delete_job(probe_id)
+    answer = [line for line in lines if line.startswith(PROBE_MARK)]
+    if status != JobStatus.SUCCEEDED or not answer:
+        return {}
+    return {str(node): dict(found) for node, found in json.loads(answer[-1][len(PROBE_MARK) :])}
+
+
+def choose_ship(nodes: dict[str, dict[str, Any]], here: dict[str, str]) -> tuple[str, str]:
+    """What ``ship="auto"`` sends, and why, from the probe's answer (:func:`probe`): the
+    package only where every node has every dependency at the version installed here."""
+    if not nodes:
+        return "all", "the cluster's nodes did not say which packages they have"
+    for node, found in sorted(nodes.items()):
+        for name, wanted in here.items():
+            if found.get(name) != wanted:
+                has = found.get(name) or "none"
+                return "all", f"node {node} has {name} {has}, not {wanted}"
+    return "code", f"every node ({len(nodes)}) has gdsearch's pinned dependencies"
 
 
 def check_ray_version(client: JobSubmissionClient, target: str) -> None:
@@ -203,7 +298,7 @@ def submit(
     runtime_env: dict[str, Any] | None = None,
     metadata: dict[str, str] | None = None,
     entrypoint_num_cpus: float | None = None,
-    ship: str = "all",
+    ship: str = "auto",
 ) -> str:
     """Submit a job file to the cluster; returns the submission id.
 
@@ -217,7 +312,8 @@ def submit(
             ``working_dir`` is the job and its data, so it may not set one.
         metadata: more metadata to record with the submission.
         entrypoint_num_cpus: CPUs reserved for the driver (Ray's default: none).
-        ship: what to send of gdsearch (:data:`SHIP`): "all" for a stock Ray cluster.
+        ship: what to send of gdsearch (:data:`SHIP`): "auto" probes the nodes and sends
+            the pinned dependencies only where one lacks them; "all" sends them always.
     """
     extra_env = dict(runtime_env or {})
     if "working_dir" in extra_env:
@@ -232,9 +328,21 @@ def submit(
             f"--results-dir: the cluster needs an absolute path on a shared volume or a URI "
             f"such as s3://bucket/prefix, but got {results_dir!r}"
         )
-    env = shipped_env(ship, extra_env)
+    if ship not in SHIP:
+        raise InputError(f"--ship: one of {', '.join(SHIP)}, but got {ship!r}")
+    if ship != "auto":
+        shipped_env(ship, extra_env)  # a runtime env that cannot be shipped so: before connecting
     client = connect(address)
     check_ray_version(client, resolve_address(address))
+    foreign = sorted(set(extra_env) & {"uv", "conda", "image_uri", "container"})
+    if ship == "auto" and foreign:
+        ship, why = "code", f"the runtime env sets {foreign[0]}, which decides what nodes run"
+        log.info("--ship auto: %s; sending the package only (as --ship code)", why)
+    elif ship == "auto":
+        ship, why = choose_ship(probe(client), installed_here())
+        what = "the package only" if ship == "code" else "the package and its pinned dependencies"
+        log.info("--ship auto: %s; sending %s (as --ship %s)", why, what, ship)
+    env = shipped_env(ship, extra_env)
     with tempfile.TemporaryDirectory(prefix="gdsearch-submit-") as folder:
         job_file = _working_dir(spec, Path(folder))
         with _reasons("submit"):
@@ -242,7 +350,12 @@ def submit(
                 entrypoint=entrypoint(job_file, results_dir),
                 submission_id=submission_id,
                 runtime_env={**env, "working_dir": folder},
-                metadata={**(metadata or {}), "gdsearch_job": spec.name, "results": results_dir},
+                metadata={
+                    **(metadata or {}),
+                    "gdsearch_job": spec.name,
+                    "results": results_dir,
+                    "gdsearch_ship": ship,
+                },
                 entrypoint_num_cpus=entrypoint_num_cpus,
             )
     return given
