@@ -35,7 +35,7 @@ SCALARS = (str, int, float, bool, datetime.date, datetime.time)
 def job_from_dict(mapping: Mapping[str, Any]) -> JobSpec:
     """Check a job given as a mapping of the job file's tables.
 
-    The mapping has the tables and keys of a TOML job file (README, "Job files")::
+    The mapping has the tables and keys of a TOML job file (docs/jobs.md)::
 
         job = gdsearch.job_from_dict({
             "job": {"name": "sine-lr", "seed": 0},

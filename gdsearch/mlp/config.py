@@ -51,8 +51,9 @@ class TrainConfig:
         nesterov: Nesterov's form of momentum (needs β > 0).
         weight_decay: wd ≥ 0; wd·θ is added to the gradient of every weight and bias.
         lr_schedule: the learning rate per epoch, a name from ``gdsearch.mlp.optim.SCHEDULES``.
-        step_size, gamma: for ``"step"``: the rate falls by γ in (0, 1] every ``step_size``
-            epochs (0: not set).
+        step_size: for ``"step"``: the rate falls by ``gamma`` every ``step_size`` epochs
+            (0: not set).
+        gamma: for ``"step"``: the factor γ in (0, 1] the rate falls by.
         warmup_epochs: a linear warm-up in front of any schedule (0: none).
         sharpness_every: measure the sharpness (the top Hessian eigenvalue of the loss) at
             epochs 0, k, 2k, … (0: never). It observes training and does not change it, so it

@@ -420,7 +420,8 @@ def train_population(
     Args:
         params: stacked weights (see :func:`~gdsearch.mlp.network.stack_params`); copied,
             never changed.
-        X: inputs, (n, d). Y: targets, (n, k).
+        X: inputs, (n, d).
+        Y: targets, (n, k).
         lrs: (K,) learning rates.
         config: every other training setting.
         activation: hidden activation name.
@@ -480,7 +481,8 @@ def train(
     Args:
         params: initial (W, b) pairs, e.g. from :func:`~gdsearch.mlp.network.init_params`;
             not changed.
-        X: inputs, (n, d). Y: targets, (n, k).
+        X: inputs, (n, d).
+        Y: targets, (n, k).
         lr: the learning rate.
         activation: hidden activation name (the output is linear).
         shuffle_seed: seed of the mini-batch shuffling stream (needed with ``batch_size``).

@@ -141,9 +141,9 @@ def figure_final_vs_lr(
 
     Args:
         results: a loaded result set.
-        table, brackets, limits: :func:`gdsearch.analysis.convergence_table`,
-            :func:`gdsearch.analysis.critical_lr` and
-            :func:`gdsearch.report.predicted_limits` of it, if already computed.
+        table: :func:`gdsearch.analysis.convergence_table` of it, if already computed.
+        brackets: :func:`gdsearch.analysis.critical_lr` of it, if already computed.
+        limits: :func:`gdsearch.report.predicted_limits` of it, if already computed.
         tolerance: the relative distance from the lowest final SSE that still ties.
     """
     table = analysis.convergence_table(results) if table is None else table

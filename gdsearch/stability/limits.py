@@ -114,8 +114,10 @@ def sharpness(
 
     Args:
         params: the weights, e.g. a trial's initial ones.
-        X, Y: the data.
-        activation, grad_scale: as in training.
+        X: the inputs, (n, d).
+        Y: the targets, (n, k).
+        activation: the hidden layers' activation, as in training.
+        grad_scale: ``"mean"`` or ``"sum"``, as in training.
         rng: the start vector's generator (a fixed seed by default, so the answer repeats).
         iterations: at most this many Hessian-vector products.
         rtol: stop when the Rayleigh quotient changes by less than this, relatively.
