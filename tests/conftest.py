@@ -1,17 +1,85 @@
-"""Shared fixtures: a real local Ray instance of this test run's own, and small job files."""
+"""Shared fixtures: a real local Ray instance of this test run's own, small job files, and the
+command line run as a user runs it.
+
+The tests come in three tiers: ``tests/unit`` (no Ray, no process started; the maths, the job
+format, the store and the reports, in under a minute), ``tests/integration`` (a local Ray, the
+command line in processes of its own, an S3 server on loopback, notebooks, the docs' examples)
+and ``tests/system`` (clusters of several nodes, browsers, processes killed mid-run).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 JOBS = REPO / "jobs"
+
+
+class Cli:
+    """``gdsearch ARGS`` as a user runs it: ``python -m gdsearch`` in a process of its own, in the
+    repository, without the RAY_ADDRESS or GDSEARCH_ variables of the environment it runs from
+    (``env`` adds to what is left, or replaces it whole with ``inherit=False``)."""
+
+    def environment(
+        self, env: Mapping[str, str] | None = None, inherit: bool = True
+    ) -> dict[str, str]:
+        """The environment a command runs in."""
+        base = {
+            k: v
+            for k, v in (os.environ.items() if inherit else ())
+            if not k.startswith(("RAY_ADDRESS", "GDSEARCH_"))
+        }
+        return {**base, **(env or {})}
+
+    def run(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        *,
+        inherit: bool = True,
+        cwd: Path = REPO,
+        timeout: float = 300,
+        text: bool = True,
+    ) -> subprocess.CompletedProcess[Any]:
+        """Run a command to its end; its output captured (as bytes with ``text=False``)."""
+        return subprocess.run(
+            [sys.executable, "-m", "gdsearch", *args],
+            env=self.environment(env, inherit),
+            cwd=cwd,
+            capture_output=True,
+            text=text,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start(
+        self, args: Sequence[str], env: Mapping[str, str] | None = None, *, cwd: Path = REPO
+    ) -> subprocess.Popen[str]:
+        """Start a command (``serve``, a run to be killed); its stdout piped as text."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "gdsearch", *args],
+            env=self.environment(env),
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+
+@pytest.fixture
+def cli() -> Cli:
+    """The command line, run as a user runs it (:class:`Cli`)."""
+    return Cli()
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -68,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("gdsearch").setLevel(logging.INFO)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught below
+        return code
     except GdsearchError as exc:
         message = one_line(str(exc), limit=MAX_MESSAGE_CHARS)  # whatever the message held
         print(f"gdsearch: error: {message}", file=sys.stderr)
@@ -79,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except BrokenPipeError:  # `gdsearch show … | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush
+        return 141  # as a shell reports a writer ended by SIGPIPE
 
 
 def console() -> None:

@@ -60,6 +60,9 @@ def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
         raise DataError(
             f"`n_samples` must be an integer in [1, {MAX_SAMPLES}], but got {shown(n_samples)}"
         )
+    seed = options.get("seed", 0)
+    if isinstance(seed, int) and seed < 0:  # numpy's generators take no negative seed
+        raise DataError(f"`seed` must be an integer >= 0, but got {shown(seed)}")
     for key in ("noise", "turns", "factor"):
         value = options.get(key, 0.0)
         if (

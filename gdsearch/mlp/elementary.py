@@ -18,7 +18,7 @@ The method is FreeBSD's (fdlibm ``e_exp.c``), batched: with y = 2|x| ≤ 40,
 There is no cancellation to speak of: at small |x|, k = 0 and t is e^r − 1 itself. The error
 is below ``MAX_ULP`` units in the last place: on 10⁷ points from subnormal to saturated values,
 the worst, checked at 120 bits, is 2.3 ulp (near |x| = 0.2, where k turns 1), within 3 ulp of
-``np.tanh``, and three results in four equal np.tanh's, bit for bit (tests/test_numerics.py).
+``np.tanh``, and three results in four equal np.tanh's, bit for bit (tests/unit/test_numerics.py).
 tanh(±0) = ±0, tanh(±inf) = ±1 and NaN stays NaN.
 """
 

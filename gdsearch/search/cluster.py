@@ -78,7 +78,7 @@ answers = ray.get([
     .remote(names)
     for node in nodes
 ])
-where = [node["NodeManagerAddress"] for node in nodes]
+where = [f"{node['NodeManagerAddress']} ({node['NodeID'][:8]})" for node in nodes]
 print("gdsearch-probe: " + json.dumps(list(zip(where, answers))), flush=True)
 """
 """The probe job's program: the versions of the named packages on every live node."""
@@ -167,8 +167,8 @@ def probe(client: JobSubmissionClient, timeout: float = PROBE_TIMEOUT_S) -> dict
     a short job (:data:`PROBE`, no runtime environment, no CPU reserved) that is deleted after.
 
     Returns:
-        ``{node address: {package: version or None}}``, or ``{}`` if the probe did not answer
-        within ``timeout`` seconds (it is then stopped).
+        ``{"address (node id)": {package: version or None}}``, or ``{}`` if the probe did not
+        answer within ``timeout`` seconds (it is then stopped).
     """
     from ray.job_submission import JobStatus
 

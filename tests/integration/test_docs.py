@@ -23,7 +23,7 @@ import pyarrow as pa
 import pytest
 import tomli_w
 
-from tests.conftest import REPO
+from tests.conftest import REPO, Cli
 
 sybil = pytest.importorskip("sybil")
 from sybil import Document, Example  # noqa: E402
@@ -47,13 +47,7 @@ COMMAND_TIMEOUT_S = 300
 
 def _gdsearch(argv: list[str]) -> subprocess.CompletedProcess[str]:
     """A ``gdsearch`` command line, run as its own process in the current folder."""
-    return subprocess.run(
-        [sys.executable, "-m", "gdsearch", *argv],
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT_S,
-        check=False,
-    )
+    return Cli().run(argv, cwd=Path.cwd(), timeout=COMMAND_TIMEOUT_S)
 
 
 def _command(line: str, example: Example) -> list[str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from gdsearch.results.manifest import (
 from gdsearch.results.store import ResultsStore
 from gdsearch.search.plan import plan_units
 from gdsearch.search.unit import train_unit
-from tests.conftest import REPO
+from tests.conftest import Cli
 
 PORTABLE = machine_label("portable")
 
@@ -71,18 +69,11 @@ def test_adding_trials_of_other_numerics_is_refused_unless_asked(
 
 
 def test_the_cli_refuses_other_numerics_in_one_line_before_starting_ray(
-    small_job: Path, tmp_path: Path
+    cli: Cli, small_job: Path, tmp_path: Path
 ) -> None:
     _store_without_ray(small_job, tmp_path)
     blas_job = _with(small_job, 'numerics = "blas"')
-    done = subprocess.run(
-        [sys.executable, "-m", "gdsearch", "run", str(blas_job), "--results-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        check=False,
-    )
+    done = cli.run(["run", str(blas_job), "--results-dir", str(tmp_path)])
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert "holds trials computed with numerics" in lines[0]

@@ -13,9 +13,7 @@ from gdsearch.cli import main
 from gdsearch.errors import DataError, JobError
 from gdsearch.job.spec import JobSpec, load_job
 from gdsearch.mlp import init_params, layer_sizes
-
-REPO = Path(__file__).resolve().parents[1]
-JOBS = REPO / "jobs"
+from tests.conftest import JOBS
 
 
 def job_text(
@@ -81,6 +79,12 @@ BAD_JOBS = [
     bad("lr-nan", job_text(search="lr = [nan]"), "[search] lr", "but got nan"),
     bad("lr-inf", job_text(search="lr = [0.1, inf]"), "[search] lr", "but got inf"),
     bad("dataset-unknown", job_text(data='dataset = "mnist"'), "[data] dataset", "'mnist'"),
+    bad(
+        "data-seed-negative",
+        job_text(data='dataset = "moons"\nseed = -1'),
+        "[data] `seed`",
+        "but got -1",
+    ),
     bad("init-unknown", searching('init = ["glorot"]'), "[search] init", "'glorot'"),
     bad(
         "activation-unknown-model", job_text(model='activation = "swish"'), "activation", "'swish'"

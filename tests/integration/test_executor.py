@@ -15,7 +15,7 @@ import gdsearch
 from gdsearch.job.spec import load_job, parse_job
 from gdsearch.job.trial import Trial
 from gdsearch.search.plan import MIN_UNIT_S, Shape, plan_units, unit_seconds
-from tests.conftest import JOBS, REPO
+from tests.conftest import JOBS, REPO, Cli
 
 COMPARED = [
     "trial_id",
@@ -83,19 +83,9 @@ def test_a_local_run_resumes_a_ray_run_and_the_other_way_round(
     assert executors == ["ray", "local", "ray"]
 
 
-def _cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return subprocess.run(
-        [sys.executable, "-m", "gdsearch", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-        env={**environment, **(env or {})},
-    )
-
-
-def test_auto_trains_a_small_job_in_the_process_without_starting_ray(tmp_path: Path) -> None:
+def test_auto_trains_a_small_job_in_the_process_without_starting_ray(
+    cli: Cli, tmp_path: Path
+) -> None:
     probe = (
         "import sys, json, gdsearch; "
         f"s = gdsearch.run_search({str(JOBS / 'seed_sine.toml')!r}, {str(tmp_path)!r}, "
@@ -113,7 +103,7 @@ def test_auto_trains_a_small_job_in_the_process_without_starting_ray(tmp_path: P
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == ["local", False, 13]
-    ran = _cli(
+    ran = cli.run(
         [
             "run",
             str(JOBS / "seed_sine.toml"),
@@ -128,7 +118,9 @@ def test_auto_trains_a_small_job_in_the_process_without_starting_ray(tmp_path: P
     assert "in this process" in ran.stderr  # the log says which, and why
 
 
-def test_auto_runs_a_large_job_on_ray_and_a_named_cluster_is_never_local(tmp_path: Path) -> None:
+def test_auto_runs_a_large_job_on_ray_and_a_named_cluster_is_never_local(
+    cli: Cli, tmp_path: Path
+) -> None:
     from gdsearch.search.driver import choose_executor
 
     spec = load_job(JOBS / "moons_lr_init.toml")
@@ -138,7 +130,7 @@ def test_auto_runs_a_large_job_on_ray_and_a_named_cluster_is_never_local(tmp_pat
     X, Y = small.load_data()
     shape = Shape.of(X, Y)
     assert choose_executor("auto", "127.0.0.1:6379", small, small.trials(), shape) == "ray"
-    refused = _cli(
+    refused = cli.run(
         [
             "run",
             str(JOBS / "seed_sine.toml"),
@@ -153,7 +145,7 @@ def test_auto_runs_a_large_job_on_ray_and_a_named_cluster_is_never_local(tmp_pat
     assert refused.returncode == 2
     assert len(refused.stderr.strip().splitlines()) == 1 and "--executor local" in refused.stderr
     assert not any(tmp_path.iterdir())
-    bad = _cli(["run", str(JOBS / "seed_sine.toml"), "--executor", "gpu"])
+    bad = cli.run(["run", str(JOBS / "seed_sine.toml"), "--executor", "gpu"])
     assert bad.returncode == 2 and "--executor" in bad.stderr
 
 

@@ -32,7 +32,7 @@ import gdsearch
 from gdsearch.mlp.numerics import fingerprint
 from gdsearch.report.document import build
 from gdsearch.search import cluster as cluster_module
-from tests.conftest import REPO
+from tests.conftest import REPO, Cli
 
 yaml = pytest.importorskip("yaml")
 
@@ -262,27 +262,14 @@ def cluster() -> Iterator[RunningCluster]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _gdsearch(
-    args: list[str], env: dict[str, str], timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gdsearch.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
-
-
 def test_submitted_job_runs_on_both_nodes_and_equals_a_local_run(
-    cluster: RunningCluster, small_job: Path, tmp_path: Path, local_ray: None
+    cli: Cli, cluster: RunningCluster, small_job: Path, tmp_path: Path, local_ray: None
 ) -> None:
     # Units long enough (about half a second each) that the head cannot finish them all
     # before the worker node's first worker process is up, even on a busy machine.
     small_job.write_text(small_job.read_text().replace("epochs = 60", "epochs = 20000"))
     shared = tmp_path / "shared-results"
-    submitted = _gdsearch(
+    submitted = cli.run(
         [
             "submit",
             str(small_job),
@@ -299,6 +286,7 @@ def test_submitted_job_runs_on_both_nodes_and_equals_a_local_run(
         ],
         cluster.env,
         timeout=300,
+        inherit=False,
     )
     # By default submit waits, following the log, and exits with the job's state.
     assert submitted.returncode == 0, submitted.stderr
@@ -306,26 +294,33 @@ def test_submitted_job_runs_on_both_nodes_and_equals_a_local_run(
     assert submission_id.startswith("gdsearch-test-")
     assert "small: 32 trials" in submitted.stdout and "SUCCEEDED" in submitted.stderr
 
-    followed = _gdsearch(
+    followed = cli.run(
         ["logs", submission_id, "--follow", "--address", cluster.dashboard],
         cluster.env,
         timeout=300,
+        inherit=False,
     )
     assert followed.returncode == 0, followed.stderr
-    status = _gdsearch(["status", submission_id, "--address", cluster.dashboard], cluster.env)
+    status = cli.run(
+        ["status", submission_id, "--address", cluster.dashboard], cluster.env, inherit=False
+    )
     assert status.stdout.startswith(f"{submission_id}: SUCCEEDED"), followed.stdout[-2000:]
     assert status.returncode == 0  # the exit code says the state
-    listed = _gdsearch(["jobs", "--address", cluster.dashboard], cluster.env)
+    listed = cli.run(["jobs", "--address", cluster.dashboard], cluster.env, inherit=False)
     assert submission_id in listed.stdout and "small" in listed.stdout
-    as_json = _gdsearch(
-        ["status", submission_id, "--json", "--address", cluster.dashboard], cluster.env
+    as_json = cli.run(
+        ["status", submission_id, "--json", "--address", cluster.dashboard],
+        cluster.env,
+        inherit=False,
     )
     assert json.loads(as_json.stdout)["status"] == "SUCCEEDED" and as_json.returncode == 0
     assert json.loads(as_json.stdout)["entrypoint"] == cluster_module.entrypoint(
         small_job.name, str(shared)
     )  # the command deploy/kuberay/rayjob.yaml runs
     listed_json = json.loads(
-        _gdsearch(["jobs", "--json", "--address", cluster.dashboard], cluster.env).stdout
+        cli.run(
+            ["jobs", "--json", "--address", cluster.dashboard], cluster.env, inherit=False
+        ).stdout
     )
     assert submission_id in {row["submission_id"] for row in listed_json}
 
@@ -368,7 +363,7 @@ def _runtime_env(cluster: RunningCluster, submission_id: str) -> dict[str, Any]:
 
 
 def test_a_client_on_the_host_runs_a_job_through_the_ray_client_port(
-    cluster: RunningCluster, small_job: Path, tmp_path: Path, local_ray: None
+    cli: Cli, cluster: RunningCluster, small_job: Path, tmp_path: Path, local_ray: None
 ) -> None:
     """What the compose file publishes on loopback: `gdsearch run --address ray://HOST:10001`
     drives the cluster from outside it, results written where the client runs."""
@@ -382,12 +377,12 @@ def test_a_client_on_the_host_runs_a_job_through_the_ray_client_port(
         "--no-progress",
         "--json",
     ]
-    ran = _gdsearch(command, cluster.env, timeout=300)
+    ran = cli.run(command, cluster.env, timeout=300, inherit=False)
     if ran.returncode and "Starting Ray client server failed" in ran.stderr:
         # Ray's per-client server can fail to start on a loaded machine: once more, and keep
         # Ray's own reason for the record.
         first = cluster.client_server_log()
-        ran = _gdsearch(command, cluster.env, timeout=300)
+        ran = cli.run(command, cluster.env, timeout=300, inherit=False)
         assert ran.returncode == 0, f"{ran.stderr[-2000:]}\nfirst failure:\n{first}"
     assert ran.returncode == 0, ran.stderr[-3000:] + cluster.client_server_log()
     assert json.loads(ran.stdout)["ran"] == 32
@@ -401,7 +396,7 @@ def test_a_client_on_the_host_runs_a_job_through_the_ray_client_port(
 
 @pytest.mark.slow
 def test_a_node_without_numpys_simd_computes_the_same_portable_histories(
-    small_job: Path, tmp_path: Path, local_ray: None
+    cli: Cli, small_job: Path, tmp_path: Path, local_ray: None
 ) -> None:
     """A cluster of unlike machines: the worker node runs with every optional SIMD target of
     numpy turned off (NPY_DISABLE_CPU_FEATURES), the head with all this CPU has. The portable
@@ -422,7 +417,7 @@ def test_a_node_without_numpys_simd_computes_the_same_portable_histories(
     try:
         with _two_nodes(_token_env(temp), temp, worker_env=disabled) as running:
             for job in (small_job, blas_job):
-                ran = _gdsearch(
+                ran = cli.run(
                     [
                         "run",
                         str(job),
@@ -434,6 +429,7 @@ def test_a_node_without_numpys_simd_computes_the_same_portable_histories(
                     ],
                     running.env,
                     timeout=900,
+                    inherit=False,
                 )
                 assert ran.returncode == 0, ran.stderr[-3000:]
     finally:
@@ -453,11 +449,11 @@ def test_a_node_without_numpys_simd_computes_the_same_portable_histories(
 
 
 def test_a_submission_without_the_token_is_refused(
-    cluster: RunningCluster, small_job: Path
+    cli: Cli, cluster: RunningCluster, small_job: Path
 ) -> None:
     env = {k: v for k, v in cluster.env.items() if k not in TOKEN_VARIABLES}
     env["HOME"] = tempfile.mkdtemp(prefix="gdsearch-empty-home-")  # no ~/.ray/auth_token either
-    refused = _gdsearch(
+    refused = cli.run(
         [
             "submit",
             str(small_job),
@@ -467,37 +463,46 @@ def test_a_submission_without_the_token_is_refused(
             "/tmp/never-written",
         ],
         env,
+        inherit=False,
     )
     assert refused.returncode == 2
     assert len(refused.stderr.strip().splitlines()) == 1
     assert "refused" in refused.stderr and "RAY_AUTH_TOKEN" in refused.stderr
-    wrong = _gdsearch(
-        ["jobs", "--address", cluster.dashboard], {**env, "RAY_AUTH_TOKEN": "0" * 64}
+    wrong = cli.run(
+        ["jobs", "--address", cluster.dashboard],
+        {**env, "RAY_AUTH_TOKEN": "0" * 64},
+        inherit=False,
     )
     assert wrong.returncode == 2 and "refused" in wrong.stderr
-    accepted = _gdsearch(["jobs", "--address", cluster.dashboard], cluster.env)
+    accepted = cli.run(["jobs", "--address", cluster.dashboard], cluster.env, inherit=False)
     assert accepted.returncode == 0, accepted.stderr
 
 
-def test_unknown_id_and_unreachable_address_are_one_line_errors(cluster: RunningCluster) -> None:
-    unknown = _gdsearch(
-        ["status", "raysubmit_nosuchjob", "--address", cluster.dashboard], cluster.env
+def test_unknown_id_and_unreachable_address_are_one_line_errors(
+    cli: Cli, cluster: RunningCluster
+) -> None:
+    unknown = cli.run(
+        ["status", "raysubmit_nosuchjob", "--address", cluster.dashboard],
+        cluster.env,
+        inherit=False,
     )
     assert unknown.returncode == 2 and "raysubmit_nosuchjob" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
-    nowhere = _gdsearch(["jobs", "--address", f"http://127.0.0.1:{_free_port()}"], cluster.env)
+    nowhere = cli.run(
+        ["jobs", "--address", f"http://127.0.0.1:{_free_port()}"], cluster.env, inherit=False
+    )
     assert nowhere.returncode == 2 and "no Ray job server answers" in nowhere.stderr
     assert len(nowhere.stderr.strip().splitlines()) == 1
 
 
-def test_stop_ends_a_running_submission(cluster: RunningCluster, tmp_path: Path) -> None:
+def test_stop_ends_a_running_submission(cli: Cli, cluster: RunningCluster, tmp_path: Path) -> None:
     job = tmp_path / "long.toml"
     job.write_text(
         (REPO / "jobs" / "seed_sine.toml")
         .read_text()
         .replace("epochs = 20000", "epochs = 1000000")
     )
-    submitted = _gdsearch(
+    submitted = cli.run(
         [
             "submit",
             str(job),
@@ -508,15 +513,20 @@ def test_stop_ends_a_running_submission(cluster: RunningCluster, tmp_path: Path)
             "--no-wait",
         ],
         cluster.env,
+        inherit=False,
     )
     assert submitted.returncode == 0, submitted.stderr
     submission_id = submitted.stdout.strip()
-    stopped = _gdsearch(["stop", submission_id, "--address", cluster.dashboard], cluster.env)
+    stopped = cli.run(
+        ["stop", submission_id, "--address", cluster.dashboard], cluster.env, inherit=False
+    )
     assert stopped.returncode == 0 and stopped.stdout.startswith(f"{submission_id}: stopping")
     deadline = time.monotonic() + 60
     state, code = "", -1
     while time.monotonic() < deadline:
-        shown = _gdsearch(["status", submission_id, "--address", cluster.dashboard], cluster.env)
+        shown = cli.run(
+            ["status", submission_id, "--address", cluster.dashboard], cluster.env, inherit=False
+        )
         state, code = shown.stdout, shown.returncode
         if "STOPPED" in state:
             break
@@ -659,7 +669,7 @@ def test_a_worker_node_lost_mid_run_the_run_completes_on_the_rest(
 
 @pytest.mark.slow
 def test_a_stock_ray_cluster_runs_a_submitted_job_with_gdsearch_shipped_in_its_runtime_env(
-    small_job: Path, tmp_path: Path, local_ray: None
+    cli: Cli, small_job: Path, tmp_path: Path, local_ray: None
 ) -> None:
     """Both nodes run from a fresh virtual environment with only `ray[default]` installed (no
     gdsearch, no numpy); `gdsearch submit` ships the package and its pinned dependencies, and
@@ -683,7 +693,7 @@ def test_a_stock_ray_cluster_runs_a_submitted_job_with_gdsearch_shipped_in_its_r
         env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))  # HOME moves
         with _two_nodes(env, temp, ray=str(venv / "bin" / "ray")) as stock:
             client_env = {**env, "PATH": os.environ.get("PATH", "")}  # gdsearch's side
-            submitted = _gdsearch(
+            submitted = cli.run(
                 [
                     "submit",
                     str(small_job),
@@ -694,6 +704,7 @@ def test_a_stock_ray_cluster_runs_a_submitted_job_with_gdsearch_shipped_in_its_r
                 ],
                 client_env,
                 timeout=1200,
+                inherit=False,
             )
             assert submitted.returncode == 0, submitted.stdout[-5000:] + submitted.stderr
             assert "has numba none, not" in submitted.stderr  # the probe found no numba

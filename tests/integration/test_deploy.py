@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.server
 import json
 import shlex
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ else:  # pragma: no cover
 from gdsearch.errors import InputError
 from gdsearch.job.spec import load_job
 from gdsearch.search import cluster
-from tests.conftest import REPO
+from tests.conftest import REPO, Cli
 
 yaml = pytest.importorskip("yaml")
 
@@ -120,14 +119,11 @@ def old_ray() -> Iterator[http.server.HTTPServer]:
 
 
 def test_a_cluster_on_another_ray_is_refused_in_one_line_before_anything_is_sent(
-    old_ray: http.server.HTTPServer, tmp_path: Path
+    cli: Cli, old_ray: http.server.HTTPServer, tmp_path: Path
 ) -> None:
     address = f"http://127.0.0.1:{old_ray.server_address[1]}"
-    done = subprocess.run(
+    done = cli.run(
         [
-            sys.executable,
-            "-m",
-            "gdsearch",
             "submit",
             str(REPO / "jobs" / "seed_sine.toml"),
             "--address",
@@ -135,11 +131,7 @@ def test_a_cluster_on_another_ray_is_refused_in_one_line_before_anything_is_sent
             "--results-dir",
             str(tmp_path / "never"),
             "--no-wait",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
+        ]
     )
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -148,7 +140,7 @@ def test_a_cluster_on_another_ray_is_refused_in_one_line_before_anything_is_sent
     assert not (tmp_path / "never").exists()
 
 
-def test_the_entrypoint_needs_no_installed_script() -> None:
+def test_the_entrypoint_needs_no_installed_script(cli: Cli) -> None:
     command = shlex.split(cluster.entrypoint("my job.toml", "s3://b/r"))
     assert command == [
         "python",
@@ -161,13 +153,7 @@ def test_the_entrypoint_needs_no_installed_script() -> None:
         "--no-progress",
     ]
     assert (REPO / "gdsearch" / "__main__.py").exists()
-    ran = subprocess.run(
-        [sys.executable, "-m", "gdsearch", "--version"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    ran = cli.run(["--version"])
     assert ran.returncode == 0 and ran.stdout.startswith("gdsearch ")
 
 

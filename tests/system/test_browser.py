@@ -5,11 +5,9 @@ trial count that rises while a run writes, survives a killed run and ends when i
 from __future__ import annotations
 
 import itertools
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.conftest import JOBS, REPO
+from tests.conftest import JOBS, Cli
 
 playwright = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("plotly")
@@ -46,23 +44,6 @@ seed = [0, 1]
 """
 """Eight layer shapes make eight work units in the process, each about a second in the compiled
 kernel: parts land one at a time while the page watches."""
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
-def _gdsearch(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "gdsearch", *args],
-        cwd=REPO,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -105,34 +86,13 @@ class Watched:
 
 
 def test_the_interactive_report_hovers_zooms_toggles_and_fetches_nothing(
-    browser: Any, tmp_path: Path
+    cli: Cli, browser: Any, tmp_path: Path
 ) -> None:
-    ran = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gdsearch",
-            "run",
-            str(JOBS / "seed_sine.toml"),
-            "--results-dir",
-            str(tmp_path),
-            "--no-progress",
-        ],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    ran = cli.run(
+        ["run", str(JOBS / "seed_sine.toml"), "--results-dir", str(tmp_path), "--no-progress"]
     )
     assert ran.returncode == 0, ran.stderr
-    made = subprocess.run(
-        [sys.executable, "-m", "gdsearch", "report", str(tmp_path / "seed-sine"), "--interactive"],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    made = cli.run(["report", str(tmp_path / "seed-sine"), "--interactive"])
     assert made.returncode == 0, made.stderr
     report = Path(made.stdout.strip())
     assert report.name == "report-interactive.html" and report.stat().st_size > 1_000_000
@@ -155,12 +115,12 @@ def _count(watched: Watched) -> int:
 
 
 def test_the_live_view_follows_a_run_that_writes_is_killed_and_resumes(
-    browser: Any, tmp_path: Path
+    cli: Cli, browser: Any, tmp_path: Path
 ) -> None:
     job = tmp_path / "live.toml"
     job.write_text(LIVE_JOB, encoding="utf-8")
     results = tmp_path / "results" / "live"
-    server = _gdsearch("serve", str(results), "--port", "0")
+    server = cli.start(["serve", str(results), "--port", "0"])
     run: subprocess.Popen[str] | None = None
     try:
         assert server.stdout is not None
@@ -171,14 +131,16 @@ def test_the_live_view_follows_a_run_that_writes_is_killed_and_resumes(
         watched.page.goto(url)
         watched.page.wait_for_function("document.getElementById('count').textContent.length > 0")
         assert _count(watched) == 0  # nothing stored yet, and the page says so
-        run = _gdsearch(
-            "run",
-            str(job),
-            "--results-dir",
-            str(results.parent),
-            "--no-progress",
-            "--executor",
-            "local",
+        run = cli.start(
+            [
+                "run",
+                str(job),
+                "--results-dir",
+                str(results.parent),
+                "--no-progress",
+                "--executor",
+                "local",
+            ]
         )
         seen = []
         deadline = time.monotonic() + 120
@@ -192,14 +154,16 @@ def test_the_live_view_follows_a_run_that_writes_is_killed_and_resumes(
         time.sleep(2.5)  # the page keeps answering, and keeps what is stored
         assert _count(watched) >= killed_at
         assert watched.page.locator("#error").text_content() == ""
-        run = _gdsearch(
-            "run",
-            str(job),
-            "--results-dir",
-            str(results.parent),
-            "--no-progress",
-            "--executor",
-            "local",
+        run = cli.start(
+            [
+                "run",
+                str(job),
+                "--results-dir",
+                str(results.parent),
+                "--no-progress",
+                "--executor",
+                "local",
+            ]
         )
         assert run.wait(timeout=300) == 0
         watched.page.wait_for_function(

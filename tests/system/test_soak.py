@@ -1,8 +1,8 @@
 """Load held: 20,000 short trials through `gdsearch run` on an embedded local Ray.
 
-Slow (run it with `pytest -m slow tests/test_soak.py -s`). It checks that every trial is stored
-exactly once, in the trials table and in the history, and records the driver's peak memory
-(its own maximum resident set, from wait4, Ray's processes not included).
+Slow (run it with `pytest -m slow tests/system/test_soak.py -s`). It checks that every trial is
+stored exactly once, in the trials table and in the history, and records the driver's peak
+memory (its own maximum resident set, from wait4, Ray's processes not included).
 """
 
 from __future__ import annotations

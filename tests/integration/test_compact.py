@@ -4,9 +4,6 @@ after, and a process killed at every step of it losing nothing."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +17,7 @@ from gdsearch.results.journal import COMPACTION, COMPACTION_FAULT
 from gdsearch.results.repair import repair_results
 from gdsearch.results.store import ResultsStore
 from gdsearch.search.unit import train_unit
-from tests.conftest import REPO, SMALL_JOB
+from tests.conftest import SMALL_JOB, Cli
 
 MEASURED = SMALL_JOB.replace("epochs = 60", "epochs = 60\nsharpness_every = 20")
 
@@ -80,30 +77,17 @@ def test_compaction_respects_the_target_and_leaves_one_part_alone(tmp_path: Path
 
 @pytest.mark.parametrize("step", [1, 2, 3, 4])
 def test_a_compaction_killed_at_any_step_loses_nothing_and_is_settled(
-    tmp_path: Path, step: int
+    cli: Cli, tmp_path: Path, step: int
 ) -> None:
     location = _many_parts(tmp_path, MEASURED)
     before = _tables(location)
-    killed = subprocess.run(
-        [sys.executable, "-m", "gdsearch", "compact", str(location)],
-        env={**os.environ, COMPACTION_FAULT: str(step)},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    killed = cli.run(["compact", str(location)], {COMPACTION_FAULT: str(step)})
     assert killed.returncode == 9, killed.stderr  # died at that step, as if killed
     assert (location / COMPACTION).exists() == (step < 5)
     _same(before, _tables(location))  # every trial, once, whatever the step
     opened = gdsearch.open_results(location)  # as the reports and show read it
     assert opened.trials["trial_id"].tolist() == before[0]["trial_id"].tolist()
-    repaired = subprocess.run(
-        [sys.executable, "-m", "gdsearch", "repair", str(location)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    repaired = cli.run(["repair", str(location)])
     assert repaired.returncode == 0, repaired.stderr
     expected = "compaction that finished" if step >= 3 else "compaction that did not finish"
     assert expected in repaired.stdout
@@ -118,15 +102,10 @@ def test_a_compaction_killed_at_any_step_loses_nothing_and_is_settled(
     _same(before, _tables(location))
 
 
-def test_a_run_settles_an_interrupted_compaction_and_resumes(tmp_path: Path) -> None:
+def test_a_run_settles_an_interrupted_compaction_and_resumes(cli: Cli, tmp_path: Path) -> None:
     location = _many_parts(tmp_path, SMALL_JOB)
     before = _tables(location)
-    subprocess.run(
-        [sys.executable, "-m", "gdsearch", "compact", str(location)],
-        env={**os.environ, COMPACTION_FAULT: "3"},
-        cwd=REPO,
-        timeout=300,
-    )
+    cli.run(["compact", str(location)], {COMPACTION_FAULT: "3"})
     job = tmp_path / "small.toml"
     job.write_text(SMALL_JOB, encoding="utf-8")
     summary = gdsearch.run_search(job, tmp_path, show_progress=False, executor="local")
@@ -135,22 +114,10 @@ def test_a_run_settles_an_interrupted_compaction_and_resumes(tmp_path: Path) -> 
     _same(before, _tables(location))
 
 
-def test_compact_cli_json_and_a_missing_result_set(tmp_path: Path) -> None:
+def test_compact_cli_json_and_a_missing_result_set(cli: Cli, tmp_path: Path) -> None:
     location = _many_parts(tmp_path, SMALL_JOB)
-    done = subprocess.run(
-        [sys.executable, "-m", "gdsearch", "compact", str(location), "--json"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = cli.run(["compact", str(location), "--json"])
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["parts_after"] == 1
-    missing = subprocess.run(
-        [sys.executable, "-m", "gdsearch", "compact", str(tmp_path / "nothing")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    missing = cli.run(["compact", str(tmp_path / "nothing")])
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1

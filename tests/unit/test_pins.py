@@ -9,23 +9,15 @@ single bit of a history, or renames one key of a trial's identity, fails here.
 from __future__ import annotations
 
 import hashlib
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from threadpoolctl import threadpool_info
 
-import gdsearch
 from gdsearch.job.spec import load_job, parse_job
-from gdsearch.mlp.numerics import machine_label
-from gdsearch.report.document import build
-from gdsearch.results.manifest import UNRECORDED
 from gdsearch.search.unit import train_unit
-
-REPO = Path(__file__).resolve().parent.parent
-LEGACY = Path(__file__).resolve().parent / "data" / "legacy"
+from tests.conftest import REPO
 
 TRIAL_IDS = {
     "seed_sine": (13, "f7bab56b3c55c73b72191e3092421d640547f4ca0bfdb336f065d662af888445"),
@@ -85,43 +77,3 @@ def test_moons_lr_init_blas_histories_are_bit_identical_to_0_1_on_the_pinned_ker
     if kernel not in MOONS_HISTORY_BLAS:
         pytest.skip(f"no digest pinned for OpenBLAS kernel {kernel!r}")
     assert _moons_history("blas") == MOONS_HISTORY_BLAS[kernel]
-
-
-@pytest.mark.ray
-@pytest.mark.parametrize("name", ["legacy-halving", "legacy-bracket"])
-def test_a_result_set_of_version_0_1_resumes_without_training_again(
-    local_ray: None, name: str, tmp_path: Path
-) -> None:
-    """Stored by gdsearch 0.1.0 (halving with patience; bracket rounds): nothing to train."""
-    shutil.copytree(LEGACY / "results" / name, tmp_path / name)
-    before = gdsearch.load_results(tmp_path / name)
-    job = LEGACY / "jobs" / f"{name.replace('-', '_')}.toml"
-    summary = gdsearch.run_search(job, tmp_path, show_progress=False)
-    assert (summary.ran, summary.skipped) == (0, summary.total) and summary.total > 0
-    after = gdsearch.load_results(tmp_path / name)
-    pd.testing.assert_frame_equal(before.trials, after.trials)
-    pd.testing.assert_frame_equal(before.history, after.history)
-    # Stored before numerics were recorded: unrecorded, not compared, and not a mix by itself.
-    assert after.trials["numerics"].isna().all()
-    assert after.manifest["numerics"] == {UNRECORDED: summary.total}
-
-
-@pytest.mark.ray
-def test_trials_added_to_a_result_set_of_version_0_1_are_flagged_as_a_mix_of_numerics(
-    local_ray: None, tmp_path: Path
-) -> None:
-    """The 0.1.0 trials were computed by BLAS; new ones by the portable path: the set resumes,
-    and its report says that it now mixes them."""
-    shutil.copytree(LEGACY / "results" / "legacy-halving", tmp_path / "legacy-halving")
-    job = tmp_path / "grown.toml"
-    job.write_text(
-        (LEGACY / "jobs" / "legacy_halving.toml")
-        .read_text()
-        .replace('init = ["xavier", "normal"]', 'init = ["xavier", "normal", "he"]')
-    )
-    summary = gdsearch.run_search(job, tmp_path, show_progress=False)
-    assert summary.ran == 8
-    after = gdsearch.load_results(tmp_path / "legacy-halving")
-    assert after.manifest["numerics"] == {UNRECORDED: 16, machine_label("portable"): 8}
-    report = build(after, tmp_path / "report.md", fmt="md").read_text()
-    assert "**Warning:** this result set mixes numerics" in report

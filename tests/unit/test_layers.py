@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "gdsearch"
+from tests.conftest import REPO
+
+PACKAGE = REPO / "gdsearch"
 MATHS = ("data", "mlp", "stability", "analysis")
 """The maths layer's packages, bottom up: each may import those before it."""
 LEVELS = {

@@ -23,9 +23,9 @@ from gdsearch.report import build, figure_curves
 from gdsearch.results.loading import open_results
 from gdsearch.results.resultset import Results, ResultSet
 from gdsearch.stability.edge import edge_metrics
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
-LEGACY = Path(__file__).resolve().parent / "data" / "legacy" / "results"
+LEGACY = REPO / "tests" / "data" / "legacy" / "results"
 JOBS = [
     "moons_lr_init",
     "seed_sine",

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import REPO
 from tests.processes import processes_of
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "learning_rates.ipynb"
+NOTEBOOK = REPO / "examples" / "learning_rates.ipynb"
 PNG = b"\x89PNG\r\n\x1a\n"
 WIDGET = "application/vnd.jupyter.widget-view+json"
 

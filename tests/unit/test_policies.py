@@ -20,7 +20,7 @@ from gdsearch.search.halving import SuccessiveHalving
 from gdsearch.search.plain import PlainRun
 from gdsearch.search.policy import Outcome, Policy
 from gdsearch.search.unit import UnitState, advance_unit, start_unit, train_unit
-from tests.test_halving import HALVING_JOB, _outcome, _reference
+from tests.unit.test_halving import HALVING_JOB, _outcome, _reference
 
 
 def run_in_process(policy: Policy, spec: JobSpec, store: ResultsStore) -> int:

@@ -217,7 +217,7 @@ def test_final_sse_equal_but_for_the_last_digits_is_plotted_relative_and_called_
 ) -> None:
     """The seed job's trouble: every tick read 4.31083 and one of equal fits was "best"."""
     from gdsearch.report import figure_final_vs_lr
-    from tests.test_summary import TIED, stored
+    from tests.unit.test_summary import TIED, stored
 
     results = stored(tmp_path, TIED)
     fig = _drawn(figure_final_vs_lr(results))
@@ -238,7 +238,7 @@ def test_final_sse_equal_but_for_the_last_digits_is_plotted_relative_and_called_
 
 def test_a_clear_winner_is_starred_with_its_rate(tmp_path: Path) -> None:
     from gdsearch.report import figure_final_vs_lr
-    from tests.test_summary import SPREAD, stored
+    from tests.unit.test_summary import SPREAD, stored
 
     results = stored(tmp_path, SPREAD)
     texts = _legend_texts(_drawn(figure_final_vs_lr(results)))
@@ -249,7 +249,7 @@ def test_a_clear_winner_is_starred_with_its_rate(tmp_path: Path) -> None:
 
 def test_sse_curves_put_epochs_on_a_log_axis_where_the_action_is_early(tmp_path: Path) -> None:
     from gdsearch.report import figure_curves
-    from tests.test_summary import TIED, stored
+    from tests.unit.test_summary import TIED, stored
 
     fig = _drawn(figure_curves(stored(tmp_path, TIED)))
     ax = fig.axes[0]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 import gdsearch
 from gdsearch import analysis, mlp
 from gdsearch.job.spec import load_job
+from tests.conftest import Cli
 
 pytestmark = pytest.mark.ray
 
@@ -202,40 +201,18 @@ def test_bracket_mode_narrows_to_the_asked_width_around_the_exact_limit(
     assert (again.ran, again.total) == (0, 34)
 
 
-def test_cli_run_on_embedded_ray_then_show(tmp_path: Path, small_job: Path) -> None:
+def test_cli_run_on_embedded_ray_then_show(cli: Cli, tmp_path: Path, small_job: Path) -> None:
     """README's first command, as a user runs it: a fresh process starting its own Ray."""
     ray_tmp = tempfile.mkdtemp(prefix="gdsr-", dir="/tmp")  # socket paths stay short
     env = {**os.environ, "RAY_TMPDIR": ray_tmp}
     env.pop("RAY_ADDRESS", None)
     results = tmp_path / "results"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gdsearch.cli",
-            "run",
-            str(small_job),
-            "--results-dir",
-            str(results),
-            "--executor",
-            "ray",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = cli.run(["run", str(small_job), "--results-dir", str(results), "--executor", "ray"], env)
     shutil.rmtree(ray_tmp, ignore_errors=True)
     assert run.returncode == 0, run.stderr
     assert "32 trials" in run.stdout
     assert "work units" in run.stderr and "32/32 trials" in run.stderr
-    show = subprocess.run(
-        [sys.executable, "-m", "gdsearch.cli", "show", str(results / "small")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    show = cli.run(["show", str(results / "small")], env)
     assert show.returncode == 0, show.stderr
     assert "median_final_sse" in show.stdout and "diverged" in show.stdout
     assert len(show.stdout.splitlines()) == 2 + 16  # heading, column names, one row per group

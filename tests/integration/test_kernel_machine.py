@@ -86,7 +86,7 @@ def test_histories_are_the_same_bits_whatever_the_compiler_targets_and_libraries
 ) -> None:
     """Compiled for this CPU and for a generic x86-64; with numpy's SIMD targets off; with
     glibc's FMA paths masked: the numpy reference's bits every time."""
-    from tests.test_numerics import optional_cpu_features
+    from tests.integration.test_numerics import optional_cpu_features
 
     host = _probe(tmp_path / "host")
     reference = _probe(tmp_path / "host", GDSEARCH_KERNEL="numpy")

@@ -4,10 +4,7 @@ variable, GDSEARCH_RESULTS, and UTF-8 whatever the locale."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,25 +13,9 @@ import pytest
 
 from gdsearch.cli import STATUS_EXIT
 from gdsearch.cli import parser as _parser
+from tests.conftest import REPO, Cli
 
-REPO = Path(__file__).resolve().parent.parent
 COMMANDS = sorted(_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-
-
-def _gdsearch(
-    args: list[str], env: dict[str, str] | None = None, cwd: Path = REPO
-) -> subprocess.CompletedProcess[bytes]:
-    """``gdsearch ARGS`` in a fresh process, without our RAY_ and GDSEARCH_ variables."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "GDSEARCH_"))}
-    command = [sys.executable, "-m", "gdsearch.cli", *args]
-    return subprocess.run(
-        command,
-        env={**clean, **(env or {})},
-        cwd=cwd,
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -45,41 +26,43 @@ def ray_tmp() -> Iterator[str]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_version_names_gdsearch_ray_and_python() -> None:
-    done = _gdsearch(["--version"])
+def test_version_names_gdsearch_ray_and_python(cli: Cli) -> None:
+    done = cli.run(["--version"])
     assert done.returncode == 0
-    assert done.stdout.decode().startswith("gdsearch ") and "Ray 2." in done.stdout.decode()
+    assert done.stdout.startswith("gdsearch ") and "Ray 2." in done.stdout
 
 
 @pytest.mark.parametrize("command", ["", *COMMANDS])
-def test_every_help_reads_right(command: str) -> None:
-    done = _gdsearch([command, "--help"] if command else ["--help"])
-    text = done.stdout.decode("utf-8")
+def test_every_help_reads_right(cli: Cli, command: str) -> None:
+    done = cli.run([command, "--help"] if command else ["--help"])
+    text = done.stdout
     assert done.returncode == 0 and text.startswith(f"usage: gdsearch {command}".rstrip())
     assert "Show or change" not in text and "  " in text
     description = text.split("\n\n")[1]  # usage, then the description
     assert description.strip().endswith(".") or not command, description
 
 
-def test_a_job_servers_url_in_ray_address_is_refused_by_run_in_one_line(tmp_path: Path) -> None:
-    done = _gdsearch(
+def test_a_job_servers_url_in_ray_address_is_refused_by_run_in_one_line(
+    cli: Cli, tmp_path: Path
+) -> None:
+    done = cli.run(
         ["run", "jobs/seed_sine.toml", "--results-dir", str(tmp_path / "r")],
         {"RAY_ADDRESS": "http://127.0.0.1:8265"},
     )
-    lines = done.stderr.decode().strip().splitlines()
+    lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "job server's URL" in lines[0]
     assert not (tmp_path / "r").exists()  # refused before anything was touched
 
 
-def test_a_cluster_address_in_ray_address_is_refused_by_the_job_commands() -> None:
-    done = _gdsearch(["status", "raysubmit_x"], {"RAY_ADDRESS": "127.0.0.1:6379"})
-    lines = done.stderr.decode().strip().splitlines()
+def test_a_cluster_address_in_ray_address_is_refused_by_the_job_commands(cli: Cli) -> None:
+    done = cli.run(["status", "raysubmit_x"], {"RAY_ADDRESS": "127.0.0.1:6379"})
+    lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1
     assert "RAY_API_SERVER_ADDRESS" in lines[0] and "'127.0.0.1:6379'" in lines[0]
 
 
-def test_num_cpus_is_for_the_embedded_ray_only(tmp_path: Path) -> None:
-    done = _gdsearch(
+def test_num_cpus_is_for_the_embedded_ray_only(cli: Cli, tmp_path: Path) -> None:
+    done = cli.run(
         [
             "run",
             "jobs/seed_sine.toml",
@@ -91,12 +74,12 @@ def test_num_cpus_is_for_the_embedded_ray_only(tmp_path: Path) -> None:
             str(tmp_path),
         ]
     )
-    assert done.returncode == 2 and b"--num-cpus 1: only for the embedded Ray" in done.stderr
-    assert _gdsearch(["run", "jobs/seed_sine.toml", "--num-cpus", "0"]).returncode == 2
+    assert done.returncode == 2 and "--num-cpus 1: only for the embedded Ray" in done.stderr
+    assert cli.run(["run", "jobs/seed_sine.toml", "--num-cpus", "0"]).returncode == 2
 
 
-def test_validate_json_has_the_documented_shape() -> None:
-    done = _gdsearch(["validate", "jobs/moons_halving.toml", "--json"])
+def test_validate_json_has_the_documented_shape(cli: Cli) -> None:
+    done = cli.run(["validate", "jobs/moons_halving.toml", "--json"])
     document = json.loads(done.stdout)
     assert done.returncode == 0 and document["trials"] == 256
     assert document["axes"] == {"lr": 16, "init": 4, "hidden": 1, "seed": 4}
@@ -119,9 +102,9 @@ def test_validate_json_has_the_documented_shape() -> None:
     ],
 )
 def test_submit_options_are_checked_before_anything_is_sent(
-    option: str, value: str, said: str
+    cli: Cli, option: str, value: str, said: str
 ) -> None:
-    done = _gdsearch(
+    done = cli.run(
         [
             "submit",
             "jobs/seed_sine.toml",
@@ -133,7 +116,7 @@ def test_submit_options_are_checked_before_anything_is_sent(
             value,
         ]
     )
-    lines = done.stderr.decode().strip().splitlines()
+    lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and said in lines[0]
 
 
@@ -143,9 +126,11 @@ def test_status_exit_codes_tell_the_states_apart() -> None:
 
 
 @pytest.mark.ray
-def test_run_writes_under_gdsearch_results_and_caps_its_cpus(tmp_path: Path, ray_tmp: str) -> None:
+def test_run_writes_under_gdsearch_results_and_caps_its_cpus(
+    cli: Cli, tmp_path: Path, ray_tmp: str
+) -> None:
     env = {"GDSEARCH_RESULTS": str(tmp_path), "RAY_TMPDIR": ray_tmp}
-    done = _gdsearch(
+    done = cli.run(
         [
             "run",
             "jobs/seed_sine.toml",
@@ -158,13 +143,13 @@ def test_run_writes_under_gdsearch_results_and_caps_its_cpus(tmp_path: Path, ray
         ],
         env,
     )
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)
     assert summary["total"] == summary["ran"] == 13 and summary["counts"] == {
         "ok": 10,
         "diverged": 3,
     }
-    shown = json.loads(_gdsearch(["show", str(tmp_path / "seed-sine"), "--json"]).stdout)
+    shown = json.loads(cli.run(["show", str(tmp_path / "seed-sine"), "--json"]).stdout)
     assert shown["stored"] == 13 and len(shown["rows"]) == 13 and shown["status"] == "complete"
     assert {row["diverged"] for row in shown["rows"]} == {0, 1}
     assert (tmp_path / "seed-sine" / "manifest.json").is_file()
@@ -173,27 +158,38 @@ def test_run_writes_under_gdsearch_results_and_caps_its_cpus(tmp_path: Path, ray
 
 
 @pytest.mark.ray
-def test_the_cli_works_in_a_c_locale_without_utf8_mode(tmp_path: Path, ray_tmp: str) -> None:
+def test_the_cli_works_in_a_c_locale_without_utf8_mode(
+    cli: Cli, tmp_path: Path, ray_tmp: str
+) -> None:
     """Text with λ and — read and written as UTF-8, whatever the locale says."""
     env = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "RAY_TMPDIR": ray_tmp}
     job = tmp_path / "λ-job.toml"  # a name the C locale cannot spell: passed through as given
     sine = (REPO / "jobs" / "seed_sine.toml").read_text(encoding="utf-8")
     job.write_text(sine.replace("epochs = 20000", "epochs = 200") + "# λ_max — ×\n", "utf-8")
-    validated = _gdsearch(["validate", str(job)], env)
-    assert validated.returncode == 0, validated.stderr.decode()
-    assert "OK — 13 trials" in validated.stdout.decode("utf-8")
+    validated = cli.run(["validate", str(job)], env)
+    assert validated.returncode == 0, validated.stderr
+    assert "OK — 13 trials" in validated.stdout
     plain = tmp_path / "job.toml"  # Ray itself cannot start a driver from such a path there
     shutil.copy(job, plain)
-    ran = _gdsearch(
+    ran = cli.run(
         ["run", str(plain), "--results-dir", str(tmp_path), "--no-progress", "--num-cpus", "1"],
         env,
     )
-    assert ran.returncode == 0, ran.stderr.decode()[-2000:]
-    reported = _gdsearch(["report", str(tmp_path / "seed-sine")], env)
-    assert reported.returncode == 0, reported.stderr.decode()[-2000:]
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    reported = cli.run(["report", str(tmp_path / "seed-sine")], env)
+    assert reported.returncode == 0, reported.stderr[-2000:]
     assert (
         (tmp_path / "seed-sine" / "report.html").read_text(encoding="utf-8").endswith("</html>\n")
     )
     assert "# λ_max — ×" in (tmp_path / "seed-sine" / "job.toml").read_text(encoding="utf-8")
-    shown = _gdsearch(["show", str(tmp_path / "seed-sine")], env)
-    assert shown.returncode == 0 and b"seed-sine: 13 of 13" in shown.stdout
+    shown = cli.run(["show", str(tmp_path / "seed-sine")], env)
+    assert shown.returncode == 0 and "seed-sine: 13 of 13" in shown.stdout
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(cli: Cli) -> None:
+    """`gdsearch validate … | head -0`: the pipe closes before anything is written."""
+    reading = cli.start(["validate", "jobs/seed_sine.toml"])
+    assert reading.stdout is not None and reading.stderr is not None
+    reading.stdout.close()  # the reader is gone before the command writes its line
+    assert reading.wait(timeout=120) == 141
+    assert reading.stderr.read() == ""  # no traceback, no "Exception ignored"

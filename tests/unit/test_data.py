@@ -10,8 +10,9 @@ import pytest
 
 from gdsearch.data import load_dataset
 from gdsearch.errors import DataError
+from tests.conftest import REPO
 
-IRIS = Path(__file__).resolve().parents[1] / "data" / "iris.csv"
+IRIS = REPO / "data" / "iris.csv"
 IRIS_FEATURES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
 
 

@@ -13,8 +13,7 @@ import gdsearch
 from gdsearch import analysis, mlp, stability
 from gdsearch.data import moons, sine
 from gdsearch.stability import linear_lr_limit
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
 
 
 def test_sharpness_matches_the_exact_hessian_of_the_linear_model() -> None:
