@@ -8,6 +8,7 @@
     python benchmarks/bench.py --loading     # load_results against pandas.read_parquet
     python benchmarks/bench.py --numerics    # each way gdsearch can train, per network
     python benchmarks/bench.py --reports     # report, report --interactive and show at scale
+    python benchmarks/bench.py --landscapes  # gdsearch landscape on W1 against training W1
     python benchmarks/bench.py --against TREE   # W1 with another source tree's gdsearch
 
 W1 is jobs/moons_lr_init.toml (256 trials, 2-16-1 tanh, 1000 epochs); W1 x 16 the same job with
@@ -15,7 +16,7 @@ W1 is jobs/moons_lr_init.toml (256 trials, 2-16-1 tanh, 1000 epochs); W1 x 16 th
 a user would write, in a loop and stacked, and Ray Tune running it (pip install -e
 '.[bench]'); gdsearch's own code is never its own comparator. Every measurement runs in a fresh
 process with one BLAS thread; each figure is a median of --runs; ratios are between rows of
-one invocation. The sections live in benchmarks/: speed, storage, search, reports.
+one invocation. The sections live in benchmarks/: speed, storage, search, reports, landscapes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for imports
 
-from benchmarks import harness, reports, search, speed, storage
+from benchmarks import harness, landscapes, reports, search, speed, storage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     sections.add_argument("--numerics", action="store_true", help="only the numerics section")
     sections.add_argument("--reports", action="store_true", help="only the reports section")
     sections.add_argument(
+        "--landscapes", action="store_true", help="only the loss-landscapes section"
+    )
+    sections.add_argument(
         "--against",
         type=Path,
         metavar="TREE",
@@ -83,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             search.numerics(folder, args.runs)
         elif args.reports:
             reports.reports(folder, args.runs, args.scale, args.synthetic, None)
+        elif args.landscapes:
+            landscapes.landscapes(folder, args.runs)
         elif args.against:
             search.against(args.against.resolve(), args.runs)
         elif args.quick or args.speed:
@@ -116,6 +122,7 @@ def everything(folder: Path, args: argparse.Namespace) -> None:
     storage.loading(sets, args.load_repeats)
     storage.compaction(folder, args.runs)
     reports.reports(folder, args.runs, args.scale, args.synthetic, None)
+    landscapes.landscapes(folder, args.runs)
 
 
 def smoke(folder: Path) -> None:
@@ -135,6 +142,8 @@ def smoke(folder: Path) -> None:
         print(f"{kind}: {r['trials']} trials, {r['wall_s']:.2f} s")
     ran = harness.child("gdsearch-run", job, "auto")["results"]
     print(f"load: {harness.child('load', ran, '1')['rows']} rows")
+    drawn = harness.cli_child(["landscape", ran, "--resolution", "5", "--no-progress"])
+    print(f"landscape: {drawn['wall_s']:.2f} s")
     try:
         import ray.tune  # noqa: F401
     except ImportError:

@@ -395,13 +395,17 @@ def job_file_page() -> str:
         "(`gdsearch/job/spec.py`, `gdsearch/job/space.py`) and the data sets' signatures "
         "(`gdsearch/data`). A rule is quoted from the check that enforces it. "
         "[Job files](../jobs.md) explains what the keys do together.\n",
-        "A job file has five tables; any other table or key is an error that names it. "
+        "A job file has five tables, and a sixth, `[landscape]`, where it draws loss landscapes; "
+        "any other table or key is an error that names it. "
         "A number where a float is asked may be written as an integer.\n",
         job_section(),
         data_section(),
         "## [model]\n\n" + table(header, model),
         "## [train]\n\n" + table(header, train),
         search_section(),
+        "## [landscape]\n\nOptional: after the run, draw the loss landscapes of the job's trials "
+        "([Loss landscapes](../landscapes.md)); without the table, none are drawn.\n\n"
+        + table(header, setting_rows("landscape", spec.LANDSCAPE_SETTINGS)),
         "## Limits\n\nEach is checked before the work it guards starts.\n\n"
         + table(
             ["what", "at most", "constant"],

@@ -3,6 +3,7 @@ handler, errors turned into exit codes once (:func:`main`).
 
 - :mod:`~gdsearch.cli.jobs`: ``run``, ``validate``;
 - :mod:`~gdsearch.cli.stored`: ``show``, ``compact``, ``repair``;
+- :mod:`~gdsearch.cli.landscapes`: ``landscape``;
 - :mod:`~gdsearch.cli.reports`: ``report``, ``compare``, ``serve``;
 - :mod:`~gdsearch.cli.submissions`: ``submit``, ``status``, ``logs``, ``stop``, ``jobs``,
   ``requirements``.
@@ -21,7 +22,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from gdsearch.cli import jobs, reports, stored, submissions
+from gdsearch.cli import jobs, landscapes, reports, stored, submissions
 from gdsearch.cli.submissions import STATUS_EXIT
 from gdsearch.errors import GdsearchError, one_line
 
@@ -38,6 +39,7 @@ COMMANDS = (
     reports.add_serve,
     stored.add_compact,
     stored.add_repair,
+    landscapes.add_landscape,
     submissions.add_submit,
     submissions.add_status,
     submissions.add_logs,

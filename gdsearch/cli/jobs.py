@@ -93,6 +93,19 @@ def _run(args: argparse.Namespace) -> int:
             f"{summary.skipped} already stored; {summary.wall_s:.1f} s "
             f"({'in this process' if summary.executor == 'local' else 'on Ray'})"
         )
+    drawn = summary.landscapes
+    if drawn is not None and not args.json:
+        print(
+            f"{summary.path}: landscapes of {drawn.chosen} trials; drew {drawn.drawn}, "
+            f"{drawn.skipped} already stored; {drawn.wall_s:.1f} s"
+        )
+    if drawn is not None and drawn.failed:
+        print(
+            f"gdsearch: the landscapes of {drawn.failed} trials failed ({drawn.first_error}); "
+            "run the same command again to retry them",
+            file=sys.stderr,
+        )
+        return 1
     failed = summary.counts.get(Status.FAILED, 0)
     if failed:
         example = f" (e.g. {summary.first_error})" if summary.first_error else ""

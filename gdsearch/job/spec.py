@@ -49,6 +49,7 @@ from gdsearch.mlp.config import (
     TrainConfig,
 )
 from gdsearch.mlp.inits import DEFAULT_SCALE
+from gdsearch.mlp.landscape import LandscapeSettings
 from gdsearch.mlp.network import GRAD_SCALES
 from gdsearch.mlp.numerics import DEFAULT_NUMERICS, NUMERICS
 from gdsearch.mlp.population import RUNG_METRICS
@@ -124,6 +125,29 @@ HALVING_SETTINGS = {
                            f"one of {', '.join(RUNG_METRICS)}"),
 }  # fmt: skip
 
+LANDSCAPE_CHOICES = ("default", "all")
+LANDSCAPE_SETTINGS = {
+    "resolution": Setting("resolution", int, 51, lambda v: 3 <= v <= 501 and v % 2 == 1,
+                          "an odd integer in [3, 501] (points along each axis of every grid)"),
+    "span": Setting("span", float, 1.0, _finite(0, 100, open_low=True),
+                    "a number in (0, 100] (the random slice's half-width)"),
+    "line_from": Setting("line_from", float, -0.5, _finite(-100, 0),
+                         "a number in [-100, 0] (where the line starts, in α)"),
+    "line_to": Setting("line_to", float, 1.5, _finite(1, 100),
+                       "a number in [1, 100] (where the line ends, in α)"),
+    "biases": Setting("biases", bool, False, rule="true or false"),
+    "sharpest_span": Setting("sharpest_span", float, 0.5, _finite(0, 100, open_low=True),
+                             "a number in (0, 100] (the sharpest direction's half-width)"),
+    "margin": Setting("margin", float, 0.25, _finite(0, 10), "a number in [0, 10]"),
+    "path_points": Setting("path_points", int, 1000, _finite(2, 100_000),
+                           "an integer in [2, 100000]"),
+    "trials": Setting("trials", str, "default", lambda v: v in LANDSCAPE_CHOICES,
+                      "default (each group's smallest, best and largest stable rate of its "
+                      "first seed) or all"),
+}  # fmt: skip
+"""``[landscape]``: after the run, draw the loss landscapes of these trials
+(:mod:`gdsearch.search.landscapes`; the settings are
+:class:`~gdsearch.mlp.landscape.LandscapeSettings`'s)."""
 DATA_SETTINGS = {
     "validation": Setting("validation", float, 0.0, _finite(0, 1, open_high=True),
                           "a number in [0, 1) (the share of the samples held out; 0: none)"),
@@ -147,7 +171,16 @@ SECTION_KEYS = {
     "train": {*TRAIN_SETTINGS, *TRAIN_AXES},
     "search": {"mode", "samples", "scheduler", *BRACKET_SETTINGS, *HALVING_SETTINGS,
                *AXIS_CHECKS},
+    "landscape": {*LANDSCAPE_SETTINGS},
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LandscapeJob:
+    """A job's ``[landscape]`` table: which trials' landscapes a run draws, and how."""
+
+    settings: LandscapeSettings
+    trials: str = "default"
 
 
 @dataclass(frozen=True)
@@ -196,6 +229,7 @@ class JobSpec:
     fixed_axes: dict[str, Any]
     bracket: Bracket | None = None
     halving: Halving | None = None
+    landscape: LandscapeJob | None = None
     validation: float = 0.0
     description: str = ""
     source: str = ""
@@ -385,6 +419,12 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
             'diverge, which mode = "bracket" needs; use one or the other, but got "halving"'
         )
     axes, fixed_axes = _axes(tables, mode)
+    landscape = None
+    if "landscape" in doc:
+        values = _settings(tables["landscape"], "landscape", LANDSCAPE_SETTINGS)
+        trials = values.pop("trials")
+        values["line"] = (values.pop("line_from"), values.pop("line_to"))
+        landscape = LandscapeJob(LandscapeSettings(**values), trials)
     return JobSpec(
         name=name,
         seed=seed,
@@ -397,6 +437,7 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
         fixed_axes=fixed_axes,
         bracket=bracket,
         halving=halving,
+        landscape=landscape,
         validation=validation,
         description=description,
         source=text,
@@ -594,6 +635,6 @@ def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any
         return default
     value = table[key]
     ok = isinstance(value, int | float) if kind is float else isinstance(value, kind)
-    if isinstance(value, bool) or not ok:
+    if (isinstance(value, bool) and kind is not bool) or not ok:
         raise JobError(f"[{section}] {key}: must be {kind.__name__}, but got {shown(value)}")
     return value

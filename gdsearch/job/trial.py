@@ -17,6 +17,7 @@ from gdsearch.mlp.network import Params, init_params, layer_sizes
 INIT_STREAM = 0
 SHUFFLE_STREAM = 1
 SAMPLER_STREAM = 2
+LANDSCAPE_STREAM = 3  # the random slice's directions (gdsearch.search.landscapes)
 
 SCALED_INITS = ("normal", "uniform")
 """Init schemes whose spread ``init_scale`` sets; the others ignore it."""

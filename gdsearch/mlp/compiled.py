@@ -186,8 +186,8 @@ class Job:
 
 
 class Gradients:
-    """∇(scale·SSE) of many weight vectors (K, P) of one geometry on the same data, in the
-    kernel (the sharpness meter's products)."""
+    """∇(scale·SSE), or the SSE, of many weight vectors (K, P) of one geometry on the same
+    data, in the kernel (the sharpness meter's products, a landscape's grids)."""
 
     def __init__(
         self, X1_t: np.ndarray, Y_t: np.ndarray, sizes: Sequence[int], activation: str
@@ -209,6 +209,13 @@ class Gradients:
             self.ws,
             out,
         )
+        return out
+
+    def sse(self, thetas: np.ndarray) -> np.ndarray:
+        """(K,) the SSE at each row of ``thetas`` (K, P), as training measures it."""
+        out = np.empty(thetas.shape[0])
+        c = self.compiled
+        c.cache.call(c.sse_of, np.ascontiguousarray(thetas), self.net, self.targets, self.ws, out)
         return out
 
     def lanczos(

@@ -9,7 +9,7 @@ a trial's history is the same, value for value, whatever population it is traine
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from gdsearch.mlp.network import (
     Workspace,
     backward,
     check_grad_scale,
+    flatten,
     forward,
     loss_scale,
     residual_sse,
@@ -153,6 +154,8 @@ class Population:
         self.sharpness_through = -1  # the last epoch whose sharpness was measured
         self.val_sse: np.ndarray | None = None  # with held-out data: see _measure_holdout
         self.val_accuracy: np.ndarray | None = None
+        self.watched: Collection[int] = ()  # see watch
+        self.on_epoch: Callable[[int], None] | None = None
         self.active = _Active(
             index=np.arange(K),
             Wbs=[Wb.copy() for Wb in params],
@@ -162,6 +165,20 @@ class Population:
             best=np.full(K, np.inf),
             since=np.zeros(K, dtype=np.int64),
         )
+
+    def watch(self, epochs: Collection[int], on_epoch: Callable[[int], None]) -> None:
+        """Call ``on_epoch(e)`` while training, at each of these epochs e once it is measured
+        (the running trials' weights then θ_e in ``active.Wbs``, a stopped trial's in
+        ``final``), before the step that leaves it. Watching changes no value."""
+        self.watched, self.on_epoch = set(epochs), on_epoch
+
+    def weights(self) -> np.ndarray:
+        """Every trial's weights now, (K, P): a running trial's current ones, a stopped
+        trial's last (see :class:`PopulationResult`'s ``params``)."""
+        now = flatten(self.final)
+        if len(self.active.index):
+            now[self.active.index] = flatten(self.active.Wbs)
+        return now
 
     def advance(
         self, X: np.ndarray, Y: np.ndarray, until: int, holdout: Holdout | None = None
@@ -199,6 +216,8 @@ class Population:
                     active.limit = np.where(sse > 0, config.divergence_factor * sse, np.inf)
                     active.best = sse.copy()
                 stop = self._check(epoch, sse)
+                if self.on_epoch is not None and epoch in self.watched:
+                    self.on_epoch(epoch)  # the trials stopping here still in training
                 if stop.any():
                     active.drop(stop, self.final)
                     if not len(active.index):
@@ -241,6 +260,8 @@ class Population:
             sharpness = self.sharpness is not None and last % config.sharpness_every == 0
             keep = count + 1 < len(stretches) or sharpness  # the next call's first step
             job.train(active, first, last, count > 0, keep, carry)
+            if self.on_epoch is not None and last in self.watched:
+                self.on_epoch(last)  # the trials stopping here still in training
             stop = self.status[active.index] != RUNNING
             if stop.any():
                 active.drop(stop, self.final)
@@ -250,15 +271,17 @@ class Population:
             if sharpness:
                 base = None if job.batch_size else carry  # the gradient the kernel left there
                 self._measure_sharpness(last, meter, base)
+
         self.epoch = until + 1
         if until == config.epochs:
             self._stop(np.ones(len(self.active.index), dtype=bool), OK, until)
 
     def _stretches(self, until: int, n: int, batch_size: int) -> list[tuple[int, int]]:
         """The (first, last) epochs of each call of the kernel up to ``until``: a stretch ends
-        where the sharpness is due, and holds at most ``ORDER_VALUES`` mini-batch orders."""
+        where the sharpness is due or an epoch is watched, and holds at most ``ORDER_VALUES``
+        mini-batch orders."""
         first, every = max(0, self.epoch - 1), self.config.sharpness_every
-        ends = {until}
+        ends = {until} | {e for e in self.watched if first <= e < until}
         if every:
             due = range(first + (-first) % every, until + 1, every)
             ends.update(e for e in due if e > self.sharpness_through)

@@ -3,7 +3,8 @@ self-contained HTML or Markdown file.
 
 ``panels`` holds the shared plotting (group labels, the facet grid, each learning rate's line
 style, figures made without pyplot), ``scales`` the axis scales chosen from the data,
-``figures`` each figure (a function of a result set returning a Figure), ``theory`` the
+``figures`` each figure (a function of a result set returning a Figure), ``landscapes`` the
+loss-landscape figures of ``gdsearch landscape``'s tables, ``theory`` the
 predicted limits set beside the measurements, and ``document`` the report and the comparison of
 result sets. It reads result sets through pandas and never imports Ray.
 """
@@ -20,6 +21,11 @@ from gdsearch.report.figures import (
     figure_linear,
     figure_sharpness,
 )
+from gdsearch.report.landscapes import (
+    figure_landscape_lines,
+    figure_landscape_paths,
+    figure_sharpest,
+)
 from gdsearch.report.panels import FACET_COLUMNS
 from gdsearch.report.theory import predicted_limits
 
@@ -33,7 +39,10 @@ __all__ = [
     "figure_edge_ratio",
     "figure_epochs_to_tolerance",
     "figure_final_vs_lr",
+    "figure_landscape_lines",
+    "figure_landscape_paths",
     "figure_linear",
+    "figure_sharpest",
     "figure_sharpness",
     "predicted_limits",
     "summary_table",

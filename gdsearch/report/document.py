@@ -31,6 +31,11 @@ from gdsearch.report.figures import (
     figure_linear,
     figure_sharpness,
 )
+from gdsearch.report.landscapes import (
+    figure_landscape_lines,
+    figure_landscape_paths,
+    figure_sharpest,
+)
 from gdsearch.report.panels import groups, new_figure, png
 from gdsearch.report.scales import final_view
 from gdsearch.report.theory import explanation, predicted_limits
@@ -139,6 +144,25 @@ def build(results: Results, out: Path, fmt: str = "html", rank_by: str | None = 
         figures["edge_ratio"] = (
             "The edge ratio during training (lr·λ/2 for plain descent)",
             png(figure_edge_ratio(results)),
+        )
+    landscape, lines, sharpest = (
+        figure_landscape_paths(results),
+        figure_landscape_lines(results),
+        figure_sharpest(results),
+    )
+    if landscape is not None and lines is not None and sharpest is not None:
+        figures["landscape_paths"] = (
+            "Loss landscapes: each drawn trial's descent on the SSE over the plane of its path",
+            png(landscape),
+        )
+        figures["landscape_lines"] = (
+            "The SSE on the line from each trial's initial (α = 0) to its final weights (α = 1)",
+            png(lines),
+        )
+        figures["landscape_sharpest"] = (
+            "The loss along each trial's sharpest direction, beside the parabola of curvature "
+            "2/lr (dashed): inside it, descent at that rate is at or over the edge of stability",
+            png(sharpest),
         )
     linear = figure_linear(results)
     if linear is not None:

@@ -94,8 +94,10 @@ def _scale_buttons(axis: str, start: str) -> list[dict[str, Any]]:
     ]
 
 
-def curves_figure(trials: pd.DataFrame, curves: Curves) -> go.Figure:
-    """SSE against epoch: a line per trial (few trials) or per group and lr (medians)."""
+def curves_figure(trials: pd.DataFrame, curves: Curves, selector: bool = False) -> go.Figure:
+    """SSE against epoch: a line per trial (few trials) or per group and lr (medians); with
+    ``selector``, one comparison group at a time, picked from a menu (where there are two or
+    more), rather than every group's lines in one panel."""
     go = plotly()
     fig = go.Figure()
     if curves.per_trial:
@@ -134,15 +136,152 @@ def curves_figure(trials: pd.DataFrame, curves: Curves) -> go.Figure:
                     )
                 )
     epoch_scale = "log" if curves.log_epochs else "linear"
+    menus = [*_scale_buttons("x", epoch_scale), *_scale_buttons("y", "log")]
+    if selector:
+        menus += _group_menu(fig)
     fig.update_layout(
         title="SSE per epoch" + ("" if curves.per_trial else " (median over seeds)"),
         xaxis={"title": "epoch", "type": epoch_scale},
         yaxis={"title": "SSE", "type": "log"},
-        updatemenus=[*_scale_buttons("x", epoch_scale), *_scale_buttons("y", "log")],
+        updatemenus=menus,
         hovermode="closest",
         legend={"groupclick": "toggleitem"},
         height=560,
     )
+    return fig
+
+
+def _group_menu(fig: go.Figure) -> list[dict[str, Any]]:
+    """A menu that shows one comparison group's traces at a time (the first at the start);
+    none where the figure holds one group."""
+    labels = list(dict.fromkeys(trace.legendgroup for trace in fig.data))
+    if len(labels) < 2:
+        return []
+    for trace in fig.data:
+        trace.visible = trace.legendgroup == labels[0]
+    buttons = [
+        {
+            "label": label,
+            "method": "restyle",
+            "args": [{"visible": [trace.legendgroup == label for trace in fig.data]}],
+        }
+        for label in labels
+    ]
+    return [
+        {
+            "type": "dropdown",
+            "active": 0,
+            "buttons": buttons,
+            "x": 0.0,
+            "xanchor": "left",
+            "y": 1.12,
+            "yanchor": "bottom",
+            "name": "group",
+        }
+    ]
+
+
+def landscape_figure(results: Results) -> go.Figure | None:
+    """Each drawn trial's landscape, one trial at a time, picked from a menu: the SSE over the
+    plane of its path with the path on it, and over its random filter-normalised slice (hover:
+    α, β, SSE). None where the result set holds no landscape."""
+    from plotly.subplots import make_subplots
+
+    from gdsearch.mlp.landscape import Slice
+    from gdsearch.report.landscapes import drawn_trials, records
+
+    drawn = drawn_trials(results)
+    if not drawn:
+        return None
+    rows = results.landscapes
+    by_trial = {str(t): frame for t, frame in rows.groupby("trial_id")}
+    go = plotly()
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("the plane of the path", "a random filter-normalised slice"),
+        horizontal_spacing=0.12,
+    )
+    labels, counts = [], []
+    hover = "α %{x:.4g}<br>β %{y:.4g}<br>SSE %{customdata:.6g}<extra></extra>"
+    for label, frame in drawn:
+        for trial in records(frame):
+            name = f"{label}; lr {trial.lr:.4g} ({trial.status})"
+            mine = by_trial[trial.trial_id]
+            traces = []
+            for kind, col in ((Slice.PLANE, 1), (Slice.RANDOM, 2)):
+                grid = mine[mine["kind"] == kind.value]
+                xs, ys = np.unique(grid["x"]), np.unique(grid["y"])
+                sse = grid["sse"].to_numpy().reshape(len(xs), len(ys)).T  # (y, x)
+                with np.errstate(all="ignore"):
+                    z = np.log10(np.where(sse > 0, sse, np.nan))
+                traces.append(
+                    (
+                        go.Contour(
+                            x=xs,
+                            y=ys,
+                            z=z,
+                            customdata=sse,
+                            hovertemplate=hover,
+                            colorscale="Viridis",
+                            colorbar={"title": "log10 SSE", "x": 0.44 if col == 1 else 1.0},
+                            name=name,
+                        ),
+                        col,
+                    )
+                )
+            path = mine[mine["kind"] == Slice.PATH.value].sort_values("epoch")
+            traces.append(
+                (
+                    go.Scatter(
+                        x=path["x"],
+                        y=path["y"],
+                        mode="lines+markers",
+                        marker={"size": 3, "color": "#e8442e"},
+                        line={"color": "#e8442e", "width": 1},
+                        customdata=np.stack([path["epoch"], path["sse"]], axis=1),
+                        hovertemplate="epoch %{customdata[0]}<br>α %{x:.4g}<br>β %{y:.4g}"
+                        "<br>SSE %{customdata[1]:.6g}<extra></extra>",
+                        name="path",
+                        showlegend=False,
+                    ),
+                    1,
+                )
+            )
+            for trace, col in traces:
+                fig.add_trace(trace, row=1, col=col)
+            labels.append(name)
+            counts.append(len(traces))
+    owner = np.repeat(np.arange(len(labels)), counts)
+    for trace, k in zip(fig.data, owner, strict=True):
+        trace.visible = bool(k == 0)
+    buttons = [
+        {
+            "label": label,
+            "method": "restyle",
+            "args": [{"visible": [bool(k == i) for k in owner]}],
+        }
+        for i, label in enumerate(labels)
+    ]
+    fig.update_layout(
+        title="Loss landscapes (pick a trial)",
+        updatemenus=[
+            {
+                "type": "dropdown",
+                "active": 0,
+                "buttons": buttons,
+                "x": 1.0,
+                "xanchor": "right",
+                "y": 1.12,
+                "yanchor": "bottom",
+                "name": "trial",
+            }
+        ],
+        hovermode="closest",
+        height=520,
+    )
+    fig.update_xaxes(title_text="α (first direction)")
+    fig.update_yaxes(title_text="β (second direction)")
     return fig
 
 
@@ -240,11 +379,13 @@ def parallel_figure(trials: pd.DataFrame) -> go.Figure:
 def figures(results: Results) -> list[go.Figure]:
     """The interactive report's charts, of a loaded or opened result set; histories are read
     block by block (part by part, for an opened one), and only what the curves draw is kept."""
-    return [
-        curves_figure(results.trials, read_curves(results)),
+    charts = [
+        curves_figure(results.trials, read_curves(results), selector=True),
         ucurve_figure(results.trials),
         parallel_figure(results.trials),
     ]
+    landscapes = landscape_figure(results)
+    return charts if landscapes is None else [*charts, landscapes]
 
 
 def plotly_js() -> str:

@@ -123,7 +123,10 @@ class LiveState:
             curves = Curves(True, drawn.lines(), early)
         else:
             curves = Curves(False, medians_of(drawn, trials), early)
-        return [pio.to_json(curves_figure(trials, curves)), pio.to_json(ucurve(trials))]
+        return [
+            pio.to_json(curves_figure(trials, curves, selector=True)),
+            pio.to_json(ucurve(trials)),
+        ]
 
     def _state(self) -> dict[str, Any]:
         manifest = self.store.read_manifest()
@@ -194,6 +197,15 @@ h1 { font-size: 1.4em; } #count { font-size: 1.1em; } #error { color: #a00; }</s
 <div id="curves"></div><div id="ucurve"></div>
 <script>
 let version = -1;
+let group = null;  // the comparison group picked in the curves' menu, kept across updates
+function keepGroup(fig) {
+  const menu = (fig.layout.updatemenus || []).find((m) => m.name === "group");
+  if (!menu || group === null) return;
+  const at = menu.buttons.findIndex((b) => b.label === group);
+  if (at < 0) return;
+  menu.active = at;
+  menu.buttons[at].args[0].visible.forEach((shown, j) => { fig.data[j].visible = shown; });
+}
 async function poll() {
   try {
     const reply = await fetch("/state.json?since=" + version);
@@ -211,7 +223,15 @@ async function poll() {
       ["curves", "ucurve"].forEach((id, i) => {
         if (state.figures[i]) {
           const fig = JSON.parse(state.figures[i]);
+          if (id === "curves") keepGroup(fig);
+          const div = document.getElementById(id);
+          const first = !div.data;
           Plotly.react(id, fig.data, fig.layout, {displaylogo: false});
+          if (id === "curves" && first) {
+            div.on("plotly_buttonclicked", (event) => {
+              if (event.menu.name === "group") group = event.button.label;
+            });
+          }
         }
       });
     }

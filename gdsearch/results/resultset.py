@@ -22,7 +22,7 @@ from gdsearch.job.spec import JobSpec, parse_job
 from gdsearch.job.trial import initial_params
 from gdsearch.mlp.network import Params
 from gdsearch.results.schema import SHARPNESS_SCHEMA
-from gdsearch.results.store import JOB_COPY, ResultsStore
+from gdsearch.results.store import JOB_COPY, SCHEMAS, ResultsStore
 
 if TYPE_CHECKING:  # pandas loads when results are read, not while a run writes them
     import pandas as pd
@@ -43,6 +43,11 @@ class Results:
         sharpness: one row per measurement where the job set ``sharpness_every``: trial_id,
             epoch, sharpness (the top Hessian eigenvalue of the loss at that epoch's weights);
             empty otherwise. Sorted as the history.
+        landscapes: where ``gdsearch landscape`` drew some, each chosen trial's SSE on slices
+            through weight space (``gdsearch.results.schema.LANDSCAPE_SCHEMA``): trial_id,
+            kind, x, y, epoch, sse; read on first use, empty where none was drawn.
+        landscape_trials: one row per trial whose landscape is stored: the settings it was
+            drawn with, the share of its path its plane holds, λ at its final weights.
         manifest: the run's manifest.json.
         path: where it was read from.
         job_source: the job file as it was run (the copy stored beside the results), or "".
@@ -96,15 +101,28 @@ class Results:
     def sharpness(self, frame: pd.DataFrame) -> None:
         self._tables["sharpness"] = frame
 
+    @property
+    def landscapes(self) -> pd.DataFrame:
+        """The landscapes of these trials (empty where none was drawn)."""
+        return self._table("landscapes")
+
+    @property
+    def landscape_trials(self) -> pd.DataFrame:
+        """One row per trial of these whose landscape is stored."""
+        return self._table("landscape_trials")
+
     def _table(self, kind: str) -> pd.DataFrame:
         if kind not in self._tables:
-            assert self.store is not None
+            if self.store is None and not self.path:  # tables in hand, no store behind them
+                return SCHEMAS[kind].empty_table().to_pandas()
+            store = self.store if self.store is not None else ResultsStore(self.path)
             ids = pa.array(self.trials["trial_id"], pa.string())
-            table = self.store.read_table(kind)
+            table = store.read_table(kind)
+            order = ["trial_id", "epoch"] if kind in ("history", "sharpness") else ["trial_id"]
             self._tables[kind] = (
                 table.filter(pc.is_in(table.column("trial_id"), value_set=ids))
                 .to_pandas()
-                .sort_values(["trial_id", "epoch"], ignore_index=True)
+                .sort_values(order, ignore_index=True, kind="stable")
             )
         return self._tables[kind]
 

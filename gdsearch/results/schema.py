@@ -98,3 +98,41 @@ HISTORY_SCHEMA = pa.schema(
 HELD_OUT_HISTORY = HISTORY_SCHEMA.append(pa.field("val_sse", pa.float64()))
 """The history of a job that holds data out: also the held-out samples' SSE at each epoch's
 weights. A result set's history parts are all of one of the two schemas."""
+
+
+LANDSCAPE_SCHEMA = pa.schema(
+    [
+        ("trial_id", pa.string()),
+        ("kind", pa.string()),  # gdsearch.mlp.landscape.Slice: line, random, plane, path, sharpest
+        ("x", pa.float64()),  # α on the line, t along the sharpest direction
+        ("y", pa.float64()),  # null on a 1-D slice
+        ("epoch", pa.int32()),  # a path row's epoch; null elsewhere
+        ("sse", pa.float64()),
+    ]
+)
+"""``gdsearch landscape``: each chosen trial's SSE on slices through weight space around its
+final weights (gdsearch.mlp.landscape), one row per point."""
+LANDSCAPE_TRIALS_SCHEMA = pa.schema(
+    [
+        ("trial_id", pa.string()),
+        ("lr", pa.float64()),
+        ("final_epoch", pa.int32()),  # θ_T is the weights at this epoch (its history's last)
+        ("path_epochs", pa.int32()),  # how many epochs the path keeps
+        ("explained", pa.float64()),  # the share of the path's squared length in its plane
+        ("sharpness", pa.float64()),  # λ at θ_T, the sharpest direction's curvature of the loss
+        ("loss_scale", pa.float64()),  # s of the loss s·SSE (1/n for grad_scale "mean")
+        ("resolution", pa.int32()),
+        ("span", pa.float64()),
+        ("line_from", pa.float64()),
+        ("line_to", pa.float64()),
+        ("biases", pa.bool_()),
+        ("sharpest_span", pa.float64()),
+        ("margin", pa.float64()),
+        ("path_points", pa.int32()),
+        ("node", pa.string()),
+        ("wall_s", pa.float64()),
+    ]
+)
+"""One row per trial whose landscape is stored, with the settings it was drawn with; its part
+is written after the landscape part of the same name, so a trial's landscape counts as stored
+exactly when its row here exists."""

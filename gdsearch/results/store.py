@@ -5,6 +5,8 @@ Layout of ``results/NAME/`` (a local directory or a URI, :mod:`gdsearch.results.
     trials/part-<id>.parquet      one row per trial
     history/part-<id>.parquet     trial_id, epoch, sse[, val_sse] (one row per trial and epoch)
     sharpness/part-<id>.parquet   trial_id, epoch, sharpness (where the job measures it)
+    landscapes/part-<id>.parquet  trial_id, kind, x, y, epoch, sse (``gdsearch landscape``)
+    landscape_trials/part-<id>.parquet  one row per trial whose landscape is stored
     manifest.json                 spec, version, timings, counts, cluster
     job.toml                      the job file as it was run
 
@@ -19,6 +21,12 @@ removed before the next run. A ``failed`` trial's row (it has no history rows) i
 rewriting its part before the trial is trained again, so no trial is ever stored twice. Every
 page of a part carries a CRC checksum, verified on every read, so a part damaged later on the
 disk is named rather than read as other numbers; :mod:`gdsearch.results.repair` drops such parts.
+
+Landscapes (:mod:`gdsearch.search.landscapes`) are drawn later, from stored trials, and commit
+the same way on their own: a landscapes part first, then its ``landscape_trials`` part of the
+same name, so a trial's landscape counts as stored exactly when its row there exists; a lone
+landscapes part (a run killed in between) is removed before the next one. Compaction leaves
+both alone: there is one part of each per work unit, not per epoch.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ from gdsearch.results.files import TEMPORARY_PREFIX, Files
 from gdsearch.results.schema import (
     HELD_OUT_HISTORY,
     HISTORY_SCHEMA,
+    LANDSCAPE_SCHEMA,
+    LANDSCAPE_TRIALS_SCHEMA,
     SHARPNESS_SCHEMA,
     TRIALS_SCHEMA,
 )
@@ -54,12 +64,20 @@ LOCK = ".lock"
 ALIVE = ".lock.alive"  # the OS lock a live writer holds (gdsearch.results.lock)
 KINDS = journal.KINDS
 """The datasets: ``trials``, ``history`` and ``sharpness``."""
-SCHEMAS = {"trials": TRIALS_SCHEMA, "history": HELD_OUT_HISTORY, "sharpness": SHARPNESS_SCHEMA}
+SCHEMAS = {
+    "trials": TRIALS_SCHEMA,
+    "history": HELD_OUT_HISTORY,
+    "sharpness": SHARPNESS_SCHEMA,
+    "landscapes": LANDSCAPE_SCHEMA,
+    "landscape_trials": LANDSCAPE_TRIALS_SCHEMA,
+}
 """Each dataset's columns; a history part holds ``val_sse`` only where its job holds data out
 (see :meth:`ResultsStore.read_part`)."""
 PARTNERS = journal.PARTNERS
 """The datasets whose parts belong to the trials part of the same name (sharpness only where
 the job measures it)."""
+LANDSCAPE_KINDS = ("landscapes", "landscape_trials")
+"""The landscape datasets: the grids, and the row per trial that commits them."""
 
 
 class ResultsStore(Files):
@@ -70,6 +88,8 @@ class ResultsStore(Files):
         self.trials_dir = f"{self.root}/trials"
         self.history_dir = f"{self.root}/history"
         self.sharpness_dir = f"{self.root}/sharpness"
+        self.landscapes_dir = f"{self.root}/landscapes"
+        self.landscape_trials_dir = f"{self.root}/landscape_trials"
 
     def has_trials_dir(self) -> bool:
         """Whether the layout exists here (``trials/`` at least)."""
@@ -137,6 +157,37 @@ class ResultsStore(Files):
             self.write_table(sharpness.cast(SHARPNESS_SCHEMA), f"{self.sharpness_dir}/{name}")
         self.write_table(trials.cast(TRIALS_SCHEMA), f"{self.trials_dir}/{name}")
         return name
+
+    def write_landscapes(self, grids: pa.Table, index: pa.Table) -> str:
+        """Commit one work unit's landscapes: the grids first, the row per trial last. Returns
+        the part name."""
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        for directory in (self.landscapes_dir, self.landscape_trials_dir):
+            if self.local:
+                self.fs.create_dir(directory, recursive=True)
+        self.write_table(grids.cast(LANDSCAPE_SCHEMA), f"{self.landscapes_dir}/{name}")
+        trials_path = f"{self.landscape_trials_dir}/{name}"
+        self.write_table(index.cast(LANDSCAPE_TRIALS_SCHEMA), trials_path)
+        return name
+
+    def settle_landscapes(self) -> None:
+        """Remove what an interrupted landscape run left: files under a temporary name, and
+        landscapes parts whose ``landscape_trials`` part was never written."""
+        for kind in LANDSCAPE_KINDS:
+            for info in self.listing(self.directory(kind)):
+                if info.base_name.startswith(TEMPORARY_PREFIX):
+                    self.fs.delete_file(info.path)
+        committed = set(self.parts("landscape_trials"))
+        for name in self.parts("landscapes"):
+            if name not in committed:
+                self.fs.delete_file(f"{self.landscapes_dir}/{name}")
+
+    def remove_landscapes(self) -> None:
+        """Delete every stored landscape (``gdsearch landscape --fresh``), each row per trial
+        before its grids, so that a crash in between leaves only lone grids, removed later."""
+        for kind in ("landscape_trials", "landscapes"):
+            for name in self.parts(kind):
+                self.fs.delete_file(f"{self.directory(kind)}/{name}")
 
     def drop_failed(self, trial_ids: set[str]) -> int:
         """Remove the ``failed`` rows of these trials, so that they count as not stored.
@@ -206,6 +257,8 @@ class ResultsStore(Files):
             "trials": self.trials_dir,
             "history": self.history_dir,
             "sharpness": self.sharpness_dir,
+            "landscapes": self.landscapes_dir,
+            "landscape_trials": self.landscape_trials_dir,
         }[kind]
 
     def parts(self, kind: str) -> list[str]:
@@ -216,6 +269,8 @@ class ResultsStore(Files):
         """The parts of a dataset that readers see, sorted: trials parts (but those a finished
         compaction replaced and has not deleted yet), and the partners of those alone (not a
         partner left by a write that did not finish, nor one a compaction is writing)."""
+        if kind in LANDSCAPE_KINDS:
+            return sorted(set(self.parts(kind)) & set(self.parts("landscape_trials")))
         trials = set(self.part_names(self.trials_dir)) - journal.replaced(self)
         if kind == "trials":
             return sorted(trials)

@@ -27,6 +27,7 @@ from gdsearch.job.mapping import read_job
 from gdsearch.job.spec import JobSpec
 from gdsearch.job.trial import Trial
 from gdsearch.mlp.numerics import machine_label
+from gdsearch.mlp.stopping import Status
 from gdsearch.results.files import join
 from gdsearch.results.lock import ResultsLock
 from gdsearch.results.manifest import (
@@ -40,6 +41,7 @@ from gdsearch.results.store import ResultsStore
 from gdsearch.search.bracket import BracketRounds
 from gdsearch.search.connection import check_address, local_facts, ray_running
 from gdsearch.search.halving import SuccessiveHalving
+from gdsearch.search.landscapes import LandscapeSummary
 from gdsearch.search.loop import Backend, LocalBackend, execute
 from gdsearch.search.plain import PlainRun
 from gdsearch.search.plan import Shape, plan_units, unit_seconds
@@ -68,6 +70,8 @@ class RunSummary:
         wall_s: the run's wall time in seconds, Ray start-up included.
         retried: failed trials of an earlier run that this run trained again.
         first_error: the error text of one trial that failed in this run, if any did.
+        executor: where it trained: ``"local"`` or ``"ray"``.
+        landscapes: what drawing the job's ``[landscape]`` did (None without one).
     """
 
     path: str
@@ -79,6 +83,7 @@ class RunSummary:
     retried: int = 0
     first_error: str | None = None
     executor: str = "ray"
+    landscapes: LandscapeSummary | None = None
 
 
 def run_search(
@@ -178,6 +183,8 @@ def choose_executor(
         return "ray"
     rounds = 1 + (spec.bracket.rounds if spec.bracket is not None else 0)
     seconds = rounds * sum(unit_seconds(u, shape) for u in plan_units(trials, 1, shape=shape))
+    if spec.landscape is not None:  # trained again, and the slices: about as much again
+        seconds *= 1 + 2 * (1.0 if spec.landscape.trials == "all" else 0.1)
     chosen = "local" if seconds < LOCAL_BELOW_S else "ray"
     log.info(
         "about %.1f s of training on one core: running it %s",
@@ -207,6 +214,7 @@ def _run_locked(
     X_fit, Y_fit, holdout = spec.held_out(X, Y)  # X, Y: all the data, as the manifest names it
     executor = choose_executor(executor, address, spec, trials, Shape.of(X_fit, Y_fit))
     started_ray = False
+    drawn: LandscapeSummary | None = None
     try:
         if executor == "ray":
             from gdsearch.search.connection import cluster_facts, connect
@@ -231,6 +239,10 @@ def _run_locked(
                 else LocalBackend(X_fit, Y_fit, holdout)
             )
             execute(policy, backend, store, show_progress)
+            if spec.landscape is not None:
+                drawn = _landscapes(
+                    spec, store, backend, cluster["cpus"], X_fit, Y_fit, show_progress
+                )
         except BaseException:
             store.write_manifest(
                 {**manifest, "status": "interrupted", "counts": store.status_counts()}
@@ -269,7 +281,49 @@ def _run_locked(
     retried = sum(r.retried for r in rounds)
     first_error = next((r.first_error for r in rounds if r.first_error), None)
     return RunSummary(
-        store.location, total, total - ran, ran, counts, wall, retried, first_error, executor
+        store.location,
+        total,
+        total - ran,
+        ran,
+        counts,
+        wall,
+        retried,
+        first_error,
+        executor,
+        drawn,
+    )
+
+
+def _landscapes(
+    spec: JobSpec,
+    store: ResultsStore,
+    backend: Backend,
+    cpus: int,
+    X: np.ndarray,
+    Y: np.ndarray,
+    show_progress: bool,
+) -> LandscapeSummary:
+    """Draw the landscapes the job's ``[landscape]`` table asks for, on the run's backend."""
+    from gdsearch.results.loading import open_results
+    from gdsearch.search.landscapes import default_trials, draw_chosen
+
+    assert spec.landscape is not None
+    results = open_results(store.location)
+    chosen = results.trials
+    if spec.landscape.trials == "default":
+        chosen = default_trials(chosen)
+    chosen = chosen[chosen["status"] != Status.FAILED.value]
+    log.info("drawing the loss landscapes of %d trials", len(chosen))
+    return draw_chosen(
+        store,
+        results,
+        spec,
+        chosen,
+        spec.landscape.settings,
+        backend,
+        cpus,
+        Shape.of(X, Y),
+        show_progress=show_progress,
     )
 
 

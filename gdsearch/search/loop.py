@@ -90,6 +90,12 @@ class LocalBackend:
     def submit(self, step: Step, metric: str) -> Hashable:
         key = len(self.finished)
         try:
+            if step.work is not None:
+                from gdsearch.search.landscapes import draw_unit
+
+                drawn = draw_unit(self.X, self.Y, step.trials, step.work, self.node)
+                self.finished[key] = (drawn, {}, None)
+                return key
             state = (
                 step.state if step.state is not None else start_unit(self.X, self.Y, step.trials)
             )
@@ -152,7 +158,7 @@ def execute(policy: Policy, backend: Backend, store: ResultsStore, show_progress
             except StepFailed as exc:
                 outcome = _given_up(policy, backend, step, str(exc))
             if outcome.rows is not None:
-                store.write_part(*outcome.rows)
+                policy.commit(store, outcome.rows)
                 _count(policy, progress, outcome.rows[0])
             policy.on_result(step, outcome)
         policy.check_finished()
@@ -171,6 +177,10 @@ def _given_up(policy: Policy, backend: Backend, step: Step, reason: str) -> Outc
 
 def _count(policy: Policy, progress: Progress | None, trials_table: pa.Table) -> None:
     """Move the progress bar on by a stored part's trials; note a failed trial's error."""
+    if "status" not in trials_table.column_names:  # not trials: landscapes, say
+        if progress:
+            progress.update(trials_table.num_rows, 0, 0)
+        return
     status = trials_table.column("status")
     failed = pc.sum(pc.equal(status, Status.FAILED.value)).as_py() or 0
     if failed:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gdsearch.job.trial import Trial
+from gdsearch.results.store import ResultsStore
 from gdsearch.search.plan import Round
 from gdsearch.search.unit import Part, UnitState
 
@@ -34,6 +35,8 @@ class Step:
             weights).
         prune: trial_ids to stop as pruned before training on.
         carry: whether the unit goes on after this step (so its state is kept).
+        work: None to train; else what to do with the trials instead (a
+            :class:`gdsearch.search.landscapes.LandscapeWork`: draw their landscapes).
     """
 
     unit: int
@@ -42,6 +45,7 @@ class Step:
     state: Any = None
     prune: list[str] = field(default_factory=list)
     carry: bool = False
+    work: Any = None
 
 
 @dataclass
@@ -74,6 +78,10 @@ class Policy(ABC):
     def give_up(self, step: Step, error: str, state: UnitState | None) -> Rows | None:
         """The rows to store for a step that cannot be done; ``state`` is the unit's state
         before it, where there was one and it could still be fetched."""
+
+    def commit(self, store: ResultsStore, rows: Rows) -> None:
+        """Store a step's rows: one part of each dataset."""
+        store.write_part(*rows)
 
     @abstractmethod
     def rounds(self) -> list[Round]:

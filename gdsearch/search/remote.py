@@ -60,6 +60,17 @@ def unit_task(
     return rows, metrics, state if carry else None
 
 
+@ray.remote(num_cpus=1, max_retries=TASK_RETRIES, scheduling_strategy=PLACEMENT)
+def landscape_task(
+    data: tuple[np.ndarray, np.ndarray, Holdout | None], trials: list[Trial], work: Any
+) -> Part:
+    """Draw the landscapes of a unit's trials (:func:`gdsearch.search.landscapes.draw_unit`)."""
+    from gdsearch.search.landscapes import draw_unit
+
+    X, Y, _ = data
+    return draw_unit(X, Y, trials, work, ray.get_runtime_context().get_node_id())
+
+
 class RayBackend:
     """Steps as Ray tasks on the cluster this process has joined, ``IN_FLIGHT_PER_CPU`` per
     CPU in flight; the data goes to the object store once."""
@@ -69,9 +80,13 @@ class RayBackend:
     def __init__(self, X: np.ndarray, Y: np.ndarray, cpus: int, holdout: Holdout | None = None):
         self.data = ray.put((X, Y, holdout))
         self.slots = IN_FLIGHT_PER_CPU * cpus
-        self.refs: dict[ray.ObjectRef, tuple[ray.ObjectRef, ray.ObjectRef]] = {}
+        self.refs: dict[ray.ObjectRef, tuple[Any, Any]] = {}
 
     def submit(self, step: Step, metric: str) -> Hashable:
+        if step.work is not None:
+            rows = landscape_task.remote(self.data, step.trials, step.work)
+            self.refs[rows] = (None, None)
+            return rows
         refs = unit_task.remote(
             self.data,
             step.state if step.state is not None else step.trials,
@@ -92,6 +107,8 @@ class RayBackend:
         rows = cast(ray.ObjectRef, key)
         metrics, state = self.refs.pop(rows)
         try:
+            if metrics is None:  # a landscape step: rows alone
+                return ray.get(rows), {}, None
             return ray.get(rows), ray.get(metrics), state
         except LOST as exc:
             raise Lost(one_line(exc, last_line=True)) from exc

@@ -81,7 +81,7 @@ def start_unit(X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial]) -> UnitSta
     if first.train.numerics == "portable" and compiled.available():
         chunk = K
     members = [np.arange(i, min(i + chunk, K)) for i in range(0, K, chunk)]
-    populations = [_population(X, [trials[j] for j in rows], sizes) for rows in members]
+    populations = [start_population(X, [trials[j] for j in rows], sizes) for rows in members]
     return UnitState(
         list(trials),
         sizes,
@@ -242,7 +242,7 @@ def _one_at_a_time(
         return
     for j in rows:
         trial = state.trials[j]
-        single = _population(X, [trial], state.sizes)
+        single = start_population(X, [trial], state.sizes)
         try:
             _inject_fault([trial])
             single.advance(X, Y, until, holdout)
@@ -329,8 +329,8 @@ def failed_tables(trials: Sequence[Trial], error: str, node: str = "") -> Part:
     return table, _history_table(trials, histories, lengths), sharpness
 
 
-def _population(X: np.ndarray, trials: Sequence[Trial], sizes: list[int]) -> Population:
-    """One cache-sized population of a unit's trials, at their initial weights."""
+def start_population(X: np.ndarray, trials: Sequence[Trial], sizes: list[int]) -> Population:
+    """A population of these trials (of one population key), at their initial weights."""
     first = trials[0]
     params = stack_params([t.initial_params(sizes[0], sizes[-1]) for t in trials])
     minibatch = first.train.minibatch(X.shape[0]) is not None

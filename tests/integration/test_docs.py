@@ -204,13 +204,21 @@ def _table_after(text: str, heading: str) -> dict[str, str]:
 
 
 def test_the_results_page_lists_every_column_with_its_type() -> None:
-    from gdsearch.results.schema import HELD_OUT_HISTORY, SHARPNESS_SCHEMA, TRIALS_SCHEMA
+    from gdsearch.results.schema import (
+        HELD_OUT_HISTORY,
+        LANDSCAPE_SCHEMA,
+        LANDSCAPE_TRIALS_SCHEMA,
+        SHARPNESS_SCHEMA,
+        TRIALS_SCHEMA,
+    )
 
     text = (DOCS / "results.md").read_text()
     for heading, schema in (
         ("## trials", TRIALS_SCHEMA),
         ("## history", HELD_OUT_HISTORY),
         ("## sharpness", SHARPNESS_SCHEMA),
+        ("## landscapes", LANDSCAPE_SCHEMA),
+        ("## landscape_trials", LANDSCAPE_TRIALS_SCHEMA),
     ):
         documented = _table_after(text, heading)
         assert documented == {f.name: ARROW_TYPES[f.type] for f in schema}, heading

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -229,3 +230,55 @@ def test_worker_killed_mid_unit_is_retried_and_nothing_is_lost_or_doubled(
     assert len(killed) == 2  # two workers died while training a unit
     assert summary.ran == TRIALS and summary.counts == reference.manifest["counts"]
     _check_equal_to_reference(Path(summary.path), reference)
+
+
+# --- a landscape run killed ---------------------------------------------------------------
+
+
+def test_a_landscape_run_killed_after_its_first_part_then_run_again_loses_nothing(
+    tmp_path: Path, reference: gdsearch.Results
+) -> None:
+    """SIGKILL of `gdsearch landscape` (in this process, one unit at a time) once its first
+    unit is committed; the same command again draws only the rest, and the tables equal those
+    of an uninterrupted draw of the same trials."""
+    from gdsearch.mlp.landscape import LandscapeSettings
+    from gdsearch.search.landscapes import draw_landscapes
+
+    trials = reference.trials
+    ids = trials.loc[(trials["hidden"] == "4") & (trials["seed"] < 4), "trial_id"].tolist()
+    whole = tmp_path / "whole"
+    shutil.copytree(reference.path, whole)
+    settings = LandscapeSettings(resolution=21)
+    draw_landscapes(whole, trial_ids=ids, settings=settings, executor="local", show_progress=False)
+    expected = gdsearch.load_results(whole)
+    stored = tmp_path / "killed"
+    shutil.copytree(reference.path, stored)
+    args = ["landscape", str(stored), "--resolution", "21", "--executor", "local", "--trials"]
+    driver = Driver([*args, *ids])
+    committed = stored / "landscape_trials"
+    try:
+        _wait_for(lambda: committed.exists() and bool(os.listdir(committed)), driver)
+        driver.kill()
+    finally:
+        driver.kill()
+        driver.remove()
+    done = gdsearch.load_results(stored).landscape_trials
+    assert 0 < len(done) < len(expected.landscape_trials)  # killed in the middle
+    driver = Driver([*args, *ids, "--no-progress"])
+    try:
+        assert driver.wait() == 0, driver.stderr()
+        assert f"{len(done)} already stored" in driver.stdout()
+    finally:
+        driver.remove()
+    final = gdsearch.load_results(stored)
+    assert final.landscape_trials["trial_id"].is_unique
+    for table in ("landscapes", "landscape_trials"):
+        got, want = getattr(final, table), getattr(expected, table)
+        drop = [c for c in VARYING if c in got.columns]
+        key = ["trial_id", "kind", "epoch", "x", "y"] if table == "landscapes" else ["trial_id"]
+        pd.testing.assert_frame_equal(
+            got.drop(columns=drop).sort_values(key, ignore_index=True),
+            want.drop(columns=drop).sort_values(key, ignore_index=True),
+        )
+    plain = pd.read_parquet(stored / "landscapes")
+    assert len(plain) == len(expected.landscapes)  # no lone part left to read twice

@@ -225,3 +225,39 @@ def test_the_live_view_reads_each_part_once_and_follows_a_compaction(
     assert after["done"] == 18 and after["parts"] == 1 and "error" not in after
     assert sorted(reads) == [("history", merged), ("trials", merged)]
     assert after["figures"] == three["figures"]
+
+
+def test_the_curves_show_one_group_at_a_time_and_the_landscapes_one_trial(
+    tmp_path: Path,
+) -> None:
+    from gdsearch.report.interactive import figures
+    from gdsearch.search.landscapes import draw_landscapes
+
+    location = stored(tmp_path, JOB)
+    store = ResultsStore(location)
+    store.write_manifest({"name": "interactive-test", "job_file": str(tmp_path / "job.toml")})
+    (tmp_path / "job.toml").write_text(JOB)
+    charts = figures(open_results(location))
+    assert len(charts) == 3  # no landscape stored: no landscape chart
+    curves = charts[0]
+    groups = list(dict.fromkeys(trace.legendgroup for trace in curves.data))
+    assert len(groups) == 3  # one per architecture
+    shown = [trace.legendgroup for trace in curves.data if trace.visible]
+    assert set(shown) == {groups[0]}  # the first group only, at the start
+    menu = next(m for m in curves.layout.updatemenus if m.type == "dropdown")
+    assert [b.label for b in menu.buttons] == groups
+    for button, group in zip(menu.buttons, groups, strict=True):
+        visible = button.args[0]["visible"]
+        assert [t.legendgroup for t, v in zip(curves.data, visible, strict=True) if v] == [
+            t.legendgroup for t in curves.data if t.legendgroup == group
+        ]
+    draw_landscapes(location, executor="local", show_progress=False)
+    landscapes = figures(open_results(location))[3]
+    menu = landscapes.layout.updatemenus[0]
+    drawn = len(open_results(location).landscape_trials)
+    assert len(menu.buttons) == drawn
+    shown = [trace for trace in landscapes.data if trace.visible]
+    assert [type(t).__name__ for t in shown] == ["Contour", "Contour", "Scatter"]
+    plane = shown[0]
+    assert "α" in plane.hovertemplate and "β" in plane.hovertemplate
+    assert "SSE %{customdata" in plane.hovertemplate

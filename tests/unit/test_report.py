@@ -293,3 +293,28 @@ def test_few_rates_get_distinct_styles_and_a_legend_and_many_a_colour_bar() -> N
     assert not fig.legends and len(fig.axes) == 2  # the colour bar
     close = LrStyles(pd.Series([0.0100001, 0.0100002, 0.02]))
     assert [close.name(lr) for lr in close.rates] == ["0.0100001", "0.0100002", "0.02"]
+
+
+def test_landscapes_get_three_figures_in_the_report_on_one_colour_scale(
+    results_dir: Path, tmp_path: Path
+) -> None:
+    from gdsearch.report import figure_landscape_lines, figure_landscape_paths, figure_sharpest
+    from gdsearch.search.landscapes import draw_landscapes
+
+    results = load_results(results_dir)
+    assert figure_landscape_paths(results) is None  # nothing drawn yet: no figure
+    draw_landscapes(results_dir, executor="local", show_progress=False)
+    results = load_results(results_dir)
+    drawn = len(results.landscape_trials)
+    paths = figure_landscape_paths(results)
+    assert isinstance(paths, Figure)
+    contours = [ax for ax in paths.axes if ax.collections and ax.get_title()]
+    assert len(contours) == drawn  # a panel per drawn trial
+    norms = {(c.norm.vmin, c.norm.vmax) for ax in contours for c in ax.collections[:1]}
+    assert len(norms) == 1  # one colour scale for every panel
+    for make in (figure_landscape_lines, figure_sharpest):
+        fig = make(results)
+        assert isinstance(fig, Figure) and fig._repr_png_().startswith(PNG)
+    text = build(results, tmp_path / "r.html").read_text()
+    assert text.count("data:image/png") == 6 and "Loss landscapes" in text
+    assert plt.get_fignums() == []

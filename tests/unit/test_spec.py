@@ -87,6 +87,36 @@ BAD_JOBS = [
     ),
     bad("init-unknown", searching('init = ["glorot"]'), "[search] init", "'glorot'"),
     bad(
+        "landscape-resolution-even",
+        job_text(extra="[landscape]\nresolution = 50"),
+        "[landscape] resolution: must be an odd integer in [3, 501]",
+        "but got 50",
+    ),
+    bad(
+        "landscape-biases-not-bool",
+        job_text(extra="[landscape]\nbiases = 1"),
+        "[landscape] biases: must be bool",
+        "but got 1",
+    ),
+    bad(
+        "landscape-trials-unknown",
+        job_text(extra='[landscape]\ntrials = "best"'),
+        "[landscape] trials",
+        "'best'",
+    ),
+    bad(
+        "landscape-line-inside",
+        job_text(extra="[landscape]\nline_to = 0.5"),
+        "[landscape] line_to",
+        "but got 0.5",
+    ),
+    bad(
+        "landscape-unknown-key",
+        job_text(extra="[landscape]\ndirections = 3"),
+        "[landscape] unknown key",
+        "'directions'",
+    ),
+    bad(
         "activation-unknown-model", job_text(model='activation = "swish"'), "activation", "'swish'"
     ),
     bad(
@@ -335,6 +365,7 @@ SHIPPED = {
     "sine_momentum": 200,
     "moons_momentum": 512,
     "edge_of_stability": 27,
+    "landscapes": 7,
 }
 FOLDED = {"sine_momentum": 40}
 """Grid points that are another point's trial: Nesterov at momentum 0 is plain descent."""
