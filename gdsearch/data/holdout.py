@@ -2,6 +2,9 @@
 
 ``[data] validation = f`` holds out round(f × n) samples, chosen by the job seed alone, so every
 trial of a job is trained on the same samples and measured on the same others, wherever it runs.
+With ``stratify = true`` (class targets only) each class is held out in proportion to its size:
+round(f × n) samples in all, each class's share by largest remainder, so that 30 of iris's 150
+flowers are 10 of each species.
 The held-out SSE is measured at every epoch at the weights whose training SSE that epoch
 records; classification targets (one 0/1 column, or one-hot columns) are also scored by
 accuracy: the share of held-out samples whose predicted class is the true one (the output above
@@ -32,13 +35,17 @@ class Holdout:
         return self.X.shape[0]
 
 
-def holdout_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def holdout_indices(
+    n: int, fraction: float, seed: int, labels: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The samples trained on and the samples held out, each sorted.
 
     Args:
         n: samples in the data set.
         fraction: the share held out, in (0, 1); round(fraction × n) samples.
         seed: the job seed: the same seed and n always hold out the same samples.
+        labels: (n,) each sample's class, to hold out each class in proportion
+            (:func:`stratified_counts`); None: the samples are drawn regardless of class.
 
     Raises:
         DataError: the fraction would hold out no sample, or leave none to train on.
@@ -51,17 +58,59 @@ def holdout_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.
         )
     rng = np.random.default_rng(np.random.SeedSequence([seed, HOLDOUT_STREAM]))
     order = rng.permutation(n)
-    return np.sort(order[held:]), np.sort(order[:held])
+    if labels is None:
+        return np.sort(order[held:]), np.sort(order[:held])
+    classes, sizes = np.unique(labels, return_counts=True)
+    counts = stratified_counts(sizes, held)
+    chosen = [order[labels[order] == c][:k] for c, k in zip(classes, counts, strict=True)]
+    out = np.sort(np.concatenate(chosen))
+    return np.setdiff1d(np.arange(n), out), out
+
+
+def stratified_counts(sizes: np.ndarray, held: int) -> np.ndarray:
+    """How many of each class to hold out: ``held`` in all, each class's share of it in
+    proportion to its size (largest remainder; ties to the earlier class)."""
+    exact = held * sizes / sizes.sum()
+    counts = np.floor(exact).astype(np.int64)
+    extra = held - int(counts.sum())
+    counts[np.argsort(-(exact - counts), kind="stable")[:extra]] += 1
+    return counts
+
+
+def class_labels(Y: np.ndarray) -> np.ndarray:
+    """Each sample's class (targets one 0/1 column, or one-hot): (n,)."""
+    return (Y[:, 0] > 0.5).astype(np.int64) if Y.shape[1] == 1 else Y.argmax(axis=1)
 
 
 def split(
-    X: np.ndarray, Y: np.ndarray, fraction: float, seed: int
+    X: np.ndarray, Y: np.ndarray, fraction: float, seed: int, stratify: bool = False
 ) -> tuple[np.ndarray, np.ndarray, Holdout | None]:
-    """The data trained on and the held-out samples (None where ``fraction`` is 0)."""
+    """The data trained on and the held-out samples (None where ``fraction`` is 0), each class
+    held out in proportion where ``stratify``.
+
+    Raises:
+        DataError: ``stratify`` with targets that are not classes.
+    """
     if not fraction:
         return X, Y, None
-    fit, held = holdout_indices(X.shape[0], fraction, seed)
+    fit, held = holdout_indices(X.shape[0], fraction, seed, stratified_labels(Y, stratify))
     return X[fit], Y[fit], Holdout(X[held], Y[held], is_classes(Y))
+
+
+def stratified_labels(Y: np.ndarray, stratify: bool) -> np.ndarray | None:
+    """The classes to stratify by (None where not asked).
+
+    Raises:
+        DataError: asked, but the targets are not classes.
+    """
+    if not stratify:
+        return None
+    if not is_classes(Y):
+        raise DataError(
+            "stratify: needs class targets (one column of 0s and 1s, or one-hot columns), "
+            f"but the targets are {Y.shape[1]} column(s) of other values"
+        )
+    return class_labels(Y)
 
 
 def is_classes(Y: np.ndarray) -> bool:

@@ -27,7 +27,7 @@ from gdsearch.data import (
     dataset_options,
     load_dataset,
 )
-from gdsearch.data.holdout import Holdout, holdout_indices, split
+from gdsearch.data.holdout import Holdout, holdout_indices, split, stratified_labels
 from gdsearch.errors import DataError, JobError, shown
 from gdsearch.job.limits import (
     MAX_BRACKET_POINTS,
@@ -45,6 +45,7 @@ from gdsearch.mlp.config import (
     DEFAULT_DIVERGENCE_FACTOR,
     DEFAULT_PATIENCE_TOLERANCE,
     OPTIMIZER_FIELDS,
+    PATIENCE_METRICS,
     TRAIN_DEFAULTS,
     TrainConfig,
 )
@@ -100,6 +101,10 @@ TRAIN_SETTINGS = {
                         "improving)"),
     "patience_tolerance": Setting("patience_tolerance", float, DEFAULT_PATIENCE_TOLERANCE,
                                   _finite(0, 1, open_high=True), "a number in [0, 1)"),
+    "patience_metric": Setting("patience_metric", str, "sse",
+                               lambda v: v in PATIENCE_METRICS,
+                               f"one of {', '.join(PATIENCE_METRICS)} (the SSE trained on, or "
+                               "the held-out SSE)"),
     "sharpness_every": Setting("sharpness_every", int, 0, _finite(0, MAX_EPOCHS),
                                f"an integer in [0, {MAX_EPOCHS}] (0: never measure the "
                                "sharpness)"),
@@ -151,6 +156,8 @@ LANDSCAPE_SETTINGS = {
 DATA_SETTINGS = {
     "validation": Setting("validation", float, 0.0, _finite(0, 1, open_high=True),
                           "a number in [0, 1) (the share of the samples held out; 0: none)"),
+    "stratify": Setting("stratify", bool, False, rule="true or false (class targets only: "
+                        "hold out each class in proportion)"),
 }  # fmt: skip
 """``[data]``'s own keys; the others are the data set's options."""
 
@@ -231,6 +238,7 @@ class JobSpec:
     halving: Halving | None = None
     landscape: LandscapeJob | None = None
     validation: float = 0.0
+    stratify: bool = False
     description: str = ""
     source: str = ""
     path: str = ""
@@ -287,6 +295,8 @@ class JobSpec:
         """The data as trials and result sets name it: the data set, its options, and the
         share held out where one is (a job that holds none out is named as before)."""
         held = {"validation": self.validation} if self.validation else {}
+        if self.validation and self.stratify:  # other samples held out: other trials
+            held["stratify"] = True
         return {"dataset": self.dataset, **self.data_options, **held}
 
     def compat_key(self, X: np.ndarray, Y: np.ndarray) -> dict[str, Any]:
@@ -330,7 +340,8 @@ class JobSpec:
         try:
             X, Y = load_dataset(self.dataset, **self.data_kwargs())
             if self.validation:
-                holdout_indices(X.shape[0], self.validation, self.seed)
+                labels = stratified_labels(Y, self.stratify)
+                holdout_indices(X.shape[0], self.validation, self.seed, labels)
         except DataError as exc:
             raise DataError(f"{self.path or self.name}: [data] {exc}") from None
         try:
@@ -345,7 +356,7 @@ class JobSpec:
     ) -> tuple[np.ndarray, np.ndarray, Holdout | None]:
         """The job's data (from :meth:`load_data`) split into the samples its trials train on
         and those held out (None where it holds none out), by the job seed."""
-        return split(X, Y, self.validation, self.seed)
+        return split(X, Y, self.validation, self.seed, self.stratify)
 
     def architectures(self) -> list[tuple[int, ...]]:
         """Every hidden-layer list the job trains."""
@@ -407,7 +418,7 @@ def parse_job(text: str, path: str = "<job>") -> JobSpec:
 def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
     tables = _tables(doc)
     name, seed, description = _job_table(tables["job"])
-    dataset, options, validation = _data_table(tables["data"])
+    dataset, options, validation, stratify = _data_table(tables["data"])
     train = TrainConfig(**_settings(tables["train"], "train", TRAIN_SETTINGS))
     search = tables["search"]
     mode, samples = _mode(search)
@@ -417,6 +428,16 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
         raise JobError(
             '[search] scheduler: "halving" stops trials before they can show whether they '
             'diverge, which mode = "bracket" needs; use one or the other, but got "halving"'
+        )
+    if train.patience and train.patience_metric == "val_sse" and not validation:
+        raise JobError(
+            '[train] patience_metric: "val_sse" watches the held-out SSE, so it needs '
+            "[data] validation > 0, but got validation = 0"
+        )
+    if halving and halving.metric.startswith("val_") and not validation:
+        raise JobError(
+            f"[search] rung_metric: {halving.metric!r} ranks by the held-out SSE, so it needs "
+            "[data] validation > 0, but got validation = 0"
         )
     axes, fixed_axes = _axes(tables, mode)
     landscape = None
@@ -439,6 +460,7 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
         halving=halving,
         landscape=landscape,
         validation=validation,
+        stratify=stratify,
         description=description,
         source=text,
         path=path,
@@ -476,16 +498,21 @@ def _job_table(job: dict[str, Any]) -> tuple[str, int, str]:
     return name, seed, _get(job, "job", "description", str, "")
 
 
-def _data_table(data: dict[str, Any]) -> tuple[str, dict[str, Any], float]:
-    """The data set's name, its options, and the share of it held out."""
+def _data_table(data: dict[str, Any]) -> tuple[str, dict[str, Any], float, bool]:
+    """The data set's name, its options, the share of it held out and whether by class."""
     dataset = _get(data, "data", "dataset", str, None)
     if dataset not in DATASETS:
         raise JobError(
             f"[data] dataset: unknown name {shown(dataset)}; valid: {', '.join(sorted(DATASETS))}"
         )
-    held = _settings(data, "data", DATA_SETTINGS)["validation"]
+    settings = _settings(data, "data", DATA_SETTINGS)
+    if settings["stratify"] and not settings["validation"]:
+        raise JobError(
+            "[data] stratify: holds out each class in proportion, so it needs "
+            "validation > 0, but got validation = 0"
+        )
     options = {k: v for k, v in data.items() if k not in ("dataset", *DATA_SETTINGS)}
-    return dataset, check_options(dataset, options), held
+    return dataset, check_options(dataset, options), settings["validation"], settings["stratify"]
 
 
 def _mode(search: dict[str, Any]) -> tuple[str, int]:

@@ -125,7 +125,10 @@ class Job:
             config.grad_scale == "mean",
         )
         self.stopping = compiled.Stopping(
-            float(config.divergence_factor), int(config.patience), float(config.patience_tolerance)
+            float(config.divergence_factor),
+            int(config.patience),
+            float(config.patience_tolerance),
+            config.patience_metric == "val_sse",
         )
         self.buffers = compiled.buffers(self.net, self.data, self.held, self.batch_size)
         self._views: tuple[Stacked, np.ndarray, np.ndarray] | None = None

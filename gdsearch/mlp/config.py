@@ -35,6 +35,10 @@ OPTIMIZER_FIELDS = (
 """The settings of the update rule and its schedule, as trial columns and search axes."""
 
 
+PATIENCE_METRICS = ("sse", "val_sse")
+"""What the patience rule may watch: the SSE trained on, or the held-out SSE."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every setting of how a trial trains, but its learning rate.
@@ -47,6 +51,8 @@ class TrainConfig:
             or exceeds this multiple of its epoch-0 SSE.
         patience: stop a trial whose SSE has not improved for this many epochs (0: never).
         patience_tolerance: the relative fall in SSE that counts as an improvement.
+        patience_metric: what the patience rule watches: ``"sse"``, the SSE trained on, or
+            ``"val_sse"``, the held-out SSE (a job that holds data out).
         momentum: β in [0, 1), heavy-ball momentum (0: none).
         nesterov: Nesterov's form of momentum (needs β > 0).
         weight_decay: wd ≥ 0; wd·θ is added to the gradient of every weight and bias.
@@ -70,6 +76,7 @@ class TrainConfig:
     divergence_factor: float = DEFAULT_DIVERGENCE_FACTOR
     patience: int = 0
     patience_tolerance: float = DEFAULT_PATIENCE_TOLERANCE
+    patience_metric: str = "sse"
     momentum: float = 0.0
     nesterov: bool = False
     weight_decay: float = 0.0
@@ -108,6 +115,11 @@ class TrainConfig:
         for name, ok, rule in checks:
             if not ok:
                 raise InputError(f"{name}: must be {rule}, but got {getattr(self, name)!r}")
+        if self.patience_metric not in PATIENCE_METRICS:
+            raise InputError(
+                f"patience_metric: one of {', '.join(PATIENCE_METRICS)}, "
+                f"but got {self.patience_metric!r}"
+            )
         if self.nesterov and not self.momentum:
             raise InputError("nesterov: needs momentum > 0, but got momentum = 0")
         if self.lr_schedule == "step" and self.step_size < 1:
@@ -127,6 +139,8 @@ class TrainConfig:
         }
         if self.patience:
             key.update(patience=self.patience, patience_tolerance=self.patience_tolerance)
+            if self.patience_metric != "sse":  # the held-out SSE: other stops, other trials
+                key["patience_metric"] = self.patience_metric
         off = TRAIN_DEFAULTS
         key.update({k: v for k, v in self.columns().items() if v is not None and v != off[k]})
         return key

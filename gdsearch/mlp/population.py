@@ -43,13 +43,16 @@ from gdsearch.mlp.stopping import STATUS_CODES as STATUS_CODES  # re-exported
 
 _BLAS = ThreadpoolController()
 
-RUNG_METRICS = ("sse", "auc")
+RUNG_METRICS = ("sse", "auc", "val_sse", "val_auc")
 """How a scheduler ranks trials at a rung: the SSE at the rung's epoch, or the mean SSE over
-epochs 0 … rung (the area under the curve per epoch, which also rewards getting there fast)."""
+epochs 0 … rung (the area under the curve per epoch, which also rewards getting there fast);
+``val_``: the same of the held-out SSE (a job that holds data out)."""
 
 
 def rung_metric(histories: np.ndarray, rung: int, metric: str = "sse") -> np.ndarray:
-    """Each history's ``RUNG_METRICS`` value at epoch ``rung``; histories are (K, ≥ rung + 1)."""
+    """Each history's ``RUNG_METRICS`` value at epoch ``rung``; histories are (K, ≥ rung + 1):
+    the held-out SSE's for a ``val_`` metric, which is computed as the same without it."""
+    metric = metric.removeprefix("val_")
     if metric == "sse":
         return histories[:, rung].copy()
     if metric == "auc":
@@ -196,6 +199,8 @@ class Population:
             return
         if batch_size is not None and not active.rngs:
             raise InputError("mini-batch training needs one shuffle generator per trial")
+        if config.patience and config.patience_metric == "val_sse" and holdout is None:
+            raise InputError('patience_metric = "val_sse" needs held-out data, but got none')
         if config.numerics == "portable" and compiled.runs(active.rule):
             self._advance_compiled(X, Y, until, holdout)
             return
@@ -212,10 +217,11 @@ class Population:
                 if held is not None:
                     assert holdout is not None
                     self._measure_holdout(epoch, *held, holdout)
+                watched = self._watched(epoch, sse)
                 if epoch == 0:
                     active.limit = np.where(sse > 0, config.divergence_factor * sse, np.inf)
-                    active.best = sse.copy()
-                stop = self._check(epoch, sse)
+                    active.best = watched.copy()
+                stop = self._check(epoch, sse, watched)
                 if self.on_epoch is not None and epoch in self.watched:
                     self.on_epoch(epoch)  # the trials stopping here still in training
                 if stop.any():
@@ -357,17 +363,26 @@ class Population:
         self.sharpness[active.index, epoch // config.sharpness_every] = values
         self.sharpness_through = epoch
 
-    def _check(self, epoch: int, sse: np.ndarray) -> np.ndarray:
-        """Record this epoch's SSE; stop trials that diverged or plateaued. Returns the mask."""
+    def _watched(self, epoch: int, sse: np.ndarray) -> np.ndarray:
+        """What the patience rule watches this epoch: the running trials' SSE, or their
+        held-out SSE (measured already) with ``patience_metric = "val_sse"``."""
+        if self.config.patience_metric != "val_sse":
+            return sse
+        assert self.val_sse is not None
+        return self.val_sse[self.active.index, epoch]
+
+    def _check(self, epoch: int, sse: np.ndarray, watched: np.ndarray) -> np.ndarray:
+        """Record this epoch's SSE; stop trials that diverged, or whose ``watched`` value
+        plateaued. Returns the mask."""
         active = self.active
         bad = ~(np.isfinite(sse) & (sse <= active.limit))
         self.histories[active.index, epoch] = sse
         stop = bad
         patience = self.config.patience
         if patience:
-            better = sse < active.best * (1.0 - self.config.patience_tolerance)
-            better |= sse > active.best * (1.0 + PATIENCE_SPIKE)  # a spike restarts the count
-            active.best = np.where(better, sse, active.best)
+            better = watched < active.best * (1.0 - self.config.patience_tolerance)
+            better |= watched > active.best * (1.0 + PATIENCE_SPIKE)  # a spike restarts the count
+            active.best = np.where(better, watched, active.best)
             active.since = np.where(better, epoch, active.since)
             flat = ~bad & (epoch - active.since >= patience)
             if flat.any():

@@ -94,10 +94,13 @@ def _scale_buttons(axis: str, start: str) -> list[dict[str, Any]]:
     ]
 
 
-def curves_figure(trials: pd.DataFrame, curves: Curves, selector: bool = False) -> go.Figure:
-    """SSE against epoch: a line per trial (few trials) or per group and lr (medians); with
-    ``selector``, one comparison group at a time, picked from a menu (where there are two or
-    more), rather than every group's lines in one panel."""
+def curves_figure(
+    trials: pd.DataFrame, curves: Curves, selector: bool = False, what: str = "SSE"
+) -> go.Figure:
+    """SSE (or ``what`` the curves hold: the held-out SSE) against epoch: a line per trial
+    (few trials) or per group and lr (medians); with ``selector``, one comparison group at a
+    time, picked from a menu (where there are two or more), rather than every group's lines in
+    one panel."""
     go = plotly()
     fig = go.Figure()
     if curves.per_trial:
@@ -140,9 +143,9 @@ def curves_figure(trials: pd.DataFrame, curves: Curves, selector: bool = False) 
     if selector:
         menus += _group_menu(fig)
     fig.update_layout(
-        title="SSE per epoch" + ("" if curves.per_trial else " (median over seeds)"),
+        title=f"{what} per epoch" + ("" if curves.per_trial else " (median over seeds)"),
         xaxis={"title": "epoch", "type": epoch_scale},
-        yaxis={"title": "SSE", "type": "log"},
+        yaxis={"title": what, "type": "log"},
         updatemenus=menus,
         hovermode="closest",
         legend={"groupclick": "toggleitem"},

@@ -56,7 +56,9 @@ class LiveState:
 
     def __init__(self, location: str) -> None:
         self.store = ResultsStore(location)
-        self.parts: dict[str, tuple[pa.Table, Drawn]] = {}  # trials rows, history as drawn
+        # Each part's trials rows, its history as drawn, and its held-out SSE as drawn (None
+        # where the job holds nothing out).
+        self.parts: dict[str, tuple[pa.Table, Drawn, Drawn | None]] = {}
         self.epochs = epochs_to_draw(0)  # the epochs drawn: of the longest trial's budget
         self.version = 0  # moves on whenever the set of parts changes
         self.figures: list[str] = []
@@ -90,48 +92,68 @@ class LiveState:
         epochs = epochs_to_draw(budget)
         kept = self.parts if np.array_equal(epochs, self.epochs) else {}  # else all drawn again
         self.parts = {
-            n: (table, kept[n][1] if n in kept else self._drawn(n, table, epochs))
+            n: (table, *(kept[n][1:] if n in kept else self._drawn(n, table, epochs)))
             for n, table in trials.items()
         }
         self.epochs = epochs
         self.version += 1
         self.figures = self._figures()
 
-    def _drawn(self, name: str, trials: pa.Table, epochs: np.ndarray) -> Drawn:
-        """A part's history at the epochs drawn: one part's rows in memory at a time."""
-        history = self.store.read_part("history", name, ["trial_id", "epoch", "sse"])
+    def _drawn(
+        self, name: str, trials: pa.Table, epochs: np.ndarray
+    ) -> tuple[Drawn, Drawn | None]:
+        """A part's history at the epochs drawn, and its held-out SSE likewise where it has
+        some: one part's rows in memory at a time."""
+        columns = self.store.history_columns([name])
+        history = self.store.read_part("history", name, columns)
         ids = trials.column("trial_id").to_numpy(zero_copy_only=False)
-        block = dense_history(history, ids)
-        return Drawn.join([] if block is None else [Drawn.of(block, epochs)], epochs)
 
-    def _tables(self) -> tuple[pd.DataFrame, Drawn]:
-        drawn = Drawn.join((d for _, d in self.parts.values()), self.epochs)
+        def drawn(column: str) -> Drawn:
+            table = history.select(["trial_id", "epoch", column])
+            block = dense_history(table.rename_columns(["trial_id", "epoch", "sse"]), ids)
+            return Drawn.join([] if block is None else [Drawn.of(block, epochs)], epochs)
+
+        return drawn("sse"), drawn("val_sse") if "val_sse" in columns else None
+
+    def _tables(self) -> tuple[pd.DataFrame, Drawn, Drawn | None]:
+        drawn = Drawn.join((p[1] for p in self.parts.values()), self.epochs)
+        held = [p[2] for p in self.parts.values() if p[2] is not None]
+        held_out = Drawn.join(held, self.epochs) if held else None
         if not self.parts:
-            return pd.DataFrame(), drawn
-        trials = fill_implied(pa.concat_tables([t for t, _ in self.parts.values()])).to_pandas()
-        return trials.sort_values("trial_id", ignore_index=True), drawn
+            return pd.DataFrame(), drawn, None
+        trials = fill_implied(pa.concat_tables([p[0] for p in self.parts.values()])).to_pandas()
+        return trials.sort_values("trial_id", ignore_index=True), drawn, held_out
 
     def _figures(self) -> list[str]:
-        trials, drawn = self._tables()
+        trials, drawn, held_out = self._tables()
         if trials.empty:
             return []
         import plotly.io as pio
 
+        figures = [
+            pio.to_json(curves_figure(trials, self._curves(trials, drawn), selector=True)),
+            pio.to_json(ucurve(trials)),
+        ]
+        if held_out is not None:
+            curves = self._curves(trials, held_out)
+            figures.append(
+                pio.to_json(curves_figure(trials, curves, selector=True, what="Held-out SSE"))
+            )
+        return figures
+
+    @staticmethod
+    def _curves(trials: pd.DataFrame, drawn: Drawn) -> Curves:
+        """A line per trial where there are few, else the medians over seeds."""
         last = int(drawn.last_epoch.max()) if len(drawn.trial_ids) else 0
         early = falls_early(drawn, last)
         if len(trials) <= TRIAL_LINES:
-            curves = Curves(True, drawn.lines(), early)
-        else:
-            curves = Curves(False, medians_of(drawn, trials), early)
-        return [
-            pio.to_json(curves_figure(trials, curves, selector=True)),
-            pio.to_json(ucurve(trials)),
-        ]
+            return Curves(True, drawn.lines(), early)
+        return Curves(False, medians_of(drawn, trials), early)
 
     def _state(self) -> dict[str, Any]:
         manifest = self.store.read_manifest()
         counts: dict[str, int] = {}
-        for trials, _ in self.parts.values():
+        for trials, *_ in self.parts.values():
             for status in trials.column("status").to_pylist():
                 counts[status] = counts.get(status, 0) + 1
         return {
@@ -194,7 +216,7 @@ h1 { font-size: 1.4em; } #count { font-size: 1.1em; } #error { color: #a00; }</s
 <script src="/plotly.min.js"></script></head>
 <body><h1 id="name">gdsearch</h1>
 <p id="count" data-done="0">waiting for the first part…</p><p id="error"></p>
-<div id="curves"></div><div id="ucurve"></div>
+<div id="curves"></div><div id="ucurve"></div><div id="held"></div>
 <script>
 let version = -1;
 let group = null;  // the comparison group picked in the curves' menu, kept across updates
@@ -220,14 +242,14 @@ async function poll() {
     document.getElementById("error").textContent = state.error || "";
     if (state.figures) {
       version = state.version;
-      ["curves", "ucurve"].forEach((id, i) => {
+      ["curves", "ucurve", "held"].forEach((id, i) => {
         if (state.figures[i]) {
           const fig = JSON.parse(state.figures[i]);
-          if (id === "curves") keepGroup(fig);
+          if (id !== "ucurve") keepGroup(fig);
           const div = document.getElementById(id);
           const first = !div.data;
           Plotly.react(id, fig.data, fig.layout, {displaylogo: false});
-          if (id === "curves" && first) {
+          if (id !== "ucurve" && first) {
             div.on("plotly_buttonclicked", (event) => {
               if (event.menu.name === "group") group = event.button.label;
             });

@@ -79,7 +79,8 @@ def stored_metrics(
 
     Args:
         trials: stored trials rows (trial_id, status, diverged_epoch, stopped_epoch).
-        history: their history rows (trial_id, epoch, sse).
+        history: their history rows (trial_id, epoch, sse, and val_sse for a ``val_``
+            metric).
         rung_epochs: from ``Halving.rungs``.
         metric: one of ``gdsearch.mlp.population.RUNG_METRICS``.
     """
@@ -88,7 +89,7 @@ def stored_metrics(
     last = rung_epochs[-1]
     wide = (
         history[history["epoch"] <= last]
-        .pivot(index="trial_id", columns="epoch", values="sse")
+        .pivot(index="trial_id", columns="epoch", values=_column(metric))
         .reindex(index=trials["trial_id"], columns=range(last + 1))
         .to_numpy(dtype=np.float64)
     )
@@ -236,6 +237,11 @@ def _warn_failed_not_retried(ledger: Ledger, trials: Sequence[Trial]) -> None:
             "groups' later rungs were decided without them); --fresh trains everything again",
             failed,
         )
+
+
+def _column(metric: str) -> str:
+    """The history column a rung metric ranks by."""
+    return "val_sse" if metric.startswith("val_") else "sse"
 
 
 def _stored_rung_metrics(

@@ -146,7 +146,11 @@ def advance_unit(
     rows = _emit(state, node, gathered)
     failed = np.array([e is not None for e in state.errors])
     running = np.flatnonzero((gathered.status == RUNNING) & ~failed)
-    values = rung_metric(gathered.histories[running], until, metric)
+    ranked = gathered.histories
+    if metric.startswith("val_"):  # the job holds data out (checked with the job)
+        assert gathered.val_sse is not None, "a held-out rung metric without held-out data"
+        ranked = gathered.val_sse
+    values = rung_metric(ranked[running], until, metric)
     return rows, {ids[i]: float(v) for i, v in zip(running, values, strict=True)}, state
 
 

@@ -261,3 +261,16 @@ def test_the_curves_show_one_group_at_a_time_and_the_landscapes_one_trial(
     plane = shown[0]
     assert "α" in plane.hovertemplate and "β" in plane.hovertemplate
     assert "SSE %{customdata" in plane.hovertemplate
+
+
+def test_the_live_view_draws_held_out_error_where_the_job_holds_some(tmp_path: Path) -> None:
+    job = tmp_path / "held.toml"
+    job.write_text(JOB.replace("n_samples = 50", "n_samples = 50\nvalidation = 0.2"))
+    ran = gdsearch.run_search(job, tmp_path / "results", executor="local", show_progress=False)
+    state = LiveState(ran.path).snapshot()
+    assert len(state["figures"]) == 3
+    curves = json.loads(state["figures"][2])
+    assert curves["layout"]["title"]["text"].startswith("Held-out SSE per epoch")
+    assert any(len(trace["y"]) for trace in curves["data"])
+    plain = LiveState(str(stored(tmp_path / "plain", JOB))).snapshot()
+    assert len(plain["figures"]) == 2  # nothing held out: no held-out chart

@@ -233,3 +233,16 @@ def test_a_rule_of_ones_own_runs_on_the_numpy_path() -> None:
 
     assert compiled.runs(mlp.GradientDescent(np.ones(2)))
     assert not compiled.runs(Counting(np.ones(2)))
+
+
+def test_patience_on_the_held_out_sse_gives_the_numpy_paths_bits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lrs = np.geomspace(1e-3, 30.0, 12)
+    settings = {"epochs": 120, "patience": 6, "patience_tolerance": 0.02}
+    watched = {"patience_metric": "val_sse", **settings}
+    kernel, reference = _train_both(monkeypatch, [5], watched, lrs=lrs, validation=0.3)
+    _assert_same_results(kernel, reference)
+    on_training, _ = _train_both(monkeypatch, [5], settings, lrs=lrs, validation=0.3)
+    assert "plateaued" in {mlp.STATUS_CODES[s] for s in kernel.status}
+    assert not np.array_equal(kernel.lengths, on_training.lengths)  # it watched something else

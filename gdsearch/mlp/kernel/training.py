@@ -54,6 +54,7 @@ class Stopping(NamedTuple):
     divergence_factor: float
     patience: int
     patience_tolerance: float
+    held_out: bool  # the patience rule watches the held-out SSE, not the SSE trained on
 
 
 class Data(NamedTuple):
@@ -213,16 +214,18 @@ def _measure(
         if len(held.classes):
             records.val_accuracy[row, epoch] = _accuracy(net, held, m, buffers.held)
         records.val_sse[row, epoch] = residual_sse(net, held.targets, m, buffers.held)
+    watched = records.val_sse[row, epoch] if stopping.held_out else sse  # by patience
     if epoch == 0:
         watch.limit[slot] = stopping.divergence_factor * sse if sse > 0 else np.inf
-        watch.best[slot] = sse
+        watch.best[slot] = watched
     bad = not (np.isfinite(sse) and sse <= watch.limit[slot])
     records.histories[row, epoch] = sse
     flat = False
     if stopping.patience:
         best = watch.best[slot]
-        if sse < best * (1.0 - stopping.patience_tolerance) or sse > best * (1.0 + PATIENCE_SPIKE):
-            watch.best[slot] = sse  # a fall, or a spike that restarts the count
+        tolerance = stopping.patience_tolerance
+        if watched < best * (1.0 - tolerance) or watched > best * (1.0 + PATIENCE_SPIKE):
+            watch.best[slot] = watched  # a fall, or a spike that restarts the count
             watch.since[slot] = epoch
         flat = not bad and epoch - watch.since[slot] >= stopping.patience
         if flat:
