@@ -395,7 +395,8 @@ def job_file_page() -> str:
         "(`gdsearch/job/spec.py`, `gdsearch/job/space.py`) and the data sets' signatures "
         "(`gdsearch/data`). A rule is quoted from the check that enforces it. "
         "[Job files](../jobs.md) explains what the keys do together.\n",
-        "A job file has five tables, and a sixth, `[landscape]`, where it draws loss landscapes; "
+        "A job file has five tables, and two more where it asks for them: `[landscape]` (loss "
+        "landscapes) and `[lr_range]` (the learning-rate range test); "
         "any other table or key is an error that names it. "
         "A number where a float is asked may be written as an integer.\n",
         job_section(),
@@ -406,6 +407,10 @@ def job_file_page() -> str:
         "## [landscape]\n\nOptional: after the run, draw the loss landscapes of the job's trials "
         "([Loss landscapes](../landscapes.md)); without the table, none are drawn.\n\n"
         + table(header, setting_rows("landscape", spec.LANDSCAPE_SETTINGS)),
+        "## [lr_range]\n\nOptional: after the run, the learning-rate range test of each "
+        "comparison group and seed ([Job files](../jobs.md#the-learning-rate-range-test)); "
+        "an empty table takes fast.ai's defaults.\n\n"
+        + table(header, setting_rows("lr_range", spec.LR_RANGE_SETTINGS)),
         "## Limits\n\nEach is checked before the work it guards starts.\n\n"
         + table(
             ["what", "at most", "constant"],

@@ -54,6 +54,7 @@ from gdsearch.mlp.landscape import LandscapeSettings
 from gdsearch.mlp.network import GRAD_SCALES
 from gdsearch.mlp.numerics import DEFAULT_NUMERICS, NUMERICS
 from gdsearch.mlp.population import RUNG_METRICS
+from gdsearch.mlp.range_test import RangeSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -130,6 +131,19 @@ HALVING_SETTINGS = {
                            f"one of {', '.join(RUNG_METRICS)}"),
 }  # fmt: skip
 
+LR_RANGE_SETTINGS = {
+    "start_lr": Setting("start_lr", float, 1e-7, _finite(0, 1e6, open_low=True),
+                        "a number in (0, 1e6] (the first step's rate)"),
+    "end_lr": Setting("end_lr", float, 10.0, _finite(0, 1e6, open_low=True),
+                      "a number in (0, 1e6], above start_lr (the last step's rate)"),
+    "steps": Setting("steps", int, 100, _finite(2, 100_000), "an integer in [2, 100000]"),
+    "stop_factor": Setting("stop_factor", float, 4.0, _finite(1, 1e6, open_low=True),
+                           "a number in (1, 1e6] (stop once the loss exceeds this × its lowest)"),
+    "smoothing": Setting("smoothing", float, 0.98, _finite(0, 1, open_high=True),
+                         "a number in [0, 1) (the moving average's factor)"),
+}  # fmt: skip
+"""``[lr_range]``: after the run, the learning-rate range test of each comparison group and
+replicate seed (:mod:`gdsearch.search.range_test`; fast.ai's ``lr_find`` defaults)."""
 LANDSCAPE_CHOICES = ("default", "all")
 LANDSCAPE_SETTINGS = {
     "resolution": Setting("resolution", int, 51, lambda v: 3 <= v <= 501 and v % 2 == 1,
@@ -179,6 +193,7 @@ SECTION_KEYS = {
     "search": {"mode", "samples", "scheduler", *BRACKET_SETTINGS, *HALVING_SETTINGS,
                *AXIS_CHECKS},
     "landscape": {*LANDSCAPE_SETTINGS},
+    "lr_range": {*LR_RANGE_SETTINGS},
 }  # fmt: skip
 
 
@@ -237,6 +252,7 @@ class JobSpec:
     bracket: Bracket | None = None
     halving: Halving | None = None
     landscape: LandscapeJob | None = None
+    lr_range: RangeSettings | None = None
     validation: float = 0.0
     stratify: bool = False
     description: str = ""
@@ -446,6 +462,15 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
         trials = values.pop("trials")
         values["line"] = (values.pop("line_from"), values.pop("line_to"))
         landscape = LandscapeJob(LandscapeSettings(**values), trials)
+    lr_range = None
+    if "lr_range" in doc:
+        values = _settings(tables["lr_range"], "lr_range", LR_RANGE_SETTINGS)
+        if values["end_lr"] <= values["start_lr"]:
+            raise JobError(
+                f"[lr_range] end_lr: must be above start_lr ({values['start_lr']!r}), "
+                f"but got {values['end_lr']!r}"
+            )
+        lr_range = RangeSettings(**values)
     return JobSpec(
         name=name,
         seed=seed,
@@ -459,6 +484,7 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
         bracket=bracket,
         halving=halving,
         landscape=landscape,
+        lr_range=lr_range,
         validation=validation,
         stratify=stratify,
         description=description,

@@ -37,6 +37,7 @@ from gdsearch.report.landscapes import (
     figure_sharpest,
 )
 from gdsearch.report.panels import groups, new_figure, png
+from gdsearch.report.range_test import figure_range_test, range_table
 from gdsearch.report.scales import final_view
 from gdsearch.report.theory import explanation, predicted_limits
 from gdsearch.results.manifest import mixed_numerics, numerics_counts
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
     from gdsearch.results.resultset import Results
 
 FORMATS = ("html", "md")
+RANGE_TITLE = (
+    "The learning-rate range test (fast.ai's lr_find; medians over seeds) beside the grid"
+)
 
 
 def summary_table(
@@ -164,6 +168,16 @@ def build(results: Results, out: Path, fmt: str = "html", rank_by: str | None = 
             "2/lr (dashed): inside it, descent at that rate is at or over the edge of stability",
             png(sharpest),
         )
+    extra: dict[str, pd.DataFrame] = {}
+    ranged = range_table(results, summary)
+    swept = figure_range_test(results, summary)
+    if ranged is not None and swept is not None:
+        extra[RANGE_TITLE] = ranged
+        figures["range_test"] = (
+            "The range test's sweeps: the smoothed SSE against each step's rate, fast.ai's "
+            "valley suggestion (dotted), the grid's best lr and critical bracket (red)",
+            png(swept),
+        )
     linear = figure_linear(results)
     if linear is not None:
         figures["linear"] = (
@@ -174,9 +188,10 @@ def build(results: Results, out: Path, fmt: str = "html", rank_by: str | None = 
     warning = mixed_numerics(numerics_counts(results.trials.get("numerics", [])))
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "html":
-        out.write_text(_html(name, summary, table, figures, warning), encoding="utf-8")
+        page = _html(name, summary, table, figures, warning, extra)
     else:
-        out.write_text(_markdown(name, summary, table, figures, out, warning), encoding="utf-8")
+        page = _markdown(name, summary, table, figures, out, warning, extra)
+    out.write_text(page, encoding="utf-8")
     return out
 
 
@@ -186,7 +201,13 @@ def _html(
     table: pd.DataFrame,
     figures: dict[str, Any],
     warning: str | None = None,
+    extra: dict[str, pd.DataFrame] | None = None,
 ) -> str:
+    tables = "".join(
+        f"<h2>{html.escape(title)}</h2>\n"
+        f"{frame.to_html(index=False, float_format='{:.4g}'.format)}\n"
+        for title, frame in (extra or {}).items()
+    )
     images = "\n".join(
         f'<h2>{html.escape(title)}</h2>\n<img alt="{key}" '
         f'src="data:image/png;base64,{base64.b64encode(picture).decode()}">'
@@ -207,7 +228,7 @@ def _html(
         f"</title><style>{style}</style></head><body>\n<h1>gdsearch report: {html.escape(name)}"
         f"</h1>\n<h2>Summary</h2>\n{_html_warning(warning)}"
         f"{summary.to_html(index=False, float_format='{:.4g}'.format)}\n"
-        f"{images}\n{per_lr}</body></html>\n"
+        f"{tables}{images}\n{per_lr}</body></html>\n"
     )
 
 
@@ -235,10 +256,13 @@ def _markdown(
     figures: dict[str, Any],
     out: Path,
     warning: str | None = None,
+    extra: dict[str, pd.DataFrame] | None = None,
 ) -> str:
     parts = [f"# gdsearch report: {name}", "", "## Summary", ""]
     parts += [f"**Warning:** {warning}", ""] if warning else []
     parts += [_markdown_table(summary), ""]
+    for title, frame in (extra or {}).items():
+        parts += [f"## {title}", "", _markdown_table(frame), ""]
     for key, (title, picture) in figures.items():
         image = out.with_name(f"{out.stem}_{key}.png")
         image.write_bytes(picture)

@@ -107,6 +107,12 @@ class Results:
         return self._table("landscapes")
 
     @property
+    def lr_range(self) -> pd.DataFrame:
+        """The learning-rate range tests of the job's ``[lr_range]`` table, one row per step
+        of each comparison group's and seed's sweep (empty where the job ran none)."""
+        return self._table("lr_range")
+
+    @property
     def landscape_trials(self) -> pd.DataFrame:
         """One row per trial of these whose landscape is stored."""
         return self._table("landscape_trials")
@@ -116,8 +122,11 @@ class Results:
             if self.store is None and not self.path:  # tables in hand, no store behind them
                 return SCHEMAS[kind].empty_table().to_pandas()
             store = self.store if self.store is not None else ResultsStore(self.path)
-            ids = pa.array(self.trials["trial_id"], pa.string())
             table = store.read_table(kind)
+            if kind == "lr_range":  # of the groups, not of trials
+                self._tables[kind] = table.to_pandas()
+                return self._tables[kind]
+            ids = pa.array(self.trials["trial_id"], pa.string())
             order = ["trial_id", "epoch"] if kind in ("history", "sharpness") else ["trial_id"]
             self._tables[kind] = (
                 table.filter(pc.is_in(table.column("trial_id"), value_set=ids))

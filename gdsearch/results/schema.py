@@ -136,3 +136,20 @@ LANDSCAPE_TRIALS_SCHEMA = pa.schema(
 """One row per trial whose landscape is stored, with the settings it was drawn with; its part
 is written after the landscape part of the same name, so a trial's landscape counts as stored
 exactly when its row here exists."""
+
+
+LR_RANGE_SCHEMA = pa.schema(
+    [
+        *(TRIALS_SCHEMA.field(name) for name in (
+            "init", "init_scale", "hidden", "activation", "batch_size", "seed", "momentum",
+            "nesterov", "weight_decay", "lr_schedule", "step_size", "gamma", "warmup_epochs",
+        )),
+        ("step", pa.int32()),
+        ("lr", pa.float64()),  # the rate of this step
+        ("sse", pa.float64()),  # the SSE at the weights before it
+        ("smoothed_sse", pa.float64()),  # its debiased moving average (fast.ai's smooth_loss)
+        ("planned", pa.int32()),  # the sweep's steps, of which these are the ones taken
+    ]
+)  # fmt: skip
+"""``[lr_range]``: the learning-rate range test of each comparison group and replicate seed
+(gdsearch.mlp.range_test), one row per step taken."""

@@ -7,6 +7,7 @@ Layout of ``results/NAME/`` (a local directory or a URI, :mod:`gdsearch.results.
     sharpness/part-<id>.parquet   trial_id, epoch, sharpness (where the job measures it)
     landscapes/part-<id>.parquet  trial_id, kind, x, y, epoch, sse (``gdsearch landscape``)
     landscape_trials/part-<id>.parquet  one row per trial whose landscape is stored
+    lr_range/part-<time>-<id>.parquet   the learning-rate range tests (a job's ``[lr_range]``)
     manifest.json                 spec, version, timings, counts, cluster
     job.toml                      the job file as it was run
 
@@ -27,6 +28,10 @@ the same way on their own: a landscapes part first, then its ``landscape_trials`
 same name, so a trial's landscape counts as stored exactly when its row there exists; a lone
 landscapes part (a run killed in between) is removed before the next one. Compaction leaves
 both alone: there is one part of each per work unit, not per epoch.
+
+The range tests are one part, replaced whole: the new one is written (under a name that sorts
+after the old one's) before the old one is deleted, and readers take the last, so a run killed in
+between leaves the old tests or the new, never both.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -54,6 +60,7 @@ from gdsearch.results.schema import (
     HISTORY_SCHEMA,
     LANDSCAPE_SCHEMA,
     LANDSCAPE_TRIALS_SCHEMA,
+    LR_RANGE_SCHEMA,
     SHARPNESS_SCHEMA,
     TRIALS_SCHEMA,
 )
@@ -70,6 +77,7 @@ SCHEMAS = {
     "sharpness": SHARPNESS_SCHEMA,
     "landscapes": LANDSCAPE_SCHEMA,
     "landscape_trials": LANDSCAPE_TRIALS_SCHEMA,
+    "lr_range": LR_RANGE_SCHEMA,
 }
 """Each dataset's columns; a history part holds ``val_sse`` only where its job holds data out
 (see :meth:`ResultsStore.read_part`)."""
@@ -90,6 +98,7 @@ class ResultsStore(Files):
         self.sharpness_dir = f"{self.root}/sharpness"
         self.landscapes_dir = f"{self.root}/landscapes"
         self.landscape_trials_dir = f"{self.root}/landscape_trials"
+        self.lr_range_dir = f"{self.root}/lr_range"
 
     def has_trials_dir(self) -> bool:
         """Whether the layout exists here (``trials/`` at least)."""
@@ -168,6 +177,18 @@ class ResultsStore(Files):
         self.write_table(grids.cast(LANDSCAPE_SCHEMA), f"{self.landscapes_dir}/{name}")
         trials_path = f"{self.landscape_trials_dir}/{name}"
         self.write_table(index.cast(LANDSCAPE_TRIALS_SCHEMA), trials_path)
+        return name
+
+    def write_lr_range(self, table: pa.Table) -> str:
+        """Replace the range tests with ``table``: written first, the older parts deleted
+        after. Returns the part name."""
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex}.parquet"
+        if self.local:
+            self.fs.create_dir(self.lr_range_dir, recursive=True)
+        self.write_table(table.cast(LR_RANGE_SCHEMA), f"{self.lr_range_dir}/{name}")
+        for old in self.parts("lr_range"):
+            if old != name:
+                self.delete(f"{self.lr_range_dir}/{old}")
         return name
 
     def settle_landscapes(self) -> None:
@@ -259,6 +280,7 @@ class ResultsStore(Files):
             "sharpness": self.sharpness_dir,
             "landscapes": self.landscapes_dir,
             "landscape_trials": self.landscape_trials_dir,
+            "lr_range": self.lr_range_dir,
         }[kind]
 
     def parts(self, kind: str) -> list[str]:
@@ -271,6 +293,8 @@ class ResultsStore(Files):
         partner left by a write that did not finish, nor one a compaction is writing)."""
         if kind in LANDSCAPE_KINDS:
             return sorted(set(self.parts(kind)) & set(self.parts("landscape_trials")))
+        if kind == "lr_range":
+            return self.parts(kind)[-1:]  # the last written
         trials = set(self.part_names(self.trials_dir)) - journal.replaced(self)
         if kind == "trials":
             return sorted(trials)

@@ -239,6 +239,10 @@ def _run_locked(
                 else LocalBackend(X_fit, Y_fit, holdout)
             )
             execute(policy, backend, store, show_progress)
+            if spec.lr_range is not None:
+                from gdsearch.search.range_test import store_range_tests
+
+                store_range_tests(store, trials, X_fit, Y_fit, spec.lr_range)
             if spec.landscape is not None:
                 drawn = _landscapes(
                     spec, store, backend, cluster["cpus"], X_fit, Y_fit, show_progress

@@ -208,6 +208,7 @@ def test_the_results_page_lists_every_column_with_its_type() -> None:
         HELD_OUT_HISTORY,
         LANDSCAPE_SCHEMA,
         LANDSCAPE_TRIALS_SCHEMA,
+        LR_RANGE_SCHEMA,
         SHARPNESS_SCHEMA,
         TRIALS_SCHEMA,
     )
@@ -219,6 +220,7 @@ def test_the_results_page_lists_every_column_with_its_type() -> None:
         ("## sharpness", SHARPNESS_SCHEMA),
         ("## landscapes", LANDSCAPE_SCHEMA),
         ("## landscape_trials", LANDSCAPE_TRIALS_SCHEMA),
+        ("## lr_range", LR_RANGE_SCHEMA),
     ):
         documented = _table_after(text, heading)
         assert documented == {f.name: ARROW_TYPES[f.type] for f in schema}, heading
