@@ -9,6 +9,7 @@
     python benchmarks/bench.py --numerics    # each way gdsearch can train, per network
     python benchmarks/bench.py --reports     # report, report --interactive and show at scale
     python benchmarks/bench.py --landscapes  # gdsearch landscape on W1 against training W1
+    python benchmarks/bench.py --samplers    # TPE, random and grid; TPE against Optuna's loop
     python benchmarks/bench.py --against TREE   # W1 with another source tree's gdsearch
 
 W1 is jobs/moons_lr_init.toml (256 trials, 2-16-1 tanh, 1000 epochs); W1 x 16 the same job with
@@ -16,7 +17,8 @@ W1 is jobs/moons_lr_init.toml (256 trials, 2-16-1 tanh, 1000 epochs); W1 x 16 th
 a user would write, in a loop and stacked, and Ray Tune running it (pip install -e
 '.[bench]'); gdsearch's own code is never its own comparator. Every measurement runs in a fresh
 process with one BLAS thread; each figure is a median of --runs; ratios are between rows of
-one invocation. The sections live in benchmarks/: speed, storage, search, reports, landscapes.
+one invocation. The sections live in benchmarks/: speed, storage, search, reports, landscapes,
+samplers.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for imports
 
-from benchmarks import harness, landscapes, reports, search, speed, storage
+from benchmarks import harness, landscapes, reports, samplers, search, speed, storage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         "--landscapes", action="store_true", help="only the loss-landscapes section"
     )
     sections.add_argument(
+        "--samplers", action="store_true", help="only the model-based search section"
+    )
+    sections.add_argument(
         "--against",
         type=Path,
         metavar="TREE",
@@ -89,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             reports.reports(folder, args.runs, args.scale, args.synthetic, None)
         elif args.landscapes:
             landscapes.landscapes(folder, args.runs)
+        elif args.samplers:
+            samplers.samplers(folder, args.runs)
         elif args.against:
             search.against(args.against.resolve(), args.runs)
         elif args.quick or args.speed:
@@ -123,6 +130,7 @@ def everything(folder: Path, args: argparse.Namespace) -> None:
     storage.compaction(folder, args.runs)
     reports.reports(folder, args.runs, args.scale, args.synthetic, None)
     landscapes.landscapes(folder, args.runs)
+    samplers.samplers(folder, args.runs)
 
 
 def smoke(folder: Path) -> None:

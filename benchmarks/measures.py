@@ -342,6 +342,64 @@ def tune(inputs: str, per_epoch: str, reuse: str, every: str) -> dict[str, Any]:
     }
 
 
+def optuna_loop(job: str, budget: str) -> dict[str, Any]:
+    """Optuna's own sequential loop, as a user writes it: TPE suggests the job's axes, one trial
+    at a time, and the objective trains the plain numpy MLP (:func:`benchmarks.plain.fit`, with
+    momentum) and returns its held-out SSE (+inf where it diverged). Only the data, the split
+    and each trial's initial weights come from the job."""
+    import math
+
+    import optuna
+
+    from benchmarks import plain
+    from gdsearch.job.spec import load_job
+    from gdsearch.job.trial import initial_params
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = load_job(job)
+    X, Y = spec.load_data()
+    X_fit, Y_fit, held = spec.held_out(X, Y)
+    assert held is not None, "the objective is the held-out SSE"
+    axes = spec.axes
+    widths = {"-".join(map(str, h)): h for h in axes["hidden"].values}
+
+    def objective(trial: Any) -> float:
+        lr = trial.suggest_float("lr", axes["lr"].low, axes["lr"].high, log=True)
+        init = trial.suggest_categorical("init", list(axes["init"].values))
+        hidden = widths[trial.suggest_categorical("hidden", list(widths))]
+        momentum = trial.suggest_categorical("momentum", list(axes["momentum"].values))
+        params = initial_params(spec.seed, init, hidden, 0, None, X.shape[1], Y.shape[1])
+        final = plain.fit(params, X_fit, Y_fit, lr, spec.train.epochs, momentum)
+        return math.inf if final is None else plain.sse(final, held.X, held.Y)
+
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    t0 = time.perf_counter()
+    study.optimize(objective, n_trials=int(budget))
+    elapsed = time.perf_counter() - t0
+    return {"train_s": elapsed, "best": study.best_value, "trials": int(budget)}
+
+
+def sampled_run(job: str) -> dict[str, Any]:
+    """``gdsearch.run_search`` of a sampler's job in this process: its wall time (the run
+    itself, not the imports) and the lowest objective its trials reached."""
+    import gdsearch
+
+    t0 = time.perf_counter()
+    summary = gdsearch.run_search(
+        job, tempfile.mkdtemp(prefix="sampled-"), executor="local", show_progress=False
+    )
+    elapsed = time.perf_counter() - t0
+    trials = gdsearch.load_results(summary.path).trials
+    spec = gdsearch.load_job(job)
+    assert spec.sampling is not None
+    ok = trials[trials["status"] != "diverged"]
+    return {
+        "train_s": elapsed,
+        "best": float(ok[spec.sampling.objective].min()),
+        "trials": len(trials),
+    }
+
+
 MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
     "gdsearch-on-ray": gdsearch_on_ray,
     "gdsearch-run": gdsearch_run,
@@ -350,6 +408,8 @@ MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
     "plain-loop": plain_loop,
     "plain-stacked": plain_stacked,
     "tune": tune,
+    "optuna-loop": optuna_loop,
+    "sampled-run": sampled_run,
 }
 """Each measurement by the kind ``bench.py _measure`` is given."""
 

@@ -96,3 +96,50 @@ def train_stacked(
                 Ws[layer] -= lr * grad_W
                 bs[layer] -= lr * grad_b
     return history
+
+
+def fit(
+    params: Params,
+    X: np.ndarray,
+    Y: np.ndarray,
+    lr: float,
+    epochs: int,
+    momentum: float = 0.0,
+    divergence_factor: float = 1e6,
+) -> Params | None:
+    """Full-batch descent on SSE / n with heavy-ball momentum as ``torch.optim.SGD`` takes it
+    (v ← β·v + g, θ ← θ − lr·v), tanh hidden layers: the final weights, or None once the SSE
+    is not finite or passes ``divergence_factor`` × the first."""
+    Ws = [W.copy() for W, _ in params]
+    bs = [b.copy() for _, b in params]
+    vW = [np.zeros_like(W) for W in Ws]
+    vb = [np.zeros_like(b) for b in bs]
+    n, first = len(X), None
+    for _ in range(epochs + 1):
+        acts = [X]
+        for W, b in zip(Ws[:-1], bs[:-1], strict=True):
+            acts.append(np.tanh(acts[-1] @ W + b))
+        error = acts[-1] @ Ws[-1] + bs[-1] - Y
+        sse = float(np.sum(error * error))
+        first = sse if first is None else first
+        if not np.isfinite(sse) or sse > divergence_factor * first:
+            return None
+        delta = 2.0 * error / n
+        for layer in range(len(Ws) - 1, -1, -1):
+            grad_W, grad_b = acts[layer].T @ delta, delta.sum(axis=0)
+            if layer:
+                delta = (delta @ Ws[layer].T) * (1.0 - acts[layer] ** 2)
+            vW[layer] = momentum * vW[layer] + grad_W
+            vb[layer] = momentum * vb[layer] + grad_b
+            Ws[layer] -= lr * vW[layer]
+            bs[layer] -= lr * vb[layer]
+    return list(zip(Ws, bs, strict=True))
+
+
+def sse(params: Params, X: np.ndarray, Y: np.ndarray) -> float:
+    """The SSE of a tanh MLP on (X, Y)."""
+    a = X
+    for W, b in params[:-1]:
+        a = np.tanh(a @ W + b)
+    error = a @ params[-1][0] + params[-1][1] - Y
+    return float(np.sum(error * error))

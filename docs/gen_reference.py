@@ -333,6 +333,7 @@ def search_section() -> str:
         "scheduler": spec.Setting("scheduler", str, "none"),
         **spec.BRACKET_SETTINGS,
         **spec.HALVING_SETTINGS,
+        **spec.SAMPLER_SETTINGS,
     }
     rows = []
     for key, setting in settings.items():

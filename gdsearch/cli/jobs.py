@@ -168,6 +168,18 @@ def _validate(args: argparse.Namespace) -> int:
 def _how(spec: JobSpec) -> str:
     """How a job picks its trials: the grid's axes, random samples of them, or a bracket."""
     axes = " × ".join(f"{len(axis) or 'random'} {key}" for key, axis in spec.axes.items())
+    if spec.sampling is not None:
+        s = spec.sampling
+        space = ", ".join(
+            f"{key} ({axis.distribution} {axis.low:g}-{axis.high:g})"
+            if axis.distribution
+            else f"{key} ({len(axis)})"
+            for key, axis in spec.axes.items()
+        )
+        return (
+            f"proposed by {s.sampler} in batches of {s.batch}, minimising {s.objective}, "
+            f"over {space}"
+        )
     if spec.bracket is not None:
         b = spec.bracket
         return (

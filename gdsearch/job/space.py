@@ -205,9 +205,10 @@ def _range_form(key: str, raw: dict[str, Any], mode: str) -> Axis | list[float]:
     if not low <= high:
         raise JobError(f"[search] {key}.{form}: `lo <= hi` must hold, but got {shown(bounds)}")
     if form in ("loguniform", "uniform"):
-        if mode != "random":
+        if mode not in ("random", "sampler"):
             raise JobError(
-                f'[search] {key}: {{{form} = ...}} needs mode = "random", but mode is {mode!r}'
+                f'[search] {key}: {{{form} = ...}} needs mode = "random" or a sampler, but '
+                f"mode is {mode!r}"
             )
         return Axis(key, distribution=form, low=low, high=high)
     num = raw.get("num")

@@ -144,6 +144,20 @@ LR_RANGE_SETTINGS = {
 }  # fmt: skip
 """``[lr_range]``: after the run, the learning-rate range test of each comparison group and
 replicate seed (:mod:`gdsearch.search.range_test`; fast.ai's ``lr_find`` defaults)."""
+SAMPLERS = ("grid", "tpe", "cmaes", "random")
+OBJECTIVES = ("final_sse", "final_val_sse", "min_val_sse")
+SAMPLER_SETTINGS = {
+    "sampler": Setting("sampler", str, "grid", lambda v: v in SAMPLERS,
+                       f"one of {', '.join(SAMPLERS)} (grid: every point; the others ask "
+                       "Optuna's sampler of that name for each batch)"),
+    "budget": Setting("budget", int, 0, lambda v: 1 <= v <= MAX_TRIALS or v == 0,
+                      f"an integer in [1, {MAX_TRIALS}] (the trials a sampler proposes)"),
+    "batch": Setting("batch", int, 8, _finite(1, 4096),
+                     "an integer in [1, 4096] (trials proposed, then trained, at a time)"),
+    "objective": Setting("objective", str, "final_sse", lambda v: v in OBJECTIVES,
+                         f"one of {', '.join(OBJECTIVES)} (what a sampler minimises)"),
+}  # fmt: skip
+"""``[search]``'s keys of model-based search (:mod:`gdsearch.search.sampled`)."""
 LANDSCAPE_CHOICES = ("default", "all")
 LANDSCAPE_SETTINGS = {
     "resolution": Setting("resolution", int, 51, lambda v: 3 <= v <= 501 and v % 2 == 1,
@@ -191,10 +205,21 @@ SECTION_KEYS = {
     "model": {"activation", "init_scale"},
     "train": {*TRAIN_SETTINGS, *TRAIN_AXES},
     "search": {"mode", "samples", "scheduler", *BRACKET_SETTINGS, *HALVING_SETTINGS,
-               *AXIS_CHECKS},
+               *SAMPLER_SETTINGS, *AXIS_CHECKS},
     "landscape": {*LANDSCAPE_SETTINGS},
     "lr_range": {*LR_RANGE_SETTINGS},
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Model-based search's settings: which Optuna sampler proposes trials, how many in all
+    and per batch, and what it minimises (see :mod:`gdsearch.search.sampled`)."""
+
+    sampler: str
+    budget: int
+    batch: int = 8
+    objective: str = "final_sse"
 
 
 @dataclass(frozen=True)
@@ -253,6 +278,7 @@ class JobSpec:
     halving: Halving | None = None
     landscape: LandscapeJob | None = None
     lr_range: RangeSettings | None = None
+    sampling: Sampling | None = None
     validation: float = 0.0
     stratify: bool = False
     description: str = ""
@@ -262,7 +288,10 @@ class JobSpec:
 
     @property
     def n_trials(self) -> int:
-        """How many distinct trials the search expands to (repeated configurations count once)."""
+        """How many distinct trials the search expands to (repeated configurations count once);
+        with a sampler, its budget."""
+        if self.sampling is not None:
+            return self.sampling.budget
         return len(self.trials())
 
     def trials(self) -> list[Trial]:
@@ -270,7 +299,11 @@ class JobSpec:
 
         In bracket mode these are the first round's trials (the grid); later rounds add trials
         at learning rates chosen from the stored results (:mod:`gdsearch.search.bracket`).
+        With a sampler there are none ahead: its trials are proposed as the run goes
+        (:meth:`trial_at`).
         """
+        if self.mode == "sampler":
+            return []
         if self.mode in ("grid", "bracket"):
             points = grid(self.axes)
         else:
@@ -282,6 +315,20 @@ class JobSpec:
             trial = self._trial({**self.fixed_axes, **point}, data)
             unique.setdefault(trial.trial_id, trial)
         return list(unique.values())
+
+    def trial_at(self, point: dict[str, Any]) -> Trial:
+        """The trial at one point of the search space: values of (some of) the axes, the
+        others fixed as the job fixes them."""
+        data = tuple(sorted(self.data_identity().items()))
+        return self._trial({**self.fixed_axes, **point}, data)
+
+    def cost_trials(self) -> list[Trial]:
+        """Trials to model the run's cost with: its trials, or with a sampler as many random
+        points of its space as its budget."""
+        if self.sampling is None:
+            return self.trials()
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, SAMPLER_STREAM]))
+        return [self.trial_at(point) for point in sample(self.axes, self.sampling.budget, rng)]
 
     def _trial(self, values: dict[str, Any], data: tuple[tuple[str, Any], ...]) -> Trial:
         init = values["init"]
@@ -438,6 +485,9 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
     train = TrainConfig(**_settings(tables["train"], "train", TRAIN_SETTINGS))
     search = tables["search"]
     mode, samples = _mode(search)
+    sampling = _sampling(search, mode)
+    if sampling is not None:
+        mode = "sampler"
     bracket = _bracket(search, mode)
     halving = _halving(search, train.epochs)
     if halving and mode == "bracket":
@@ -448,6 +498,11 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
     if train.patience and train.patience_metric == "val_sse" and not validation:
         raise JobError(
             '[train] patience_metric: "val_sse" watches the held-out SSE, so it needs '
+            "[data] validation > 0, but got validation = 0"
+        )
+    if sampling and sampling.objective != "final_sse" and not validation:
+        raise JobError(
+            f"[search] objective: {sampling.objective!r} is the held-out SSE, so it needs "
             "[data] validation > 0, but got validation = 0"
         )
     if halving and halving.metric.startswith("val_") and not validation:
@@ -485,6 +540,7 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
         halving=halving,
         landscape=landscape,
         lr_range=lr_range,
+        sampling=sampling,
         validation=validation,
         stratify=stratify,
         description=description,
@@ -554,6 +610,33 @@ def _mode(search: dict[str, Any]) -> tuple[str, int]:
     if mode != "random" and "samples" in search:
         raise JobError(f'[search] samples: only for mode = "random", but got {shown(samples)}')
     return mode, samples
+
+
+def _sampling(search: dict[str, Any], mode: str) -> Sampling | None:
+    """Model-based search's keys, checked: None for a grid; only with mode = "grid" (the
+    default) and no scheduler."""
+    values = _settings(search, "search", SAMPLER_SETTINGS)
+    if values["sampler"] == "grid":
+        for key in ("budget", "batch", "objective"):
+            if key in search:
+                raise JobError(
+                    f"[search] {key}: only with a sampler (tpe, cmaes or random), but got "
+                    f"{shown(search[key])}"
+                )
+        return None
+    if "budget" not in search:
+        raise JobError(f"[search] budget: sampler = {values['sampler']!r} needs it: missing")
+    if values["budget"] < 1:
+        raise JobError(
+            f"[search] budget: must be an integer in [1, {MAX_TRIALS}], but got "
+            f"{shown(values['budget'])}"
+        )
+    if mode != "grid" or search.get("scheduler", "none") != "none":
+        raise JobError(
+            f"[search] sampler: {values['sampler']!r} proposes the trials itself; it goes with "
+            f"neither mode = {mode!r} nor a scheduler"
+        )
+    return Sampling(**values)
 
 
 def _bracket(search: dict[str, Any], mode: str) -> Bracket | None:

@@ -54,8 +54,15 @@ TRIALS_SCHEMA = pa.schema(
         ("min_val_epoch", pa.int32()),
         ("final_val_accuracy", pa.float64()),
         ("best_val_accuracy", pa.float64()),
+        # With a sampler ([search] sampler, gdsearch.search.sampled): the round that proposed
+        # the trial and its place in it; null otherwise.
+        ("sampler_round", pa.int32()),
+        ("sampler_index", pa.int32()),
     ]
 )
+PROPOSAL_COLUMNS = ("sampler_round", "sampler_index")
+"""The trials table's record of which round of a sampler, and which place in it, proposed a
+trial (null for trials no sampler proposed)."""
 HELD_OUT_COLUMNS = (
     "final_val_sse",
     "min_val_sse",

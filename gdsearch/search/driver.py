@@ -135,7 +135,12 @@ def run_search(
     X, Y = spec.load_data()  # a bad data file stops us before anything is touched
     trials = spec.trials()
     choose_executor(
-        executor, address, spec, trials, Shape.of(*spec.held_out(X, Y)[:2]), check_only=True
+        executor,
+        address,
+        spec,
+        spec.cost_trials(),
+        Shape.of(*spec.held_out(X, Y)[:2]),
+        check_only=True,
     )
     compat = spec.compat_key(X, Y)
     numerics = machine_label(spec.train.numerics)  # the workers' too, but for BLAS elsewhere
@@ -212,7 +217,7 @@ def _run_locked(
 ) -> RunSummary:
     """The run proper, under the lock."""
     X_fit, Y_fit, holdout = spec.held_out(X, Y)  # X, Y: all the data, as the manifest names it
-    executor = choose_executor(executor, address, spec, trials, Shape.of(X_fit, Y_fit))
+    executor = choose_executor(executor, address, spec, spec.cost_trials(), Shape.of(X_fit, Y_fit))
     started_ray = False
     drawn: LandscapeSummary | None = None
     try:
@@ -228,7 +233,7 @@ def _run_locked(
             store.remove()
         store.prepare(spec.source)
         previous = store.read_manifest()
-        manifest = new_manifest(spec, compat, previous, started_at, cluster, X, Y, len(trials))
+        manifest = new_manifest(spec, compat, previous, started_at, cluster, X, Y, spec.n_trials)
         manifest["executor"] = executor
         store.write_manifest({**manifest, "status": "running"})
         try:
@@ -335,6 +340,10 @@ def _policy(
     spec: JobSpec, trials: list[Trial], store: ResultsStore, cpus: int, shape: Shape
 ) -> Policy:
     """The job's policy: bracket rounds, successive halving, or the plain run."""
+    if spec.sampling is not None:
+        from gdsearch.search.sampled import SampledSearch
+
+        return SampledSearch(spec, store, cpus, shape)
     if spec.bracket is not None:
         return BracketRounds(spec, trials, store, cpus, shape)
     if spec.halving is not None:

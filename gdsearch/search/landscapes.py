@@ -274,13 +274,7 @@ def draw_landscapes(
         results = load_results(location, filters=filters, trial_ids=trial_ids, columns=[])
         chosen = results.trials
     chosen = chosen[chosen["status"] != Status.FAILED.value]
-    loaded = results.job_and_data()
-    if loaded is None:
-        raise ResultsError(
-            f"{results.path}: its job file (job.toml) is missing or its data cannot be loaded "
-            "here, so its trials cannot be trained again"
-        )
-    spec, X, Y = loaded
+    spec, X, Y = _job_and_data(results)
     store = ResultsStore(location)
     with ResultsLock(store, wait=wait):
         shape = Shape.of(X, Y)
@@ -351,6 +345,23 @@ def draw_chosen(
         executor=backend.name,
         first_error=policy.failed[0][1] if policy.failed else None,
     )
+
+
+def _job_and_data(results: Results) -> tuple[JobSpec, np.ndarray, np.ndarray]:
+    """The job the results were run from and the samples its trials trained on; a missing
+    job copy, or data that cannot be loaded here, is said in one line."""
+    from gdsearch.job.spec import parse_job
+    from gdsearch.results.store import JOB_COPY
+
+    source = results.job_source or ResultsStore(results.path).read_job_copy()
+    if not source:
+        raise ResultsError(
+            f"{results.path}/{JOB_COPY}: missing or unreadable, so its trials cannot be "
+            "trained again"
+        )
+    spec = parse_job(source, results.manifest.get("job_file") or JOB_COPY)
+    X, Y, _ = spec.held_out(*spec.load_data())  # an InputError names the key or file
+    return spec, X, Y
 
 
 def default_trials(trials: pd.DataFrame) -> pd.DataFrame:

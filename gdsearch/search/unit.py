@@ -40,6 +40,7 @@ from gdsearch.results.schema import (
     HELD_OUT_COLUMNS,
     HELD_OUT_HISTORY,
     HISTORY_SCHEMA,
+    PROPOSAL_COLUMNS,
     SHARPNESS_SCHEMA,
     TRIALS_SCHEMA,
 )
@@ -436,7 +437,10 @@ def _trials_table(
             else pa.array(values, from_pandas=True)
             for name, values in metrics.items()
         },
-        # set by _emit where the job holds data out
-        **{name: pa.nulls(K, TRIALS_SCHEMA.field(name).type) for name in HELD_OUT_COLUMNS},
+        # set by _emit where the job holds data out, and by a sampler's policy
+        **{
+            name: pa.nulls(K, TRIALS_SCHEMA.field(name).type)
+            for name in (*HELD_OUT_COLUMNS, *PROPOSAL_COLUMNS)
+        },
     }
     return pa.Table.from_pydict(columns, schema=TRIALS_SCHEMA)
