@@ -68,6 +68,17 @@ def _rows(results: Results, kind: Slice) -> dict[str, pd.DataFrame]:
     return {str(trial_id): frame for trial_id, frame in rows.groupby("trial_id")}
 
 
+def _group_panels(count: int) -> tuple[Figure, np.ndarray]:
+    """A figure of ``count`` panels, three to a row (the rest hidden), and its axes in order."""
+    columns = min(count, 3)
+    rows = -(-count // columns)
+    fig = new_figure(figsize=(4.6 * columns + 1.5, 3.4 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def figure_landscape_paths(results: Results) -> Figure | None:
     """Each drawn trial's descent on the contours of the SSE over the plane that holds most of
     its path (the top two principal directions of θ_t − θ_T; the title says what share of
@@ -137,10 +148,7 @@ def figure_landscape_lines(results: Results) -> Figure | None:
     if not drawn:
         return None
     lines, styles = _rows(results, Slice.LINE), _styles(results)
-    fig = new_figure(figsize=(4.6 * min(len(drawn), 3) + 1.5, 3.4 * -(-len(drawn) // 3)))
-    axes = fig.subplots(-(-len(drawn) // 3), min(len(drawn), 3), squeeze=False).ravel()
-    for ax in axes[len(drawn) :]:
-        ax.set_visible(False)
+    fig, axes = _group_panels(len(drawn))
     for (label, frame), ax in zip(drawn, axes, strict=False):
         for trial in records(frame):
             line = lines[trial.trial_id].sort_values("x")
@@ -169,10 +177,7 @@ def figure_sharpest(results: Results) -> Figure | None:
     if not drawn:
         return None
     profiles, styles = _rows(results, Slice.SHARPEST), _styles(results)
-    fig = new_figure(figsize=(4.6 * min(len(drawn), 3) + 1.5, 3.4 * -(-len(drawn) // 3)))
-    axes = fig.subplots(-(-len(drawn) // 3), min(len(drawn), 3), squeeze=False).ravel()
-    for ax in axes[len(drawn) :]:
-        ax.set_visible(False)
+    fig, axes = _group_panels(len(drawn))
     for (label, frame), ax in zip(drawn, axes, strict=False):
         top = 0.0
         for trial in records(frame):

@@ -54,8 +54,6 @@ log = logging.getLogger("gdsearch")
 
 PATH_VALUES = 1 << 24
 """A unit keeps at most about this many path values (K trials × epochs kept × P, 128 MiB)."""
-SETTINGS = ("resolution", "span", "line_from", "line_to", "biases", "sharpest_span", "margin")
-"""The landscape_trials columns that must agree for two trials' landscapes to compare."""
 LOCAL_BELOW_S = 8.0
 """``executor="auto"`` draws in this process when the modelled work is below this."""
 
@@ -178,13 +176,7 @@ def draw_unit(
                 "explained": drawn.explained,
                 "sharpness": drawn.sharpness,
                 "loss_scale": scale,
-                "resolution": settings.resolution,
-                "span": settings.span,
-                "line_from": settings.line[0],
-                "line_to": settings.line[1],
-                "biases": settings.biases,
-                "sharpest_span": settings.sharpest_span,
-                "margin": settings.margin,
+                **settings_columns(settings),
                 "path_points": settings.path_points,
                 "node": node,
             }
@@ -426,11 +418,10 @@ def _final_epochs(results: Results, chosen: pd.DataFrame) -> list[int]:
     ]
 
 
-def _check_settings(location: str, stored: pd.DataFrame, settings: LandscapeSettings) -> None:
-    """Refuse settings other than those the stored landscapes were drawn with."""
-    if stored.empty:
-        return
-    wanted = {
+def settings_columns(settings: LandscapeSettings) -> dict[str, Any]:
+    """The settings as the landscape_trials table records them: those two landscapes must
+    share to compare (``path_points`` only thins the path, and is recorded beside them)."""
+    return {
         "resolution": settings.resolution,
         "span": settings.span,
         "line_from": settings.line[0],
@@ -439,8 +430,14 @@ def _check_settings(location: str, stored: pd.DataFrame, settings: LandscapeSett
         "sharpest_span": settings.sharpest_span,
         "margin": settings.margin,
     }
+
+
+def _check_settings(location: str, stored: pd.DataFrame, settings: LandscapeSettings) -> None:
+    """Refuse settings other than those the stored landscapes were drawn with."""
+    if stored.empty:
+        return
     first = stored.iloc[0]
-    for key, value in wanted.items():
+    for key, value in settings_columns(settings).items():
         had = first[key].item() if hasattr(first[key], "item") else first[key]
         if had != value:
             raise InputError(

@@ -8,42 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import gdsearch
 from gdsearch import analysis
 from tests.conftest import Cli
-
-JOB = """
-[job]
-name = "held"
-seed = 5
-
-[data]
-dataset = "moons"
-n_samples = 80
-noise = 0.25
-{validation}
-
-[train]
-epochs = 120
-{train}
-
-[search]
-lr = [0.03, 0.3, 3.0, 60.0]
-init = ["xavier"]
-hidden = [[6]]
-seed = [0, 1]
-"""
-
-
-def _job(tmp_path: Path, validation: str = "validation = 0.25", train: str = "") -> Path:
-    path = tmp_path / "held.toml"
-    path.write_text(JOB.format(validation=validation, train=train), encoding="utf-8")
-    return path
-
-
-def _run(job: Path, out: Path, executor: str = "local") -> gdsearch.Results:
-    summary = gdsearch.run_search(job, out, show_progress=False, executor=executor)
-    return gdsearch.load_results(summary.path)
+from tests.unit.test_holdout import JOB, _job, _run
 
 
 def test_held_out_runs_equal_on_ray_and_in_the_process_with_halving_and_minibatches(

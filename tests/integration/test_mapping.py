@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import gdsearch
+from tests.unit.test_mapping import SINE
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-SINE: dict[str, Any] = {
-    "job": {"name": "sine-dict", "seed": 3},
-    "data": {"dataset": "sine"},
-    "train": {"epochs": 300},
-    "search": {"lr": {"log": [1e-3, 1e-1], "num": 5}, "init": ["normal"], "hidden": [[], [3]]},
-}
 
 
 @pytest.mark.ray
