@@ -228,13 +228,15 @@ dataset = "moons"
 n_samples = 100
 
 [train]
-epochs = 4000
+epochs = 20000
 
 [search]
 lr = { log = [1e-3, 1.0], num = 8 }
 hidden = [[16]]
 seed = [0, 1, 2, 3]
 """
+"""Long enough on Ray (the first run is sent there, where an interrupt ends the wait for a
+unit at once) that the run is still going when it is interrupted."""
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -260,7 +262,10 @@ def test_second_run_is_refused_while_the_first_runs_and_an_interrupt_frees_the_l
     root = tmp_path / "results"
     results = root / "long"
     ray_tmp = tempfile.mkdtemp(prefix="gdsr-", dir="/tmp")  # socket paths stay short
-    command = [sys.executable, "-m", "gdsearch.cli", "run", str(job), "--results-dir", str(root)]
+    command = [
+        *[sys.executable, "-m", "gdsearch.cli", "run", str(job), "--results-dir", str(root)],
+        *["--executor", "ray"],
+    ]
     env = {**environment(), "RAY_TMPDIR": ray_tmp}
     first = subprocess.Popen(
         [*command, "--no-progress"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -257,7 +257,8 @@ def test_a_landscape_run_killed_after_its_first_part_then_run_again_loses_nothin
     driver = Driver([*args, *ids])
     committed = stored / "landscape_trials"
     try:
-        _wait_for(lambda: committed.exists() and bool(os.listdir(committed)), driver)
+        # A committed part, not the temporary file it is written under first.
+        _wait_for(lambda: committed.exists() and any(committed.glob("part-*.parquet")), driver)
         driver.kill()
     finally:
         driver.kill()
@@ -282,3 +283,63 @@ def test_a_landscape_run_killed_after_its_first_part_then_run_again_loses_nothin
         )
     plain = pd.read_parquet(stored / "landscapes")
     assert len(plain) == len(expected.landscapes)  # no lone part left to read twice
+
+
+# --- a sampler's run killed ---------------------------------------------------------------------
+
+SAMPLED = """
+[job]
+name = "sampled"
+seed = 2
+
+[data]
+dataset = "moons"
+n_samples = 400
+validation = 0.25
+
+[train]
+epochs = 1500
+
+[search]
+sampler = "tpe"
+budget = 40
+batch = 8
+objective = "final_val_sse"
+lr = { loguniform = [1e-3, 10.0] }
+init = ["xavier", "he"]
+hidden = [[8], [16]]
+"""
+
+
+def _proposed(path: Path) -> pd.DataFrame:
+    trials = gdsearch.load_results(path).trials
+    columns = ["trial_id", "sampler_round", "sampler_index", "status", "final_val_sse"]
+    return trials[columns].sort_values(["sampler_round", "sampler_index"], ignore_index=True)
+
+
+@pytest.mark.parametrize("kill_after", [1, 4, 9])
+def test_a_sampler_killed_after_some_parts_resumes_to_the_uninterrupted_proposals(
+    tmp_path: Path, kill_after: int
+) -> None:
+    """SIGKILL of `gdsearch run` of a TPE job once some parts are committed; the same command
+    again ends with exactly the trials, rounds and values of an uninterrupted run."""
+    job = tmp_path / "sampled.toml"
+    job.write_text(SAMPLED)
+    whole = gdsearch.run_search(job, tmp_path / "whole", executor="local", show_progress=False)
+    stored = tmp_path / "killed" / "sampled"
+    args = ["run", str(job), "--results-dir", str(tmp_path / "killed"), "--executor", "local"]
+    driver = Driver([*args, "--no-progress"])
+    try:
+        _wait_for(lambda: _parts(stored) >= kill_after, driver)
+        driver.kill()
+    finally:
+        driver.kill()
+        driver.remove()
+    cut = len(gdsearch.load_results(stored).trials)
+    assert 0 < cut < len(gdsearch.load_results(whole.path).trials)
+    driver = Driver([*args, "--no-progress"])
+    try:
+        assert driver.wait() == 0, driver.stderr()
+    finally:
+        driver.remove()
+    pd.testing.assert_frame_equal(_proposed(stored), _proposed(Path(whole.path)))
