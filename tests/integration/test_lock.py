@@ -246,6 +246,11 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def _sigint_default() -> None:
+    """In the child, before exec: SIGINT back to its default, as a terminal gives it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def manifest_status(results: Path) -> str | None:
     try:
         return str(json.loads((results / "manifest.json").read_text())["status"])
@@ -268,7 +273,13 @@ def test_second_run_is_refused_while_the_first_runs_and_an_interrupt_frees_the_l
     ]
     env = {**environment(), "RAY_TMPDIR": ray_tmp}
     first = subprocess.Popen(
-        [*command, "--no-progress"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*command, "--no-progress"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # A process started with SIGINT ignored keeps it ignored (Python installs its handler
+        # only where it is not), and a whole test run may have come to ignore it by now.
+        preexec_fn=_sigint_default,
     )
     try:
         wait_for(lambda: (results / LOCK).exists() or first.poll() is not None, 120, "the lock")
