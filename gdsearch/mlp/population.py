@@ -43,6 +43,12 @@ from gdsearch.mlp.stopping import STATUS_CODES as STATUS_CODES  # re-exported
 
 _BLAS = ThreadpoolController()
 
+
+def one_blas_thread() -> Any:
+    """A context in which BLAS and LAPACK run on one thread (a work unit is one CPU's work)."""
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
 RUNG_METRICS = ("sse", "auc", "val_sse", "val_auc")
 """How a scheduler ranks trials at a rung: the SSE at the rung's epoch, or the mean SSE over
 epochs 0 … rung (the area under the curve per epoch, which also rewards getting there fast);
@@ -208,7 +214,7 @@ class Population:
         ws = Workspace(len(active.index), X1_t, sizes, config.numerics)
         meter = self._meter(X1_t, Y_t, sizes, n)
         held = self._holdout_workspace(holdout, sizes)
-        with _BLAS.limit(limits=1, user_api="blas"), np.errstate(all="ignore"):
+        with one_blas_thread(), np.errstate(all="ignore"):
             for epoch in range(max(0, self.epoch - 1), until + 1):
                 # An epoch measured at the end of the last call is measured again (the same
                 # value): its forward pass is the start of the next step.

@@ -36,6 +36,7 @@ from gdsearch.mlp.landscape import (
     sharpest_directions,
 )
 from gdsearch.mlp.network import flatten, layer_sizes, loss_scale
+from gdsearch.mlp.population import one_blas_thread
 from gdsearch.mlp.stopping import Status
 from gdsearch.results.lock import ResultsLock
 from gdsearch.results.schema import LANDSCAPE_SCHEMA, LANDSCAPE_TRIALS_SCHEMA
@@ -91,7 +92,9 @@ class LandscapeSummary:
 def draw_unit(
     X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial], work: LandscapeWork, node: str = ""
 ) -> Rows:
-    """Train a unit's trials again, keep their paths, and draw their landscapes.
+    """Train a unit's trials again, keep their paths, and draw their landscapes (BLAS on one
+    thread, as training: a unit is one CPU's work, and the sharpness meter's and the plane's
+    small LAPACK calls only spin a second thread).
 
     Returns:
         These trials' rows of the landscape_trials table, and their landscapes table.
@@ -99,6 +102,13 @@ def draw_unit(
     Raises:
         RunError: a trial trained again does not reach the final SSE stored for it.
     """
+    with one_blas_thread():
+        return _draw_unit(X, Y, trials, work, node)
+
+
+def _draw_unit(
+    X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial], work: LandscapeWork, node: str
+) -> Rows:
     started = time.perf_counter()
     first, settings = trials[0], work.settings
     sizes = layer_sizes(X.shape[1], first.hidden, Y.shape[1])
@@ -107,17 +117,24 @@ def draw_unit(
     population = start_population(X, trials, sizes)
     initial = flatten(population.final)  # (K, P) θ₀
     K, P = initial.shape
-    paths = [np.empty((len(epochs), P)) for epochs in kept]
+    paths = np.empty((K, max(len(epochs) for epochs in kept), P))
+    # Which trials keep each epoch, and where in their paths: epoch → (trials, positions).
+    slots = np.concatenate([np.arange(len(epochs)) for epochs in kept])
+    owners = np.repeat(np.arange(K), [len(epochs) for epochs in kept])
+    at_epoch = np.concatenate(kept)
+    order = np.argsort(at_epoch, kind="stable")
+    bounds = np.flatnonzero(np.diff(at_epoch[order])) + 1
+    wanted = {
+        int(at_epoch[group[0]]): (owners[group], slots[group])
+        for group in np.split(order, bounds)
+    }
 
     def keep(epoch: int) -> None:
-        now = population.weights()
-        for k, epochs in enumerate(kept):
-            at = np.searchsorted(epochs, epoch)
-            if at < len(epochs) and epochs[at] == epoch:
-                paths[k][at] = now[k]
+        ks, ats = wanted[epoch]
+        paths[ks, ats] = population.weights()[ks]
 
     # 1. Train again, keeping each trial's weights at its path's epochs.
-    population.watch({int(e) for e in np.concatenate(kept)}, keep)
+    population.watch(wanted, keep)
     population.advance(X, Y, max(t.final_epoch for t in targets))
     histories = population.histories
     for k, (trial, target) in enumerate(zip(trials, targets, strict=True)):
@@ -131,7 +148,7 @@ def draw_unit(
     # 2. The sharpest direction at every θ_T at once, then each trial's slices.
     config = first.train
     scale = loss_scale(config.grad_scale, X.shape[0])
-    finals = np.stack([path[-1] for path in paths])
+    finals = paths[np.arange(K), [len(epochs) - 1 for epochs in kept]]
     values, vectors = sharpest_directions(
         finals, X, Y, sizes, first.activation, scale, config.weight_decay, config.numerics
     )
@@ -143,7 +160,7 @@ def draw_unit(
         )
         drawn = landscape(
             initial[k],
-            paths[k],
+            paths[k, : len(kept[k])],
             kept[k],
             histories[k, kept[k]],
             rng.normal(size=(2, P)),
