@@ -47,11 +47,12 @@ def samplers(folder: Path, runs: int, seeds: int = SEEDS) -> dict[str, float]:
         ["search", "median", *[f"seed {s}" for s in range(seeds)]],
         [[name, medians[name], *values] for name, values in found.items()],
     )
-    ours = [child("sampled-run", str(JOB)) for _ in range(runs)]
+    ours = [child("sampled-run", str(JOB), "twice") for _ in range(runs)]
     loop = [child("optuna-loop", str(JOB), "64") for _ in range(runs)]
     whole = [cli_child(["run", str(JOB), "--results-dir", str(folder / "w"), "--fresh"])]
     walls = {
         "gdsearch TPE, batches of 8 (the run)": _median(ours, "train_s"),
+        "gdsearch, its process's first run (imports, kernel load)": _median(ours, "first_s"),
         "Optuna's loop, plain numpy (optimize)": _median(loop, "train_s"),
         "gdsearch run (whole process)": statistics.median(w["wall_s"] for w in whole),
         "Optuna's loop (whole process)": _median(loop, "wall_s"),

@@ -125,8 +125,7 @@ def _draw_unit(
     order = np.argsort(at_epoch, kind="stable")
     bounds = np.flatnonzero(np.diff(at_epoch[order])) + 1
     wanted = {
-        int(at_epoch[group[0]]): (owners[group], slots[group])
-        for group in np.split(order, bounds)
+        int(at_epoch[group[0]]): (owners[group], slots[group]) for group in np.split(order, bounds)
     }
 
     def keep(epoch: int) -> None:

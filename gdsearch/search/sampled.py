@@ -131,9 +131,15 @@ class SampledSearch(Policy):
         # The objective of every trial known: those stored before this run (read once), and
         # those this run trains as they come in.
         self.values: dict[str, float | None] = {}
-        stored = ledger.read_filtered("trials", pc.field("status") != Status.FAILED.value)
+        # Those stored as failed before it are trained again when proposed again (once: a
+        # trial failing in this run stays failed until the next run, as in a plain search).
+        self.failed: set[str] = set()
+        stored = ledger.read_filtered("trials", pc.field("trial_id").is_valid())
         for row in stored.select(["trial_id", "status", *OBJECTIVES]).to_pylist():
-            self.values[row["trial_id"]] = objective(row, self.sampling)
+            if row["status"] == Status.FAILED.value:
+                self.failed.add(row["trial_id"])
+            else:
+                self.values[row["trial_id"]] = objective(row, self.sampling)
 
     def next_steps(self) -> list[Step]:
         while not self.outstanding and self.asked < self.sampling.budget:
@@ -154,8 +160,9 @@ class SampledSearch(Policy):
             self.open.append((asked, trial))
             self.proposed.setdefault(trial.trial_id, (index, place))
         self.asked += count
-        ids = {t.trial_id for _, t in self.open}
-        retried = self.ledger.drop_failed(ids)
+        retry = {t.trial_id for _, t in self.open} & self.failed
+        retried = self.ledger.drop_failed(retry) if retry else 0
+        self.failed -= retry
         todo = list(
             {t.trial_id: t for _, t in self.open if t.trial_id not in self.values}.values()
         )

@@ -103,6 +103,27 @@ def test_a_run_cut_off_after_any_part_resumes_to_the_uninterrupted_runs_proposal
     pd.testing.assert_frame_equal(_proposals(resumed), _proposals(uninterrupted))
 
 
+def test_trials_that_failed_are_trained_again_when_the_next_run_proposes_them(
+    uninterrupted: gdsearch.Results, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gdsearch.search import loop
+
+    real, units, calls = loop.advance_unit, uninterrupted.manifest["runs"][0]["units"], []
+
+    def failing_last(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == units:  # the last round's last unit: the rounds before are unchanged
+            raise RuntimeError("a worker lost its data")
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "advance_unit", failing_last)
+        first = _run(JOB, tmp_path)
+    assert (first.trials["status"] == "failed").sum() > 0
+    again = _run(JOB, tmp_path)
+    pd.testing.assert_frame_equal(_proposals(again), _proposals(uninterrupted))
+
+
 def test_the_study_rebuilt_from_the_results_holds_every_proposal_in_order(
     uninterrupted: gdsearch.Results,
 ) -> None:
