@@ -6,7 +6,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from benchmarks.harness import W1, cli_child, gdsearch_run, table
+from benchmarks.harness import W1, child, cli_child, gdsearch_run, table
 
 TARGET = 2.0
 """The four kinds for all of W1's trials at 51 × 51, end to end, within this many times the
@@ -39,6 +39,12 @@ def landscapes(folder: Path, runs: int, resolution: int = 51) -> dict[str, float
         ),
         f"landscape, default choice ({resolution}²)": median([*common, "--executor", "local"]),
     }
+    # The floor: the SSE at every grid point of every trial, by the kernel's forward pass.
+    points = points_per_trial(results)
+    floor = [child("landscape-evaluations", str(W1), "256", str(points)) for _ in range(runs)]
+    measured[f"its {points:,} SSE evaluations a trial alone (the floor)"] = statistics.median(
+        f["train_s"] for f in floor
+    )
     rows = [[what, wall, wall / training] for what, wall in measured.items()]
     table(
         f"Loss landscapes of W1 (whole processes; median of {runs} runs)",
@@ -59,3 +65,13 @@ def landscapes(folder: Path, runs: int, resolution: int = 51) -> dict[str, float
         ],
     )
     return {what: wall / training for what, wall in measured.items()}
+
+
+def points_per_trial(results: str) -> int:
+    """How many weight vectors a trial's stored landscapes evaluated (every row but the
+    path's, which training measured)."""
+    import gdsearch
+
+    grids = gdsearch.load_results(results).landscapes
+    grids = grids[grids["kind"] != "path"]
+    return len(grids) // grids["trial_id"].nunique()

@@ -9,6 +9,7 @@ initial weights, come from a file the parent wrote (:func:`write_inputs`).
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import resource
@@ -379,6 +380,31 @@ def optuna_loop(job: str, budget: str) -> dict[str, Any]:
     return {"train_s": elapsed, "best": study.best_value, "trials": int(budget)}
 
 
+def landscape_evaluations(job: str, trials: str, points: str) -> dict[str, Any]:
+    """The SSE at ``points`` weight vectors for each of ``trials`` trials of the job's network,
+    evaluated as `gdsearch landscape` evaluates its grids (the kernel's forward pass): the
+    floor under drawing their landscapes, whatever else it does."""
+    import numpy as np
+
+    from gdsearch.job.spec import load_job
+    from gdsearch.mlp.landscape import Evaluator
+    from gdsearch.mlp.network import layer_sizes
+
+    spec = load_job(job)
+    X, Y = spec.load_data()
+    trial = spec.trials()[0]
+    sizes = layer_sizes(X.shape[1], trial.hidden, Y.shape[1])
+    evaluate = Evaluator(X, Y, sizes, trial.activation, trial.train.numerics)
+    P = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+    thetas = np.random.default_rng(0).normal(size=(int(points), P))
+    evaluate(thetas[:2])  # the kernel loaded before the clock starts
+    t0 = time.perf_counter()
+    for _ in range(int(trials)):
+        evaluate(thetas)
+    elapsed = time.perf_counter() - t0
+    return {"train_s": elapsed, "per_pass_us": elapsed / int(trials) / int(points) * 1e6}
+
+
 def sampled_run(job: str, twice: str = "") -> dict[str, Any]:
     """``gdsearch.run_search`` of a sampler's job in this process, ``twice`` if given: the
     first run's wall time (it imports gdsearch's modules and loads the compiled kernel) and
@@ -420,6 +446,7 @@ MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
     "tune": tune,
     "optuna-loop": optuna_loop,
     "sampled-run": sampled_run,
+    "landscape-evaluations": landscape_evaluations,
 }
 """Each measurement by the kind ``bench.py _measure`` is given."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,24 +176,45 @@ def choose_executor(
 ) -> str:
     """Where the run trains (see :data:`EXECUTORS`); ``check_only`` refuses a contradiction
     before anything is touched and decides nothing yet."""
+
+    def seconds() -> float:
+        rounds = 1 + (spec.bracket.rounds if spec.bracket is not None else 0)
+        units = plan_units(trials, 1, shape=shape)
+        modelled = rounds * sum(unit_seconds(u, shape) for u in units)
+        if spec.landscape is not None:  # trained again, and the slices: about as much again
+            modelled *= 1 + 2 * (1.0 if spec.landscape.trials == "all" else 0.1)
+        return modelled
+
+    return pick_executor(executor, address, seconds, LOCAL_BELOW_S, "training", check_only)
+
+
+def pick_executor(
+    executor: str,
+    address: str | None,
+    seconds: Callable[[], float],
+    below: float,
+    work: str,
+    check_only: bool = False,
+) -> str:
+    """``executor``, or for ``auto``: Ray where a cluster is named or running, else this
+    process where the modelled ``seconds()`` of ``work`` on one core are under ``below``.
+    ``--executor local`` with a cluster named is refused (InputError)."""
     named = address or os.environ.get("RAY_ADDRESS")
     if executor == "local" and named:
         raise InputError(
-            f"--executor local: trains in this process, but a cluster is named ({named!r}); "
+            f"--executor local: runs in this process, but a cluster is named ({named!r}); "
             "drop one of them"
         )
     if executor != "auto" or check_only:
         return executor
     if named or ray_running():
         return "ray"
-    rounds = 1 + (spec.bracket.rounds if spec.bracket is not None else 0)
-    seconds = rounds * sum(unit_seconds(u, shape) for u in plan_units(trials, 1, shape=shape))
-    if spec.landscape is not None:  # trained again, and the slices: about as much again
-        seconds *= 1 + 2 * (1.0 if spec.landscape.trials == "all" else 0.1)
-    chosen = "local" if seconds < LOCAL_BELOW_S else "ray"
+    modelled = seconds()
+    chosen = "local" if modelled < below else "ray"
     log.info(
-        "about %.1f s of training on one core: running it %s",
-        seconds,
+        "about %.1f s of %s on one core: running it %s",
+        modelled,
+        work,
         "in this process" if chosen == "local" else "on Ray",
     )
     return chosen

@@ -465,16 +465,12 @@ def _check_settings(location: str, stored: pd.DataFrame, settings: LandscapeSett
 def _executor(executor: str, address: str | None, trials: list[Trial], shape: Shape) -> str:
     """Where the landscapes are drawn: as asked, or by the modelled work (training them again,
     about as much again for the slices)."""
-    import os
+    from gdsearch.search.driver import pick_executor
 
-    from gdsearch.search.driver import ray_running
+    def seconds() -> float:
+        return 2 * sum(unit_seconds(u, shape) for u in plan_units(trials, 1, shape=shape))
 
-    if executor != "auto":
-        return executor
-    if address or os.environ.get("RAY_ADDRESS") or ray_running():
-        return "ray"
-    seconds = 2 * sum(unit_seconds(u, shape) for u in plan_units(trials, 1, shape=shape))
-    return "local" if seconds < LOCAL_BELOW_S else "ray"
+    return pick_executor(executor, address, seconds, LOCAL_BELOW_S, "landscapes")
 
 
 def _units(

@@ -69,6 +69,10 @@ def test_bad_landscape_options_exit_2_in_one_line_and_store_nothing(
         (["--line", "0.5", "2"], "`line` must be [low, high] with low <= 0 and high >= 1"),
         (["--trials", "0123456789abcdef"], "not stored"),
         (["--executor", "gpu"], "--executor"),
+        (
+            ["--executor", "local", "--address", "127.0.0.1:1"],
+            "--executor local: runs in this process, but a cluster is named ('127.0.0.1:1')",
+        ),
     ]
     for options, said in cases:
         done = cli.run(["landscape", location, "--no-progress", *options])
