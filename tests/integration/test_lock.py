@@ -247,7 +247,9 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def _sigint_default() -> None:
-    """In the child, before exec: SIGINT back to its default, as a terminal gives it."""
+    """In the child, before exec: SIGINT back to its default, as a terminal gives it. A test
+    run started as a background job of a non-interactive shell (``pytest &`` in a script, as CI
+    may) starts with SIGINT ignored, and a process keeps an ignored signal across exec."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
