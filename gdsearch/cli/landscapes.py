@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from gdsearch.cli.options import json_flag, positive_int, print_json
+from gdsearch.cli.options import json_flag, positive_int, print_json, where_clause
 
 
 def add_landscape(commands: Any) -> None:
@@ -28,6 +28,15 @@ def add_landscape(commands: Any) -> None:
     chosen = landscape.add_mutually_exclusive_group()
     chosen.add_argument("--trials", nargs="+", metavar="TRIAL_ID", help="these trials")
     chosen.add_argument("--all", action="store_true", help="every stored trial that did not fail")
+    landscape.add_argument(
+        "--where",
+        type=where_clause,
+        action="append",
+        metavar="'COLUMN OP VALUE'",
+        help="the trials whose columns match, as load_results' filters (repeat: all must "
+        "hold), e.g. --where 'lr >= 0.01' --where 'init in xavier,he'; with --trials, those of "
+        "them that match",
+    )
     landscape.add_argument(
         "--resolution",
         type=positive_int,
@@ -96,6 +105,7 @@ def add_landscape(commands: Any) -> None:
 
 
 def _landscape(args: argparse.Namespace) -> int:
+    from gdsearch.errors import InputError
     from gdsearch.mlp.landscape import LandscapeSettings
     from gdsearch.search.landscapes import draw_landscapes
 
@@ -108,10 +118,12 @@ def _landscape(args: argparse.Namespace) -> int:
         margin=args.margin,
         path_points=args.path_points,
     )
+    if args.all and args.where:
+        raise InputError("--all: every stored trial, but --where chooses some; drop one of them")
     summary = draw_landscapes(
         args.results,
         trial_ids=args.trials,
-        filters=[("status", "!=", "failed")] if args.all else None,
+        filters=[("status", "!=", "failed")] if args.all else args.where,
         settings=settings,
         fresh=args.fresh,
         executor=args.executor,

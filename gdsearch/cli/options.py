@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
@@ -61,3 +62,39 @@ def json_object(option: str, text: str | None) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise InputError(f"{option}: must be a JSON object, but got {text!r}")
     return value
+
+
+_COMPARISONS = ("not in", "in", "==", "!=", "<=", ">=", "=", "<", ">")
+
+
+def where_clause(text: str) -> tuple[str, str, Any]:
+    """``COLUMN OP VALUE`` (``lr >= 0.01``, ``init == xavier``, ``init in xavier,he``) as the
+    filter tuple ``load_results`` takes: the value read as JSON where it is JSON (a number, a
+    quoted string, a list), else as the text itself; ``in`` and ``not in`` take a JSON list or
+    values separated by commas. A clause of any other form is exit 2 (argparse names it)."""
+    for op in _COMPARISONS:
+        if op.isalpha() or " " in op:  # a word: spaces around it
+            pattern = rf"^\s*([A-Za-z_]\w*)\s+{op}\s+(.+?)\s*$"
+        else:
+            pattern = rf"^\s*([A-Za-z_]\w*)\s*{re.escape(op)}\s*(.+?)\s*$"
+        found = re.match(pattern, text)
+        if found is None or found.group(2)[0] in "=<>!":  # `lr <> 3`, or `<` of `<=`
+            continue
+        column, raw = found.groups()
+        if op in ("in", "not in"):
+            value = _json_or_text(raw)
+            if not isinstance(value, list):
+                value = [_json_or_text(part.strip()) for part in raw.split(",") if part.strip()]
+            return column, op, value
+        return column, op, _json_or_text(raw)
+    raise argparse.ArgumentTypeError(
+        "must be COLUMN OP VALUE with OP one of ==, !=, <, <=, >, >=, in, not in, "
+        f"but got {text!r}"
+    )
+
+
+def _json_or_text(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw

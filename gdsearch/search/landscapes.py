@@ -282,6 +282,8 @@ def draw_landscapes(
         results = load_results(location, filters=filters, trial_ids=trial_ids, columns=[])
         chosen = results.trials
     chosen = chosen[chosen["status"] != Status.FAILED.value]
+    if filters is not None and chosen.empty:
+        raise InputError(f"filters: no stored trial that did not fail matches {filters!r}")
     spec, X, Y = _job_and_data(results)
     store = ResultsStore(location)
     with ResultsLock(store, wait=wait):

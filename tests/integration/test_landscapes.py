@@ -59,6 +59,23 @@ def test_the_landscape_command_draws_resumes_and_says_so(
     )
 
 
+def test_the_landscape_command_draws_the_trials_its_filters_match(
+    cli: Cli, small_job: Path, tmp_path: Path
+) -> None:
+    location = _stored(small_job, tmp_path)
+    trials = gdsearch.load_results(location).trials
+    low = float(trials["lr"].median())
+    init = sorted(trials["init"].unique())[0]
+    where = ["--where", f"lr >= {low!r}", "--where", f"init in {init},nothing"]
+    done = cli.run(["landscape", location, "--resolution", "9", "--no-progress", "--json", *where])
+    assert done.returncode == 0, done.stderr
+    wanted = trials[(trials["lr"] >= low) & (trials["init"] == init)]
+    wanted = wanted[wanted["status"] != "failed"]
+    assert json.loads(done.stdout)["chosen"] == len(wanted) > 0
+    drawn = gdsearch.load_results(location).landscape_trials
+    assert set(drawn["trial_id"]) == set(wanted["trial_id"])
+
+
 def test_bad_landscape_options_exit_2_in_one_line_and_store_nothing(
     cli: Cli, small_job: Path, tmp_path: Path
 ) -> None:
@@ -69,6 +86,10 @@ def test_bad_landscape_options_exit_2_in_one_line_and_store_nothing(
         (["--line", "0.5", "2"], "`line` must be [low, high] with low <= 0 and high >= 1"),
         (["--trials", "0123456789abcdef"], "not stored"),
         (["--executor", "gpu"], "--executor"),
+        (["--where", "lr ~ 1"], "--where: must be COLUMN OP VALUE with OP one of"),
+        (["--where", "speed > 1"], "column 'speed' is not a trials column"),
+        (["--where", "lr > 1e9"], "filters: no stored trial that did not fail matches"),
+        (["--all", "--where", "lr > 0"], "--all: every stored trial, but --where chooses"),
         (
             ["--executor", "local", "--address", "127.0.0.1:1"],
             "--executor local: runs in this process, but a cluster is named ('127.0.0.1:1')",
