@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -129,6 +130,8 @@ def new_manifest(
         "gdsearch_version": __version__,
         "name": spec.name,
         "job_file": spec.path,
+        # where the job's relative data paths resolve, for loading its data from anywhere
+        "job_dir": str((Path(spec.path).parent if spec.path else Path.cwd()).resolve()),
         "spec": spec.document,
         "compat": compat,
         "data_shape": {

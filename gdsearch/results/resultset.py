@@ -10,6 +10,7 @@ history read on first use or, by analysis and reports, one part at a time throug
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -156,18 +157,45 @@ class Results:
                 yield block
 
     def job_and_data(self) -> tuple[JobSpec, np.ndarray, np.ndarray] | None:
+        """The job these results were run from and its data (:meth:`load_job_and_data`); None
+        if the job copy is missing or its data cannot be loaded here."""
+        try:
+            return self.load_job_and_data()
+        except (InputError, ResultsError):
+            return None
+
+    def load_job_and_data(self) -> tuple[JobSpec, np.ndarray, np.ndarray]:
         """The job these results were run from and its data, loaded from where the job says
-        they came from (the samples trained on, where the job held some out); None if the job
-        copy is missing or its data cannot be loaded here."""
+        they came from (the samples trained on, where the job held some out). A relative data
+        path resolves against the job file's folder as the run saw it, from any working
+        directory, else against the job file's path as recorded.
+
+        Raises:
+            ResultsError: the job copy is missing.
+            InputError: its data cannot be loaded here (names the key or file).
+        """
         source = self.job_source or (ResultsStore(self.path).read_job_copy() if self.path else "")
         if not source:
-            return None
-        try:
-            spec = parse_job(source, self.manifest.get("job_file") or JOB_COPY)
-            X, Y, _ = spec.held_out(*spec.load_data())
-        except InputError:
-            return None
-        return spec, X, Y
+            raise ResultsError(
+                f"{self.path}/{JOB_COPY}: missing or unreadable, so its trials cannot be "
+                "trained again"
+            )
+        recorded = self.manifest.get("job_file") or JOB_COPY
+        places = [recorded]
+        folder = self.manifest.get("job_dir")
+        if folder and Path(folder).is_dir():
+            places.insert(0, str(Path(folder) / Path(recorded).name))
+        first: InputError | None = None
+        for place in places:
+            try:
+                spec = parse_job(source, place)
+                X, Y, _ = spec.held_out(*spec.load_data())
+            except InputError as exc:
+                first = first or exc
+                continue
+            return spec, X, Y
+        assert first is not None
+        raise first
 
     def initial_params(self, trial_id: str) -> Params:
         """A stored trial's starting weights, so that anyone can train it again by hand.

@@ -284,7 +284,7 @@ def draw_landscapes(
     chosen = chosen[chosen["status"] != Status.FAILED.value]
     if filters is not None and chosen.empty:
         raise InputError(f"filters: no stored trial that did not fail matches {filters!r}")
-    spec, X, Y = _job_and_data(results)
+    spec, X, Y = results.load_job_and_data()  # an error names the job copy, key or file
     store = ResultsStore(location)
     with ResultsLock(store, wait=wait):
         shape = Shape.of(X, Y)
@@ -357,23 +357,6 @@ def draw_chosen(
     )
 
 
-def _job_and_data(results: Results) -> tuple[JobSpec, np.ndarray, np.ndarray]:
-    """The job the results were run from and the samples its trials trained on; a missing
-    job copy, or data that cannot be loaded here, is said in one line."""
-    from gdsearch.job.spec import parse_job
-    from gdsearch.results.store import JOB_COPY
-
-    source = results.job_source or ResultsStore(results.path).read_job_copy()
-    if not source:
-        raise ResultsError(
-            f"{results.path}/{JOB_COPY}: missing or unreadable, so its trials cannot be "
-            "trained again"
-        )
-    spec = parse_job(source, results.manifest.get("job_file") or JOB_COPY)
-    X, Y, _ = spec.held_out(*spec.load_data())  # an InputError names the key or file
-    return spec, X, Y
-
-
 def default_trials(trials: pd.DataFrame) -> pd.DataFrame:
     """Each comparison group's trials of its first replicate seed at three rates: the smallest
     (a crawl), the one of lowest final SSE, and the largest that did not diverge (near the
@@ -400,9 +383,15 @@ def default_trials(trials: pd.DataFrame) -> pd.DataFrame:
 
 def trial_objects(spec: JobSpec, rows: pd.DataFrame) -> list[Trial]:
     """The trials of these rows of a result set, rebuilt from its job: each trial the job
-    expands to, or (a bracket round's) one of them at another learning rate, whose trial_id
-    matches the row's."""
-    expanded = {t.trial_id: t for t in spec.trials()}
+    expands to (or a sampler proposed: the trial at the row's values of the job's axes), or (a
+    bracket round's) one of them at another learning rate, whose trial_id matches the row's."""
+    if spec.sampling is not None:  # proposed by a sampler: rebuilt at the row's point
+        from gdsearch.search.sampled import point_of
+
+        records = [{str(k): v for k, v in r.items()} for r in rows.to_dict("records")]
+        expanded = {t.trial_id: t for t in (spec.trial_at(point_of(r, spec)) for r in records)}
+    else:
+        expanded = {t.trial_id: t for t in spec.trials()}
     out = []
     for trial_id, lr in zip(rows["trial_id"].tolist(), rows["lr"].tolist(), strict=True):
         trial = expanded.get(trial_id)

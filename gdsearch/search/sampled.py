@@ -263,6 +263,11 @@ def rebuild_study(results: Results) -> optuna.Study:
     return study
 
 
+def point_of(row: dict[str, Any], spec: JobSpec) -> dict[str, Any]:
+    """A stored trial's values of the job's axes: the point it was proposed at."""
+    return {key: _value(row, key) for key in spec.axes}
+
+
 def _value(row: dict[str, Any], key: str) -> Any:
     """An axis's value as the trials table holds it, as the axis holds it."""
     value = row[key]

@@ -239,3 +239,54 @@ def test_a_jobs_landscape_table_draws_after_the_run_and_resumes(tmp_path: Path) 
     every = {**job, "landscape": {"resolution": 9, "trials": "all"}}
     more = gdsearch.run_search(every, tmp_path, executor="local", show_progress=False)
     assert more.landscapes is not None and more.landscapes.chosen == len(results.trials)
+
+
+def test_a_job_with_a_data_file_draws_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "jobs").mkdir()
+    csv = Path(gdsearch.__file__).parent.parent / "data" / "iris.csv"
+    (project / "data" / "iris.csv").write_bytes(csv.read_bytes())
+    (project / "jobs" / "iris.toml").write_text(
+        '[job]\nname = "iris-file"\nseed = 0\n'
+        '[data]\ndataset = "file"\npath = "../data/iris.csv"\ntarget = "species"\n'
+        "standardize = true\n[train]\nepochs = 40\n"
+        '[search]\nlr = [0.01, 0.1]\ninit = ["xavier"]\nhidden = [[4]]\nseed = [0]\n'
+    )
+    monkeypatch.chdir(project)  # the job named by a path relative to the project
+    location = gdsearch.run_search(
+        "jobs/iris.toml", tmp_path / "results", executor="local", show_progress=False
+    ).path
+    monkeypatch.chdir(tmp_path)  # where ../data/iris.csv is nothing
+    drawn = draw_landscapes(location, settings=SMALL, executor="local", show_progress=False)
+    assert drawn.drawn == 2 and not drawn.failed
+    results = gdsearch.load_results(location)
+    spec, X, _ = results.load_job_and_data()
+    assert spec.name == "iris-file"
+    assert X.shape == (150, 4) and results.job_and_data() is not None
+
+
+def test_a_samplers_trials_are_drawn_at_the_points_it_proposed(tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    job: dict[str, Any] = {
+        **MLP,
+        "search": {
+            "sampler": "random",
+            "budget": 6,
+            "batch": 3,
+            "lr": {"loguniform": [1e-2, 3.0]},
+            "init": ["xavier", "he"],
+            "hidden": [[4], [6]],
+        },
+    }
+    location = gdsearch.run_search(job, tmp_path, executor="local", show_progress=False).path
+    drawn = draw_landscapes(
+        location, filters=[("lr", ">", 0.0)], settings=SMALL, show_progress=False
+    )
+    results = gdsearch.load_results(location)
+    assert drawn.drawn == len(results.trials) == 6 and not drawn.failed
+    grids, finals = results.landscapes, results.trials.set_index("trial_id")["final_sse"]
+    origins = grids[(grids["kind"] == Slice.RANDOM.value) & (grids["x"] == 0) & (grids["y"] == 0)]
+    assert (origins.set_index("trial_id")["sse"] == finals.loc[origins["trial_id"]]).all()
