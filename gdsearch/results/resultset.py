@@ -26,6 +26,7 @@ from gdsearch.results.schema import SHARPNESS_SCHEMA
 from gdsearch.results.store import JOB_COPY, SCHEMAS, ResultsStore
 
 if TYPE_CHECKING:  # pandas loads when results are read, not while a run writes them
+    import optuna
     import pandas as pd
 
 HistoryBlock = tuple[np.ndarray, np.ndarray]
@@ -117,6 +118,18 @@ class Results:
     def landscape_trials(self) -> pd.DataFrame:
         """One row per trial of these whose landscape is stored."""
         return self._table("landscape_trials")
+
+    def optuna_study(self) -> optuna.Study:
+        """The Optuna study of a result set searched by a sampler, its trials in the order
+        they were proposed, for Optuna's own plots (needs the ``optuna`` extra; see
+        :func:`gdsearch.search.sampled.rebuild_study`).
+
+        Raises:
+            ResultsError: the result set was not searched by a sampler.
+        """
+        from gdsearch.search.sampled import rebuild_study
+
+        return rebuild_study(self)
 
     def _table(self, kind: str) -> pd.DataFrame:
         if kind not in self._tables:

@@ -127,9 +127,7 @@ def test_trials_that_failed_are_trained_again_when_the_next_run_proposes_them(
 def test_the_study_rebuilt_from_the_results_holds_every_proposal_in_order(
     uninterrupted: gdsearch.Results,
 ) -> None:
-    from gdsearch.search.sampled import rebuild_study
-
-    study = rebuild_study(uninterrupted)
+    study = uninterrupted.optuna_study()
     proposals = _proposals(uninterrupted)
     assert [t.user_attrs["trial_id"] for t in study.trials] == proposals["trial_id"].tolist()
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -137,6 +135,8 @@ def test_the_study_rebuilt_from_the_results_holds_every_proposal_in_order(
     ok = proposals[proposals["status"] != "diverged"]
     assert study.best_value == pytest.approx(ok["final_val_sse"].min())
     assert set(study.trials[0].params) == {"lr", "init", "hidden", "momentum"}
+    reloaded = gdsearch.load_results(uninterrupted.path).optuna_study()
+    assert [t.params for t in reloaded.trials] == [t.params for t in study.trials]
 
 
 def test_tpe_learns_to_avoid_rates_that_diverge(uninterrupted: gdsearch.Results) -> None:
