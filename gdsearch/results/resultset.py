@@ -122,12 +122,12 @@ class Results:
     def optuna_study(self) -> optuna.Study:
         """The Optuna study of a result set searched by a sampler, its trials in the order
         they were proposed, for Optuna's own plots (needs the ``optuna`` extra; see
-        :func:`gdsearch.search.sampled.rebuild_study`).
+        :func:`gdsearch.results.study.rebuild_study`).
 
         Raises:
             ResultsError: the result set was not searched by a sampler.
         """
-        from gdsearch.search.sampled import rebuild_study
+        from gdsearch.results.study import rebuild_study
 
         return rebuild_study(self)
 

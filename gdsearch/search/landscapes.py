@@ -386,7 +386,7 @@ def trial_objects(spec: JobSpec, rows: pd.DataFrame) -> list[Trial]:
     expands to (or a sampler proposed: the trial at the row's values of the job's axes), or (a
     bracket round's) one of them at another learning rate, whose trial_id matches the row's."""
     if spec.sampling is not None:  # proposed by a sampler: rebuilt at the row's point
-        from gdsearch.search.sampled import point_of
+        from gdsearch.results.study import point_of
 
         records = [{str(k): v for k, v in r.items()} for r in rows.to_dict("records")]
         expanded = {t.trial_id: t for t in (spec.trial_at(point_of(r, spec)) for r in records)}
