@@ -495,7 +495,7 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
             '[search] scheduler: "halving" stops trials before they can show whether they '
             'diverge, which mode = "bracket" needs; use one or the other, but got "halving"'
         )
-    if train.patience and train.patience_metric == "val_sse" and not validation:
+    if train.watches_held_out and not validation:
         raise JobError(
             '[train] patience_metric: "val_sse" watches the held-out SSE, so it needs '
             "[data] validation > 0, but got validation = 0"

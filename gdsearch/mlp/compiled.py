@@ -128,7 +128,7 @@ class Job:
             float(config.divergence_factor),
             int(config.patience),
             float(config.patience_tolerance),
-            config.patience_metric == "val_sse",
+            config.watches_held_out,
         )
         self.buffers = compiled.buffers(self.net, self.data, self.held, self.batch_size)
         self._views: tuple[Stacked, np.ndarray, np.ndarray] | None = None

@@ -158,6 +158,12 @@ class TrainConfig:
             "warmup_epochs": self.warmup_epochs,
         }
 
+    @property
+    def watches_held_out(self) -> bool:
+        """Whether the patience rule watches the held-out SSE: a patience, and
+        ``patience_metric = "val_sse"`` (without a patience the metric watches nothing)."""
+        return bool(self.patience) and self.patience_metric == "val_sse"
+
     def minibatch(self, n_samples: int) -> int | None:
         """The batch size to step with on ``n_samples`` samples; None for full batch."""
         return self.batch_size if 0 < self.batch_size < n_samples else None

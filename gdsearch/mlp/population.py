@@ -205,7 +205,7 @@ class Population:
             return
         if batch_size is not None and not active.rngs:
             raise InputError("mini-batch training needs one shuffle generator per trial")
-        if config.patience and config.patience_metric == "val_sse" and holdout is None:
+        if config.watches_held_out and holdout is None:
             raise InputError('patience_metric = "val_sse" needs held-out data, but got none')
         if config.numerics == "portable" and compiled.runs(active.rule):
             self._advance_compiled(X, Y, until, holdout)
@@ -372,7 +372,7 @@ class Population:
     def _watched(self, epoch: int, sse: np.ndarray) -> np.ndarray:
         """What the patience rule watches this epoch: the running trials' SSE, or their
         held-out SSE (measured already) with ``patience_metric = "val_sse"``."""
-        if self.config.patience_metric != "val_sse":
+        if not self.config.watches_held_out:
             return sse
         assert self.val_sse is not None
         return self.val_sse[self.active.index, epoch]

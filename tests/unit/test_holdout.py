@@ -260,6 +260,22 @@ def test_held_out_patience_or_rungs_without_held_out_data_are_refused(tmp_path: 
         load_job(halving)
 
 
+@pytest.mark.parametrize("kernel", [True, False])
+def test_a_held_out_metric_without_a_patience_watches_nothing_and_needs_no_held_out_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel: bool
+) -> None:
+    from gdsearch.mlp import compiled
+
+    if not kernel:  # the numpy path
+        monkeypatch.setattr(compiled, "kernel", lambda: None)
+    plain = _run(_job(tmp_path, validation=""), tmp_path / "plain")
+    (tmp_path / "named").mkdir()
+    named = _job(tmp_path / "named", validation="", train='patience_metric = "val_sse"')
+    results = _run(named, tmp_path / "named")
+    assert (results.trials["status"] != "failed").all()
+    pd.testing.assert_frame_equal(results.history, plain.history, check_exact=True)
+
+
 def test_halving_by_the_held_out_sse_keeps_the_best_on_held_out_data(tmp_path: Path) -> None:
     search = 'seed = [0, 1]\nscheduler = "halving"\nmin_epochs = 10\nrung_metric = "val_sse"'
     job = tmp_path / "halving.toml"
