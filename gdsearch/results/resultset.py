@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gdsearch.analysis.ranking import TIE_TOLERANCE
+from gdsearch.data.holdout import Holdout
 from gdsearch.errors import InputError, ResultsError
 from gdsearch.job.spec import JobSpec, parse_job
 from gdsearch.job.trial import initial_params
@@ -173,13 +174,15 @@ class Results:
         """The job these results were run from and its data (:meth:`load_job_and_data`); None
         if the job copy is missing or its data cannot be loaded here."""
         try:
-            return self.load_job_and_data()
+            spec, X, Y, _ = self.load_job_and_data()
         except (InputError, ResultsError):
             return None
+        return spec, X, Y
 
-    def load_job_and_data(self) -> tuple[JobSpec, np.ndarray, np.ndarray]:
+    def load_job_and_data(self) -> tuple[JobSpec, np.ndarray, np.ndarray, Holdout | None]:
         """The job these results were run from and its data, loaded from where the job says
-        they came from (the samples trained on, where the job held some out). A relative data
+        they came from: the samples trained on, and those held out (None where the job holds
+        none out). A relative data
         path resolves against the job file's folder as the run saw it, from any working
         directory, else against the job file's path as recorded.
 
@@ -202,11 +205,11 @@ class Results:
         for place in places:
             try:
                 spec = parse_job(source, place)
-                X, Y, _ = spec.held_out(*spec.load_data())
+                X, Y, holdout = spec.held_out(*spec.load_data())
             except InputError as exc:
                 first = first or exc
                 continue
-            return spec, X, Y
+            return spec, X, Y, holdout
         assert first is not None
         raise first
 

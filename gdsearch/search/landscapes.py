@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from gdsearch.data.holdout import Holdout
 from gdsearch.errors import InputError, ResultsError, RunError
 from gdsearch.job.spec import JobSpec
 from gdsearch.job.trial import LANDSCAPE_STREAM, Trial
@@ -90,11 +91,19 @@ class LandscapeSummary:
 
 
 def draw_unit(
-    X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial], work: LandscapeWork, node: str = ""
+    X: np.ndarray,
+    Y: np.ndarray,
+    trials: Sequence[Trial],
+    work: LandscapeWork,
+    node: str = "",
+    holdout: Holdout | None = None,
 ) -> Rows:
     """Train a unit's trials again, keep their paths, and draw their landscapes (BLAS on one
     thread, as training: a unit is one CPU's work, and the sharpness meter's and the plane's
     small LAPACK calls only spin a second thread).
+
+    The trials train again on ``X, Y`` as they first did, measured on ``holdout`` where the
+    job holds samples out (their patience may watch them).
 
     Returns:
         These trials' rows of the landscape_trials table, and their landscapes table.
@@ -103,11 +112,16 @@ def draw_unit(
         RunError: a trial trained again does not reach the final SSE stored for it.
     """
     with one_blas_thread():
-        return _draw_unit(X, Y, trials, work, node)
+        return _draw_unit(X, Y, trials, work, node, holdout)
 
 
 def _draw_unit(
-    X: np.ndarray, Y: np.ndarray, trials: Sequence[Trial], work: LandscapeWork, node: str
+    X: np.ndarray,
+    Y: np.ndarray,
+    trials: Sequence[Trial],
+    work: LandscapeWork,
+    node: str,
+    holdout: Holdout | None,
 ) -> Rows:
     started = time.perf_counter()
     first, settings = trials[0], work.settings
@@ -134,7 +148,7 @@ def _draw_unit(
 
     # 1. Train again, keeping each trial's weights at its path's epochs.
     population.watch(wanted, keep)
-    population.advance(X, Y, max(t.final_epoch for t in targets))
+    population.advance(X, Y, max(t.final_epoch for t in targets), holdout)
     histories = population.histories
     for k, (trial, target) in enumerate(zip(trials, targets, strict=True)):
         again = histories[k, target.final_epoch]
@@ -284,7 +298,7 @@ def draw_landscapes(
     chosen = chosen[chosen["status"] != Status.FAILED.value]
     if filters is not None and chosen.empty:
         raise InputError(f"filters: no stored trial that did not fail matches {filters!r}")
-    spec, X, Y = results.load_job_and_data()  # an error names the job copy, key or file
+    spec, X, Y, holdout = results.load_job_and_data()  # an error names the copy, key or file
     store = ResultsStore(location)
     with ResultsLock(store, wait=wait):
         shape = Shape.of(X, Y)
@@ -297,9 +311,9 @@ def draw_landscapes(
 
                 started_ray = connect(address, num_cpus)
                 cpus = int(cluster_facts()["cpus"])
-                backend: Backend = RayBackend(X, Y, cpus)
+                backend: Backend = RayBackend(X, Y, cpus, holdout)
             else:
-                cpus, backend = 1, LocalBackend(X, Y)
+                cpus, backend = 1, LocalBackend(X, Y, holdout)
             summary = draw_chosen(
                 store, results, spec, chosen, settings, backend, cpus, shape, fresh, show_progress
             )

@@ -93,7 +93,7 @@ class LocalBackend:
             if step.work is not None:
                 from gdsearch.search.landscapes import draw_unit
 
-                drawn = draw_unit(self.X, self.Y, step.trials, step.work, self.node)
+                drawn = draw_unit(self.X, self.Y, step.trials, step.work, self.node, self.holdout)
                 self.finished[key] = (drawn, {}, None)
                 return key
             state = (

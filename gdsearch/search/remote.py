@@ -67,8 +67,8 @@ def landscape_task(
     """Draw the landscapes of a unit's trials (:func:`gdsearch.search.landscapes.draw_unit`)."""
     from gdsearch.search.landscapes import draw_unit
 
-    X, Y, _ = data
-    return draw_unit(X, Y, trials, work, ray.get_runtime_context().get_node_id())
+    X, Y, holdout = data
+    return draw_unit(X, Y, trials, work, ray.get_runtime_context().get_node_id(), holdout)
 
 
 class RayBackend:

@@ -263,7 +263,8 @@ def test_a_job_with_a_data_file_draws_from_any_working_directory(
     drawn = draw_landscapes(location, settings=SMALL, executor="local", show_progress=False)
     assert drawn.drawn == 2 and not drawn.failed
     results = gdsearch.load_results(location)
-    spec, X, _ = results.load_job_and_data()
+    spec, X, _, held = results.load_job_and_data()
+    assert held is None
     assert spec.name == "iris-file"
     assert X.shape == (150, 4) and results.job_and_data() is not None
 
@@ -289,4 +290,25 @@ def test_a_samplers_trials_are_drawn_at_the_points_it_proposed(tmp_path: Path) -
     assert drawn.drawn == len(results.trials) == 6 and not drawn.failed
     grids, finals = results.landscapes, results.trials.set_index("trial_id")["final_sse"]
     origins = grids[(grids["kind"] == Slice.RANDOM.value) & (grids["x"] == 0) & (grids["y"] == 0)]
+    assert (origins.set_index("trial_id")["sse"] == finals.loc[origins["trial_id"]]).all()
+
+
+def test_trials_whose_patience_watches_held_out_data_are_drawn_trained_as_they_ran(
+    tmp_path: Path,
+) -> None:
+    job: dict[str, Any] = {
+        **MLP,
+        "data": {**MLP["data"], "validation": 0.25},
+        "train": {"epochs": 200, "patience": 15, "patience_metric": "val_sse"},
+    }
+    location = gdsearch.run_search(job, tmp_path, executor="local", show_progress=False).path
+    trials = gdsearch.load_results(location).trials
+    assert (trials["status"] == "plateaued").any()  # the held-out patience stopped some
+    drawn = draw_landscapes(
+        location, filters=[("lr", ">", 0.0)], settings=SMALL, executor="local", show_progress=False
+    )
+    assert drawn.drawn == len(trials) and not drawn.failed, drawn.first_error
+    grids = gdsearch.load_results(location).landscapes
+    origins = grids[(grids["kind"] == Slice.PLANE.value) & (grids["x"] == 0) & (grids["y"] == 0)]
+    finals = trials.set_index("trial_id")["final_sse"]
     assert (origins.set_index("trial_id")["sse"] == finals.loc[origins["trial_id"]]).all()
