@@ -526,6 +526,11 @@ def _build(doc: dict[str, Any], text: str, path: str) -> JobSpec:
                 f"but got {values['end_lr']!r}"
             )
         lr_range = RangeSettings(**values)
+        if sampling is not None:
+            raise JobError(
+                "[lr_range]: sweeps the comparison groups of a grid, but [search] sampler = "
+                f"{sampling.sampler!r} proposes its trials as it goes; drop one of them"
+            )
     return JobSpec(
         name=name,
         seed=seed,

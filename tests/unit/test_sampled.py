@@ -172,6 +172,15 @@ def test_bad_sampler_settings_are_refused_in_one_line(search: dict[str, Any], sa
     assert said in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_a_range_test_with_a_sampler_is_refused_in_one_line() -> None:
+    job = {**copy.deepcopy(JOB), "lr_range": {}}
+    with pytest.raises(InputError) as caught:
+        gdsearch.job_from_dict(job)
+    said = str(caught.value)
+    assert "[lr_range]: sweeps the comparison groups of a grid, but [search]" in said
+    assert "sampler = 'tpe'" in said and "\n" not in said
+
+
 def test_a_held_out_objective_needs_held_out_data() -> None:
     job = copy.deepcopy(JOB)
     del job["data"]["validation"]
