@@ -322,11 +322,11 @@ class JobSpec:
         data = tuple(sorted(self.data_identity().items()))
         return self._trial({**self.fixed_axes, **point}, data)
 
-    def cost_trials(self) -> list[Trial]:
-        """Trials to model the run's cost with: its trials, or with a sampler as many random
-        points of its space as its budget."""
+    def cost_trials(self, trials: list[Trial]) -> list[Trial]:
+        """Trials to model the run's cost with: its ``trials`` (:meth:`trials`, expanded
+        already), or with a sampler as many random points of its space as its budget."""
         if self.sampling is None:
-            return self.trials()
+            return trials
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, SAMPLER_STREAM]))
         return [self.trial_at(point) for point in sample(self.axes, self.sampling.budget, rng)]
 

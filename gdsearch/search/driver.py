@@ -131,17 +131,14 @@ def run_search(
     if not ray_running():
         check_address(address, num_cpus)  # before anything is touched
     spec = read_job(job)
+    if spec.sampling is not None:
+        from gdsearch.results.study import optuna_module
+
+        optuna_module()  # a missing Optuna stops us before anything is touched
     store = ResultsStore(join(str(results_root), spec.name))
     X, Y = spec.load_data()  # a bad data file stops us before anything is touched
     trials = spec.trials()
-    choose_executor(
-        executor,
-        address,
-        spec,
-        spec.cost_trials(),
-        Shape.of(*spec.held_out(X, Y)[:2]),
-        check_only=True,
-    )
+    refuse_local_with_cluster(executor, address)
     compat = spec.compat_key(X, Y)
     numerics = machine_label(spec.train.numerics)  # the workers' too, but for BLAS elsewhere
     check_compatible(store, compat, fresh)
@@ -172,10 +169,8 @@ def choose_executor(
     spec: JobSpec,
     trials: list[Trial],
     shape: Shape,
-    check_only: bool = False,
 ) -> str:
-    """Where the run trains (see :data:`EXECUTORS`); ``check_only`` refuses a contradiction
-    before anything is touched and decides nothing yet."""
+    """Where the run trains (see :data:`EXECUTORS`), its cost modelled on ``trials``."""
 
     def seconds() -> float:
         rounds = 1 + (spec.bracket.rounds if spec.bracket is not None else 0)
@@ -185,7 +180,18 @@ def choose_executor(
             modelled *= 1 + 2 * (1.0 if spec.landscape.trials == "all" else 0.1)
         return modelled
 
-    return pick_executor(executor, address, seconds, LOCAL_BELOW_S, "training", check_only)
+    return pick_executor(executor, address, seconds, LOCAL_BELOW_S, "training")
+
+
+def refuse_local_with_cluster(executor: str, address: str | None) -> None:
+    """``--executor local`` with a cluster named (``--address`` or ``RAY_ADDRESS``): an
+    InputError, before anything is touched."""
+    named = address or os.environ.get("RAY_ADDRESS")
+    if executor == "local" and named:
+        raise InputError(
+            f"--executor local: runs in this process, but a cluster is named ({named!r}); "
+            "drop one of them"
+        )
 
 
 def pick_executor(
@@ -194,20 +200,14 @@ def pick_executor(
     seconds: Callable[[], float],
     below: float,
     work: str,
-    check_only: bool = False,
 ) -> str:
     """``executor``, or for ``auto``: Ray where a cluster is named or running, else this
     process where the modelled ``seconds()`` of ``work`` on one core are under ``below``.
     ``--executor local`` with a cluster named is refused (InputError)."""
-    named = address or os.environ.get("RAY_ADDRESS")
-    if executor == "local" and named:
-        raise InputError(
-            f"--executor local: runs in this process, but a cluster is named ({named!r}); "
-            "drop one of them"
-        )
-    if executor != "auto" or check_only:
+    refuse_local_with_cluster(executor, address)
+    if executor != "auto":
         return executor
-    if named or ray_running():
+    if address or os.environ.get("RAY_ADDRESS") or ray_running():
         return "ray"
     modelled = seconds()
     chosen = "local" if modelled < below else "ray"
@@ -238,7 +238,8 @@ def _run_locked(
 ) -> RunSummary:
     """The run proper, under the lock."""
     X_fit, Y_fit, holdout = spec.held_out(X, Y)  # X, Y: all the data, as the manifest names it
-    executor = choose_executor(executor, address, spec, spec.cost_trials(), Shape.of(X_fit, Y_fit))
+    cost = spec.cost_trials(trials)
+    executor = choose_executor(executor, address, spec, cost, Shape.of(X_fit, Y_fit))
     started_ray = False
     drawn: LandscapeSummary | None = None
     try:
@@ -254,7 +255,8 @@ def _run_locked(
             store.remove()
         store.prepare(spec.source)
         previous = store.read_manifest()
-        manifest = new_manifest(spec, compat, previous, started_at, cluster, X, Y, spec.n_trials)
+        total = spec.n_trials if spec.sampling is not None else len(trials)  # expanded once
+        manifest = new_manifest(spec, compat, previous, started_at, cluster, X, Y, total)
         manifest["executor"] = executor
         store.write_manifest({**manifest, "status": "running"})
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,17 @@ def test_a_range_test_with_a_sampler_is_refused_in_one_line() -> None:
     said = str(caught.value)
     assert "[lr_range]: sweeps the comparison groups of a grid, but [search]" in said
     assert "sampler = 'tpe'" in said and "\n" not in said
+
+
+def test_without_optuna_a_samplers_run_stops_before_it_touches_the_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    location = _run(JOB, tmp_path).path
+    before = sorted(p.name for p in Path(location).rglob("*"))
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna: ImportError
+    with pytest.raises(InputError, match=r"needs Optuna; pip install 'gdsearch\[optuna\]'"):
+        gdsearch.run_search(JOB, tmp_path, executor="local", fresh=True, show_progress=False)
+    assert sorted(p.name for p in Path(location).rglob("*")) == before
 
 
 def test_a_held_out_objective_needs_held_out_data() -> None:
