@@ -298,6 +298,8 @@ def draw_landscapes(
     chosen = chosen[chosen["status"] != Status.FAILED.value]
     if filters is not None and chosen.empty:
         raise InputError(f"filters: no stored trial that did not fail matches {filters!r}")
+    if trial_ids is not None and chosen.empty:
+        raise InputError(f"trial_ids: each of {list(trial_ids)!r} failed, so has no landscape")
     spec, X, Y, holdout = results.load_job_and_data()  # an error names the copy, key or file
     store = ResultsStore(location)
     with ResultsLock(store, wait=wait):

@@ -312,3 +312,22 @@ def test_trials_whose_patience_watches_held_out_data_are_drawn_trained_as_they_r
     origins = grids[(grids["kind"] == Slice.PLANE.value) & (grids["x"] == 0) & (grids["y"] == 0)]
     finals = trials.set_index("trial_id")["final_sse"]
     assert (origins.set_index("trial_id")["sse"] == finals.loc[origins["trial_id"]]).all()
+
+
+def test_asking_for_the_landscape_of_a_failed_trial_alone_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gdsearch.search import loop
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a worker lost its data")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "advance_unit", failing)
+        location = gdsearch.run_search(
+            LINEAR, tmp_path, executor="local", show_progress=False
+        ).path
+    failed = gdsearch.load_results(location).trials["trial_id"].iloc[0]
+    with pytest.raises(InputError, match=r"trial_ids: each of \[.*\] failed, so has no landscape"):
+        draw_landscapes(location, trial_ids=[failed], settings=SMALL, show_progress=False)
+    assert not ResultsStore(location).parts("landscapes")
