@@ -50,7 +50,14 @@ from gdsearch.mlp.config import (
     TrainConfig,
 )
 from gdsearch.mlp.inits import DEFAULT_SCALE
-from gdsearch.mlp.landscape import LandscapeSettings
+from gdsearch.mlp.landscape import (
+    MAX_LINE,
+    MAX_MARGIN,
+    MAX_PATH_POINTS,
+    MAX_RESOLUTION,
+    MAX_SPAN,
+    LandscapeSettings,
+)
 from gdsearch.mlp.network import GRAD_SCALES
 from gdsearch.mlp.numerics import DEFAULT_NUMERICS, NUMERICS
 from gdsearch.mlp.population import RUNG_METRICS
@@ -160,20 +167,23 @@ SAMPLER_SETTINGS = {
 """``[search]``'s keys of model-based search (:mod:`gdsearch.search.sampled`)."""
 LANDSCAPE_CHOICES = ("default", "all")
 LANDSCAPE_SETTINGS = {
-    "resolution": Setting("resolution", int, 51, lambda v: 3 <= v <= 501 and v % 2 == 1,
-                          "an odd integer in [3, 501] (points along each axis of every grid)"),
-    "span": Setting("span", float, 1.0, _finite(0, 100, open_low=True),
-                    "a number in (0, 100] (the random slice's half-width)"),
-    "line_from": Setting("line_from", float, -0.5, _finite(-100, 0),
-                         "a number in [-100, 0] (where the line starts, in α)"),
-    "line_to": Setting("line_to", float, 1.5, _finite(1, 100),
-                       "a number in [1, 100] (where the line ends, in α)"),
+    "resolution": Setting("resolution", int, 51, lambda v: 3 <= v <= MAX_RESOLUTION and v % 2,
+                          f"an odd integer in [3, {MAX_RESOLUTION}] (points along each axis of "
+                          "every grid)"),
+    "span": Setting("span", float, 1.0, _finite(0, MAX_SPAN, open_low=True),
+                    f"a number in (0, {MAX_SPAN:g}] (the random slice's half-width)"),
+    "line_from": Setting("line_from", float, -0.5, _finite(-MAX_LINE, 0),
+                         f"a number in [-{MAX_LINE:g}, 0] (where the line starts, in α)"),
+    "line_to": Setting("line_to", float, 1.5, _finite(1, MAX_LINE),
+                       f"a number in [1, {MAX_LINE:g}] (where the line ends, in α)"),
     "biases": Setting("biases", bool, False, rule="true or false"),
-    "sharpest_span": Setting("sharpest_span", float, 0.5, _finite(0, 100, open_low=True),
-                             "a number in (0, 100] (the sharpest direction's half-width)"),
-    "margin": Setting("margin", float, 0.25, _finite(0, 10), "a number in [0, 10]"),
-    "path_points": Setting("path_points", int, 1000, _finite(2, 100_000),
-                           "an integer in [2, 100000]"),
+    "sharpest_span": Setting("sharpest_span", float, 0.5, _finite(0, MAX_SPAN, open_low=True),
+                             f"a number in (0, {MAX_SPAN:g}] (the sharpest direction's "
+                             "half-width)"),
+    "margin": Setting("margin", float, 0.25, _finite(0, MAX_MARGIN),
+                      f"a number in [0, {MAX_MARGIN:g}]"),
+    "path_points": Setting("path_points", int, 1000, _finite(2, MAX_PATH_POINTS),
+                           f"an integer in [2, {MAX_PATH_POINTS}]"),
     "trials": Setting("trials", str, "default", lambda v: v in LANDSCAPE_CHOICES,
                       "default (each group's smallest, best and largest stable rate of its "
                       "first seed) or all"),

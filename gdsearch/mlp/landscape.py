@@ -43,6 +43,14 @@ EVALUATION_ELEMENTS = 1 << 18
 """The numpy path evaluates weight vectors in batches of about this many activation values."""
 
 
+MAX_RESOLUTION = 501
+MAX_SPAN = 100.0
+MAX_LINE = 100.0
+MAX_MARGIN = 10.0
+MAX_PATH_POINTS = 100_000
+"""The largest settings a landscape takes (a grid of 501² points is 251,001 forward passes)."""
+
+
 class Slice(str, enum.Enum):
     """The kinds of rows of a landscape table."""
 
@@ -83,15 +91,25 @@ class LandscapeSettings:
             raise InputError(
                 f"`resolution` must be an odd integer >= 3, but got {self.resolution!r}"
             )
+        if self.resolution > MAX_RESOLUTION:
+            raise InputError(
+                f"`resolution` must be at most {MAX_RESOLUTION}, but got {self.resolution!r}"
+            )
         for name in ("span", "sharpest_span"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise InputError(f"`{name}` must be a number > 0, but got {value!r}")
+            if value > MAX_SPAN:
+                raise InputError(f"`{name}` must be at most {MAX_SPAN:g}, but got {value!r}")
         low, high = self.line
         if not (np.isfinite(low) and np.isfinite(high) and low <= 0 and high >= 1):
             raise InputError(
                 "`line` must be [low, high] with low <= 0 and high >= 1, "
                 f"but got {list(self.line)}"
+            )
+        if not (low >= -MAX_LINE and high <= MAX_LINE):
+            raise InputError(
+                f"`line` must lie within [-{MAX_LINE:g}, {MAX_LINE:g}], but got {list(self.line)}"
             )
         if not (np.isfinite(self.margin) and self.margin >= 0):
             raise InputError(f"`margin` must be a number >= 0, but got {self.margin!r}")
@@ -99,6 +117,11 @@ class LandscapeSettings:
             raise InputError(
                 f"`path_points` must be an integer >= 2, but got {self.path_points!r}"
             )
+        for name, most in (("margin", MAX_MARGIN), ("path_points", MAX_PATH_POINTS)):
+            if getattr(self, name) > most:
+                raise InputError(
+                    f"`{name}` must be at most {most:g}, but got {getattr(self, name)!r}"
+                )
 
 
 @dataclass
