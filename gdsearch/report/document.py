@@ -149,25 +149,24 @@ def build(results: Results, out: Path, fmt: str = "html", rank_by: str | None = 
             "The edge ratio during training (lr·λ/2 for plain descent)",
             png(figure_edge_ratio(results)),
         )
-    landscape, lines, sharpest = (
-        figure_landscape_paths(results),
-        figure_landscape_lines(results),
-        figure_sharpest(results),
-    )
-    if landscape is not None and lines is not None and sharpest is not None:
-        figures["landscape_paths"] = (
+    drawn = {
+        "landscape_paths": (
             "Loss landscapes: each drawn trial's descent on the SSE over the plane of its path",
-            png(landscape),
-        )
-        figures["landscape_lines"] = (
+            figure_landscape_paths(results),
+        ),
+        "landscape_lines": (
             "The SSE on the line from each trial's initial (α = 0) to its final weights (α = 1)",
-            png(lines),
-        )
-        figures["landscape_sharpest"] = (
+            figure_landscape_lines(results),
+        ),
+        "landscape_sharpest": (
             "The loss along each trial's sharpest direction, beside the parabola of curvature "
             "2/lr (dashed): inside it, descent at that rate is at or over the edge of stability",
-            png(sharpest),
-        )
+            figure_sharpest(results),
+        ),
+    }
+    for key, (caption, figure) in drawn.items():
+        if figure is not None:  # the sharpest profile: none where every drawn trial diverged
+            figures[key] = (caption, png(figure))
     extra: dict[str, pd.DataFrame] = {}
     ranged = range_table(results, summary)
     swept = figure_range_test(results, summary)

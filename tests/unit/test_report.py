@@ -295,6 +295,22 @@ def test_few_rates_get_distinct_styles_and_a_legend_and_many_a_colour_bar() -> N
     assert [close.name(lr) for lr in close.rates] == ["0.0100001", "0.0100002", "0.02"]
 
 
+def test_the_report_shows_each_landscape_figure_there_is(
+    results_dir: Path, tmp_path: Path
+) -> None:
+    from gdsearch.search.landscapes import draw_landscapes
+
+    trials = load_results(results_dir).trials
+    assert (trials["status"] == "diverged").any()
+    draw_landscapes(
+        results_dir, filters=[("status", "==", "diverged")], executor="local", show_progress=False
+    )
+    text = build(load_results(results_dir), tmp_path / "r.html").read_text()
+    assert "descent on the SSE over the plane of its path" in text
+    assert "initial (α = 0) to its final weights" in text
+    assert "sharpest direction" not in text  # no profile: every drawn trial diverged
+
+
 def test_landscapes_get_three_figures_in_the_report_on_one_colour_scale(
     results_dir: Path, tmp_path: Path
 ) -> None:
