@@ -115,7 +115,7 @@ def fit(
     vW = [np.zeros_like(W) for W in Ws]
     vb = [np.zeros_like(b) for b in bs]
     n, first = len(X), None
-    for _ in range(epochs + 1):
+    for epoch in range(epochs + 1):
         acts = [X]
         for W, b in zip(Ws[:-1], bs[:-1], strict=True):
             acts.append(np.tanh(acts[-1] @ W + b))
@@ -124,6 +124,8 @@ def fit(
         first = sse if first is None else first
         if not np.isfinite(sse) or sse > divergence_factor * first:
             return None
+        if epoch == epochs:  # measured at the last epoch: no step after it
+            break
         delta = 2.0 * error / n
         for layer in range(len(Ws) - 1, -1, -1):
             grad_W, grad_b = acts[layer].T @ delta, delta.sum(axis=0)

@@ -25,14 +25,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gdsearch.job.space import Axis
 from gdsearch.job.spec import OBJECTIVES, JobSpec
 from gdsearch.job.trial import SAMPLER_STREAM, Trial
 from gdsearch.mlp.stopping import Status
 from gdsearch.results.schema import PROPOSAL_COLUMNS
 from gdsearch.results.store import ResultsStore
-from gdsearch.results.study import distributions, objective, optuna_module
-from gdsearch.results.study import rebuild_study as rebuild_study  # its old home
+from gdsearch.results.study import distributions, objective, optuna_module, point_of
 from gdsearch.search.plan import Ledger, Round, Shape, plan_units
 from gdsearch.search.policy import Outcome, Policy, Rows, Step
 from gdsearch.search.unit import UnitState, failed_tables
@@ -41,17 +39,6 @@ if TYPE_CHECKING:
     import optuna
 
 log = logging.getLogger("gdsearch")
-
-
-def _point(params: dict[str, Any], axes: dict[str, Axis]) -> dict[str, Any]:
-    """A study's proposal back as axis values."""
-    point = {}
-    for key, value in params.items():
-        if key == "hidden":
-            point[key] = tuple(int(w) for w in str(value).split("-") if w)
-        else:
-            point[key] = value
-    return point
 
 
 def make_study(spec: JobSpec) -> optuna.Study:
@@ -109,7 +96,7 @@ class SampledSearch(Policy):
         self.open = []
         for place in range(count):
             asked = self.study.ask(self.space)
-            trial = self.spec.trial_at(_point(asked.params, self.spec.axes))
+            trial = self.spec.trial_at(point_of(asked.params, self.spec))
             self.open.append((asked, trial))
             self.proposed.setdefault(trial.trial_id, (index, place))
         self.asked += count
