@@ -49,7 +49,10 @@ def samplers(folder: Path, runs: int, seeds: int = SEEDS) -> dict[str, float]:
     )
     ours = [child("sampled-run", str(JOB), "twice") for _ in range(runs)]
     loop = [child("optuna-loop", str(JOB), "64") for _ in range(runs)]
-    whole = [cli_child(["run", str(JOB), "--results-dir", str(folder / "w"), "--fresh"])]
+    whole = [
+        cli_child(["run", str(JOB), "--results-dir", str(folder / "w"), "--fresh"])
+        for _ in range(runs)
+    ]
     walls = {
         "gdsearch TPE, batches of 8 (the run)": _median(ours, "train_s"),
         "gdsearch, its process's first run (imports, kernel load)": _median(ours, "first_s"),
