@@ -74,6 +74,15 @@ class Driver:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
+def sigint_default() -> None:
+    """For ``preexec_fn``: in the child, before exec, SIGINT back to its default, as a terminal
+    gives it. A test run started as a background job of a non-interactive shell (``pytest &`` in
+    a script, as CI may) starts with SIGINT ignored, and a process keeps an ignored signal across
+    exec (Python then installs no handler of its own), so an interrupt sent to it would do
+    nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def processes_of(temp_dir: str, variable: str = "RAY_TMPDIR") -> list[int]:
     """Live processes, other than this one, whose environment has ``variable=temp_dir`` or whose
     command line names temp_dir."""

@@ -262,7 +262,7 @@ def _run_locked(
         try:
             policy = _policy(spec, trials, store, cluster["cpus"], Shape.of(X_fit, Y_fit))
             backend: Backend = (
-                RayBackend(X_fit, Y_fit, cluster["cpus"], holdout)
+                RayBackend(X_fit, Y_fit, cluster["cpus"], holdout, own_session=started_ray)
                 if executor == "ray"
                 else LocalBackend(X_fit, Y_fit, holdout)
             )

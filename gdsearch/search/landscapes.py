@@ -313,7 +313,7 @@ def draw_landscapes(
 
                 started_ray = connect(address, num_cpus)
                 cpus = int(cluster_facts()["cpus"])
-                backend: Backend = RayBackend(X, Y, cpus, holdout)
+                backend: Backend = RayBackend(X, Y, cpus, holdout, own_session=started_ray)
             else:
                 cpus, backend = 1, LocalBackend(X, Y, holdout)
             summary = draw_chosen(

@@ -73,13 +73,30 @@ def landscape_task(
 
 class RayBackend:
     """Steps as Ray tasks on the cluster this process has joined, ``IN_FLIGHT_PER_CPU`` per
-    CPU in flight; the data goes to the object store once."""
+    CPU in flight; the data goes to the object store once.
+
+    ``own_session``: this process joined or started Ray for this run and leaves it afterwards.
+    Leaving ends the job's tasks (the cluster frees their CPUs at once), so steps still in
+    flight after an error or an interrupt are left to that rather than cancelled:
+    ``ray.cancel`` races with a task whose result is arriving at that moment, and where it
+    wins, Ray's own check ("Tried to complete task that was not pending") ends this process
+    with exit code 1 instead of the interrupt's 130. In a session the caller opened, and keeps,
+    nothing else would stop them, so there they are cancelled."""
 
     name = "ray"
 
-    def __init__(self, X: np.ndarray, Y: np.ndarray, cpus: int, holdout: Holdout | None = None):
+    def __init__(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        cpus: int,
+        holdout: Holdout | None = None,
+        *,
+        own_session: bool = False,
+    ):
         self.data = ray.put((X, Y, holdout))
         self.slots = IN_FLIGHT_PER_CPU * cpus
+        self.own_session = own_session
         self.refs: dict[ray.ObjectRef, tuple[Any, Any]] = {}
 
     def submit(self, step: Step, metric: str) -> Hashable:
@@ -126,4 +143,6 @@ class RayBackend:
 
     def cancel(self, keys: list[Hashable]) -> None:
         for key in keys:
-            ray.cancel(cast(ray.ObjectRef, key), force=True)
+            self.refs.pop(cast(ray.ObjectRef, key), None)
+            if not self.own_session:
+                ray.cancel(cast(ray.ObjectRef, key), force=True)

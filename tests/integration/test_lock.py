@@ -25,6 +25,7 @@ from gdsearch.results.lock import Holder, ResultsLock
 from gdsearch.results.repair import repair_results
 from gdsearch.results.store import ALIVE, LOCK, ResultsStore
 from tests.conftest import REPO
+from tests.processes import sigint_default
 
 HOLD = """
 import sys, time
@@ -246,13 +247,6 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def _sigint_default() -> None:
-    """In the child, before exec: SIGINT back to its default, as a terminal gives it. A test
-    run started as a background job of a non-interactive shell (``pytest &`` in a script, as CI
-    may) starts with SIGINT ignored, and a process keeps an ignored signal across exec."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def manifest_status(results: Path) -> str | None:
     try:
         return str(json.loads((results / "manifest.json").read_text())["status"])
@@ -281,7 +275,7 @@ def test_second_run_is_refused_while_the_first_runs_and_an_interrupt_frees_the_l
         stderr=subprocess.PIPE,
         # A process started with SIGINT ignored keeps it ignored (Python installs its handler
         # only where it is not), and a whole test run may have come to ignore it by now.
-        preexec_fn=_sigint_default,
+        preexec_fn=sigint_default,
     )
     try:
         wait_for(lambda: (results / LOCK).exists() or first.poll() is not None, 120, "the lock")
@@ -299,7 +293,8 @@ def test_second_run_is_refused_while_the_first_runs_and_an_interrupt_frees_the_l
         trials = results / "trials"
         wait_for(lambda: any(trials.glob("part-*.parquet")), 120, "the first unit")
         first.send_signal(signal.SIGINT)
-        assert first.wait(timeout=120) == 130
+        _, err = first.communicate(timeout=120)
+        assert first.returncode == 130, err.decode(errors="replace")
     finally:
         if first.poll() is None:
             first.kill()
