@@ -577,11 +577,11 @@ def _cluster_state(dashboard: str, env: dict[str, str]) -> tuple[set[str], set[t
     return set(nodes), {tuple(task) for task in tasks}
 
 
-def _training_on(marker: str) -> bool:
-    """Whether a worker of the node that carries ``marker`` is training a unit right now."""
+def _training_on(marker: str, variable: str = NODE_MARKER) -> bool:
+    """Whether a worker of the nodes that carry ``variable=marker`` is training a unit now."""
     from tests.processes import processes_of
 
-    for pid in processes_of(marker, NODE_MARKER):
+    for pid in processes_of(marker, variable):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
                 if handle.read().startswith(b"ray::unit_task"):
@@ -664,6 +664,66 @@ def test_a_worker_node_lost_mid_run_the_run_completes_on_the_rest(
     assert remote.history.equals(local.history)
     varying = ["node", "wall_s"]
     assert remote.trials.drop(columns=varying).equals(local.trials.drop(columns=varying))
+
+
+INTERRUPTED_JOB = """
+[job]
+name = "interrupted"
+seed = 3
+
+[data]
+dataset = "moons"
+n_samples = 200
+
+[train]
+epochs = 400000
+
+[search]
+lr = [0.01, 0.02]
+hidden = [[64, 64]]
+seed = [0, 1]
+"""
+"""Four trials of a minute or more each: a unit still training 20 s after the interrupt is one
+the run left behind."""
+
+
+def test_an_interrupted_run_leaves_no_unit_training_on_the_cluster(
+    cluster: RunningCluster, tmp_path: Path
+) -> None:
+    """Ctrl-C on `gdsearch run --address` ends it with 130 and its units stop training on the
+    cluster's nodes: leaving Ray ends the job's tasks, where each would train for minutes."""
+    from tests.processes import sigint_default
+
+    job = tmp_path / "long.toml"
+    job.write_text(INTERRUPTED_JOB)
+    results = tmp_path / "results"
+    run = [sys.executable, "-m", "gdsearch.cli", "run", str(job), "--no-progress"]
+    driver = subprocess.Popen(
+        [*run, "--address", cluster.gcs_address, "--results-dir", str(results)],
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=sigint_default,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _training_on(cluster.temp, "HOME"):  # the nodes' HOME is the cluster's dir
+            assert driver.poll() is None, driver.communicate()[1].decode(errors="replace")
+            assert time.monotonic() < deadline, "no unit started training"
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGINT)
+        _, err = driver.communicate(timeout=60)
+        assert driver.returncode == 130, err.decode(errors="replace")[-3000:]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    deadline = time.monotonic() + 20
+    while _training_on(cluster.temp, "HOME"):
+        assert time.monotonic() < deadline, "a unit still trains after the run was interrupted"
+        time.sleep(0.2)
+    manifest = json.loads((results / "interrupted" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
 
 
 # --- a stock Ray cluster: nodes with Ray and Python, and nothing of gdsearch's ------------------
