@@ -42,6 +42,10 @@ from gdsearch.mlp.sharpness import SharpnessMeter
 EVALUATION_ELEMENTS = 1 << 18
 """The numpy path evaluates weight vectors in batches of about this many activation values."""
 
+GRID_ELEMENTS = 1 << 21
+"""A grid's weight vectors are built and evaluated this many numbers at a time (16 MiB): at 501²
+points, a network of 4,417 weights (2-64-64-1) would otherwise hold 8.9 GB of them at once."""
+
 
 MAX_RESOLUTION = 501
 MAX_SPAN = 100.0
@@ -328,9 +332,16 @@ def landscape(
     def grid(
         axes: np.ndarray, xs: np.ndarray, ys: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        a, b = np.meshgrid(xs, ys, indexing="ij")  # (R, R): x varies slowest
+        """(x, y, SSE) at each point θ_T + x·axes[0] + y·axes[1] of the grid xs × ys, x
+        varying slowest; each point's SSE is the same whatever points share its batch."""
+        a, b = np.meshgrid(xs, ys, indexing="ij")
         a, b = a.ravel(), b.ravel()
-        return final + (a[:, None] * axes[0] + b[:, None] * axes[1]), a, b
+        sse = np.empty(len(a))
+        batch = max(1, GRID_ELEMENTS // len(final))
+        for start in range(0, len(a), batch):
+            at = slice(start, start + batch)
+            sse[at] = evaluate(final + (a[at, None] * axes[0] + b[at, None] * axes[1]))
+        return a, b, sse
 
     # 1. The line from θ₀ to θ_T and beyond: (1 − α)·θ₀ + α·θ_T, exact at α = 0 and 1.
     alphas = line_axis(*settings.line, settings.resolution)
@@ -339,8 +350,7 @@ def landscape(
     # 2. The random slice, filter-normalised at θ_T.
     axes = np.stack([filter_normalised(d, final, sizes, settings.biases) for d in raw_directions])
     coords = centred_axis(settings.span, settings.resolution)
-    thetas, a, b = grid(axes, coords, coords)
-    rows.append((Slice.RANDOM, a, b, evaluate(thetas), None))
+    rows.append((Slice.RANDOM, *grid(axes, coords, coords), None))
     # 3. The plane of the path, its grid covering the path with a margin.
     plane, projected, explained = trajectory_plane(path, final)
     low, high = np.minimum(projected.min(axis=0), 0.0), np.maximum(projected.max(axis=0), 0.0)
@@ -351,8 +361,7 @@ def landscape(
     room = settings.margin * extent
     xs = covering_axis(low[0] - room[0], high[0] + room[0], settings.resolution)
     ys = covering_axis(low[1] - room[1], high[1] + room[1], settings.resolution)
-    thetas, a, b = grid(plane, xs, ys)
-    rows.append((Slice.PLANE, a, b, evaluate(thetas), None))
+    rows.append((Slice.PLANE, *grid(plane, xs, ys), None))
     rows.append((Slice.PATH, projected[:, 0], projected[:, 1], path_sse, epochs))
     # 4. The sharpest direction: θ_T + t·v.
     sharpness, vector = sharpest

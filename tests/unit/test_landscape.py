@@ -227,6 +227,43 @@ def test_every_grid_gives_the_final_sse_exactly_at_its_origin(
     assert drawn.sse[line_end].tolist() == [path_sse[-1]]
 
 
+@pytest.mark.parametrize("numerics", ["portable", "blas"])
+def test_a_grid_evaluated_a_few_points_at_a_time_equals_it_evaluated_whole(
+    moons: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch, numerics: str
+) -> None:
+    from gdsearch.mlp import landscape as module
+
+    X, Y = moons
+    sizes = [2, 6, 1]
+    rng = np.random.default_rng(8)
+    path = np.cumsum(0.05 * rng.normal(size=(12, 25)), axis=0)
+    evaluate = Evaluator(X, Y, sizes, "tanh", numerics)
+    values, vectors = sharpest_directions(path[-1:], X, Y, sizes, "tanh", 1 / len(X))
+    args = (
+        path[0], path, np.arange(12), evaluate(path), rng.normal(size=(2, 25)),
+        (values[0], vectors[0]), sizes, evaluate, LandscapeSettings(resolution=7), 1 / len(X),
+    )  # fmt: skip
+    whole = landscape(*args)
+    calls: list[int] = []
+
+    def counted(thetas: np.ndarray) -> np.ndarray:
+        calls.append(len(thetas))
+        return evaluate(thetas)
+
+    monkeypatch.setattr(module, "GRID_ELEMENTS", 3 * 25)  # 3 points a batch: 49 = 16·3 + 1
+    batched = landscape(*args[:7], counted, *args[8:])
+    assert calls == [
+        9,
+        *[3] * 16,
+        1,
+        *[3] * 16,
+        1,
+        7,
+    ]  # line (with 0 and 1), random, plane, sharpest
+    for field in ("kind", "x", "y", "epoch", "sse"):
+        np.testing.assert_array_equal(getattr(batched, field), getattr(whole, field))
+
+
 @pytest.mark.parametrize(
     ("settings", "named"),
     [
